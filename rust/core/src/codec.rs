@@ -1,0 +1,1 @@
+//! Frame primitives shared by every protocol's wire format (to be written).

@@ -1,0 +1,15 @@
+//! `consensus-core`: sans-IO protocol cores. Nothing in this crate reads a clock, touches a socket or a
+//! file, spawns a thread or calls back into Python. Each protocol is a deterministic state machine
+//! driven by `tick`, `step` and `propose`, whose output is a `Ready` batch the caller persists, sends,
+//! applies and acknowledges with `advance`.
+
+pub mod codec;
+pub mod error;
+pub mod log;
+pub mod quorum;
+pub mod raft;
+pub mod rng;
+pub mod sim;
+pub mod storage;
+
+pub use error::{DecodeError, Error, Result, StorageError};

@@ -1,0 +1,1 @@
+//! Raft message encoding (to be written).

@@ -1,0 +1,1 @@
+//! bindings (to be written)
