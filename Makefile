@@ -37,8 +37,8 @@ WITH_LIBPYTHON = LD_LIBRARY_PATH="$(PY_LIBDIR)$${LD_LIBRARY_PATH:+:$$LD_LIBRARY_
 
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
-.PHONY: help venv deps build run test test-rust test-python stubtest lint fmt bench bench-rust \
-	bench-python wheel sdist clean
+.PHONY: help venv deps build run test test-rust test-python stubtest lint fmt-check clippy fmt \
+	bench bench-rust bench-python wheel sdist clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -86,8 +86,13 @@ test-python: build ## pytest (tests/ only; benches are not collected)
 stubtest: build ## Check python/consensus/_core.pyi against the compiled module
 	$(VENV_PY) -m mypy.stubtest consensus._core --allowlist stubtest-allowlist.txt
 
-lint: $(VENV_PY) ## rustfmt --check and clippy -D warnings (needs the rustfmt and clippy components)
+# Not part of `test`: rustfmt and clippy are rustup components a machine may lack. CI runs both.
+lint: fmt-check clippy ## rustfmt --check and clippy -D warnings
+
+fmt-check: ## rustfmt --check (needs the rustfmt component)
 	$(CARGO) fmt --all --check
+
+clippy: $(VENV_PY) ## clippy on every target, warnings are errors (needs the clippy component)
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 fmt: ## Format the Rust code in place

@@ -9,7 +9,9 @@ pub mod log;
 pub mod quorum;
 pub mod raft;
 pub mod rng;
+pub mod role;
 pub mod sim;
 pub mod storage;
 
 pub use error::{DecodeError, Error, Result, StorageError};
+pub use role::Role;

@@ -1,6 +1,18 @@
-//! Raft: the complete protocol of the Raft paper and thesis, with the feature set of etcd-io/raft.
+//! Raft: the complete protocol of the Raft paper and thesis, with the feature set of etcd-io/raft
+//! (PreVote, CheckQuorum, ReadIndex and lease reads, leadership transfer, snapshots, joint
+//! consensus and learners, flow control).
 
+pub mod confchange;
+pub mod config;
+pub mod core;
 pub mod message;
+pub mod progress;
+pub mod raw_node;
+pub mod read_only;
 pub mod wire;
 
-pub use message::*;
+pub use self::config::Config;
+pub use self::core::Raft;
+pub use self::message::*;
+pub use self::raw_node::{PeerStatus, RawNode, Ready, ReadyMark, Status};
+pub use self::read_only::{ReadOnlyOption, ReadState};
