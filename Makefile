@@ -22,8 +22,8 @@ MATURIN_REQUIREMENT := maturin>=1.9,<2
 
 # maturin gets a target directory of its own: it builds pyo3 with PYO3_BUILD_EXTENSION_MODULE set and
 # plain cargo (test, clippy) builds it without, and sharing one directory would rebuild the pyo3 crates
-# on every switch between the two.
-MATURIN_TARGET_DIR := target/maturin
+# on every switch between the two. (target/maturin is maturin's own scratch folder; not that.)
+MATURIN_TARGET_DIR := target/extension
 
 # pyo3's build script configures itself for this interpreter (plain cargo commands; maturin sets its
 # own). Same interpreter for every command, so cargo never reruns pyo3's configuration needlessly.

@@ -683,10 +683,12 @@ impl<S: Storage> Raft<S> {
         let prev_index = next - 1;
         let prev_term = self.log.term(prev_index);
         let entries = self.log.entries(next, self.cfg.max_size_per_msg);
-        let (prev_term, entries) = match (prev_term, entries) {
+        let (prev_term, mut entries) = match (prev_term, entries) {
             (Ok(t), Ok(e)) => (t, e),
             _ => return self.send_snapshot(to),
         };
+        // Many tiny entries could exceed the count a receiver accepts even within the byte limit.
+        entries.truncate(wire::MAX_ENTRIES_PER_MESSAGE);
         if entries.is_empty() && !send_if_empty {
             return false;
         }
@@ -868,6 +870,10 @@ impl<S: Storage> Raft<S> {
         if entries.is_empty() {
             return Ok(0);
         }
+        if entries.len() > wire::MAX_ENTRIES_PER_MESSAGE {
+            self.stats.proposals_dropped += 1;
+            return Err(Error::ProposalDropped("more entries in one proposal than a message may carry"));
+        }
         for entry in &entries {
             if entry.payload_size() > self.cfg.max_entry_bytes {
                 self.stats.proposals_dropped += 1;
@@ -928,6 +934,9 @@ impl<S: Storage> Raft<S> {
     /// A linearizable read barrier: answered in `read_states` with the index the application must
     /// have applied before serving the read.
     pub fn read_index(&mut self, context: Bytes) -> Result<()> {
+        if context.len() > wire::MAX_CONTEXT_BYTES {
+            return Err(Error::ProposalDropped("read context larger than a message may carry"));
+        }
         match self.role {
             Role::Leader => {
                 if self.read_only.is_full() {

@@ -1,0 +1,1 @@
+"""The deterministic simulator (placeholder until the Rust simulator is bound)."""
