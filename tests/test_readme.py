@@ -1,0 +1,20 @@
+"""The README's quickstart runs as written and does what it says."""
+
+import contextlib
+import io
+import pathlib
+import re
+
+README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_readme_quickstart_commits_on_all_three_nodes():
+    text = README.read_text(encoding="utf-8")
+    block = re.search(r"## Quickstart.*?```python\n(.*?)```", text, re.S)
+    assert block, "the README has a Python quickstart block"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(block.group(1), "README.md", "exec"), {})
+    printed = out.getvalue()
+    for node in (1, 2, 3):
+        assert f"node {node} applies 2: b'hello'" in printed
