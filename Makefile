@@ -38,7 +38,7 @@ WITH_LIBPYTHON = LD_LIBRARY_PATH="$(PY_LIBDIR)$${LD_LIBRARY_PATH:+:$$LD_LIBRARY_
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
 .PHONY: help venv deps build run test test-rust test-python stubtest lint fmt-check clippy fmt \
-	bench bench-rust bench-python wheel sdist clean
+	bench bench-rust bench-python bench-asv wheel sdist clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -102,12 +102,18 @@ fmt: ## Format the Rust code in place
 
 bench: bench-rust bench-python ## criterion benches, then pytest-benchmark suites
 
-bench-rust: $(VENV_PY) ## criterion (cargo bench -p consensus-core)
+bench-rust: $(VENV_PY) ## criterion (cargo bench -p consensus-core), then the pure-Rust cluster loop
 	$(CARGO) bench -p consensus-core
+	$(CARGO) run --release -p consensus-core --example cluster_loop
 
 # benches/asv holds asv's suites (run with `asv run`, config in asv.conf.json), not pytest's.
 bench-python: build $(STAMP_BENCH) ## pytest-benchmark suites in benches/bench_*.py
 	$(VENV_PY) -m pytest benches --ignore=benches/asv --benchmark-only
+	$(VENV_PY) benches/bench_cluster.py
+
+# Not part of `bench`: one quick asv pass of benches/asv against the installed package.
+bench-asv: build $(STAMP_BENCH) ## asv suites once against the installed package (asv run --python=same --quick)
+	$(VENV)/bin/asv run --python=same --quick --show-stderr
 
 # --- packaging ----------------------------------------------------------------------------------
 

@@ -24,6 +24,8 @@ __all__ = [
     "StorageError",
     "__version__",
     "raft_decode",
+    "sim_run",
+    "sim_run_many",
 ]
 
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union, final
@@ -375,3 +377,22 @@ class RaftNode:
     def forget_leader(self) -> None: ...
     def status(self) -> Dict[str, Any]: ...
     def log_entries(self) -> List[RaftEntry]: ...
+
+# ---------------------------------------------------------------- simulator
+
+def sim_run(
+    protocol: str = "raft",
+    nodes: int = 5,
+    seed: int = 0,
+    steps: Optional[int] = None,
+    faults: Union[str, Dict[str, Any], None] = None,
+    liveness: bool = True,
+) -> Dict[str, Any]: ...
+def sim_run_many(
+    protocol: str = "raft",
+    nodes: int = 5,
+    seed_start: int = 0,
+    seed_stop: int = 1,
+    steps: Optional[int] = None,
+    faults: Union[str, Dict[str, Any], None] = None,
+) -> Dict[str, Any]: ...

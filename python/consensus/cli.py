@@ -48,6 +48,6 @@ def main(argv: Optional[List[str]] = None) -> int:
             nodes=args.nodes,
             steps=args.steps,
             faults=args.faults,
-            progress=not args.quiet and sys.stderr.isatty() or not args.quiet,
+            progress=not args.quiet,
         )
     return 2

@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 mod errors;
 mod raft;
 mod role;
+mod sim;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -14,5 +15,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     m.add_class::<role::Role>()?;
     raft::register(m)?;
+    sim::register(m)?;
     Ok(())
 }

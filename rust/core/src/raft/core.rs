@@ -153,8 +153,10 @@ impl<S: Storage> Raft<S> {
         self.tracker.config.voters.contains(self.id)
     }
 
+    /// A learner of the current configuration (a node in no configuration is a plain follower).
     fn is_learner(&self) -> bool {
-        !self.promotable()
+        let config = &self.tracker.config;
+        !self.promotable() && (config.learners.contains(&self.id) || config.learners_next.contains(&self.id))
     }
 
     // ---------------------------------------------------------------- outbox
@@ -250,6 +252,8 @@ impl<S: Storage> Raft<S> {
         // Raft §8: an empty entry of the new term lets earlier entries commit (§5.4.2).
         let noop = Entry::new(0, 0, EntryKind::Normal, Bytes::new());
         self.append_entries(vec![noop]);
+        // Raft §5.2: announce the leadership at once rather than at the next heartbeat.
+        self.bcast_append();
     }
 
     // ---------------------------------------------------------------- timers
@@ -410,8 +414,14 @@ impl<S: Storage> Raft<S> {
                 // votes inside their lease from ever electing anyone.
                 let answer = self.message(MessageType::AppendEntriesResponse, m.from);
                 self.send(answer);
-            } else if m.msg_type == MessageType::RequestPreVote {
-                let mut answer = self.message(MessageType::RequestPreVoteResponse, m.from);
+            } else if matches!(m.msg_type, MessageType::RequestPreVote | MessageType::RequestVote) {
+                // Figure 2: a stale candidate hears our term and stands down.
+                let response_type = if m.msg_type == MessageType::RequestVote {
+                    MessageType::RequestVoteResponse
+                } else {
+                    MessageType::RequestPreVoteResponse
+                };
+                let mut answer = self.message(response_type, m.from);
                 answer.reject = true;
                 self.send(answer);
             } else {
@@ -509,9 +519,11 @@ impl<S: Storage> Raft<S> {
                             self.become_leader();
                         }
                     }
-                    // A pre-candidate that loses goes back to following; so does a candidate
-                    // that can no longer win.
-                    VoteResult::Lost => self.become_follower(self.term, 0),
+                    // A pre-candidate that loses goes back to following at its old term. A
+                    // candidate that can no longer win waits as a candidate for a leader or its
+                    // next election timeout.
+                    VoteResult::Lost if self.role == Role::PreCandidate => self.become_follower(self.term, 0),
+                    VoteResult::Lost => {}
                     VoteResult::Pending => {}
                 }
             }
@@ -797,6 +809,11 @@ impl<S: Storage> Raft<S> {
         };
         progress.recent_active = true;
         progress.probe_sent = false;
+        if progress.state == ProgressState::Replicate && progress.inflights.full() {
+            // Every append in flight may have been lost (or their answers): with the window
+            // full nothing more would ever be sent. Fall back to probing from the match index.
+            progress.become_probe();
+        }
         if progress.matched < last_index {
             self.maybe_send_append(m.from, true);
         }
