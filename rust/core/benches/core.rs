@@ -25,9 +25,7 @@ fn codec(c: &mut Criterion) {
     let mut group = c.benchmark_group("codec/append_entries_64x128");
     group.throughput(Throughput::Bytes(frame.len() as u64));
     group.bench_function("encode", |b| b.iter(|| wire::encode(black_box(&message))));
-    group.bench_function("decode", |b| {
-        b.iter(|| wire::decode(black_box(&frame)).expect("decodes"))
-    });
+    group.bench_function("decode", |b| b.iter(|| wire::decode(black_box(&frame)).expect("decodes")));
     group.bench_function("encode+decode", |b| {
         b.iter(|| wire::decode(&wire::encode(black_box(&message))).expect("decodes"))
     });
@@ -79,9 +77,7 @@ fn cluster_ready_cycle(c: &mut Criterion) {
         group.throughput(Throughput::Elements(batch as u64));
         let mut cluster = cluster::Cluster::new(3);
         group.bench_with_input(BenchmarkId::new("batch", batch), &batch, |b, &batch| {
-            b.iter_custom(|iters| {
-                cluster::timed_batches(&mut cluster, &block, batch, ENTRY_BYTES, iters)
-            })
+            b.iter_custom(|iters| cluster::timed_batches(&mut cluster, &block, batch, ENTRY_BYTES, iters))
         });
     }
     group.finish();

@@ -22,15 +22,9 @@ fn entries_per_round(batch: usize) -> usize {
 }
 
 fn main() {
-    let seconds: f64 = std::env::args()
-        .nth(1)
-        .map(|s| s.parse().expect("seconds"))
-        .unwrap_or(3.0);
+    let seconds: f64 = std::env::args().nth(1).map(|s| s.parse().expect("seconds")).unwrap_or(3.0);
     let block = cluster::payload_block(1024, ENTRY_BYTES);
-    println!(
-        "{:>6} {:>16} {:>16} {:>7}",
-        "batch", "median entries/s", "best entries/s", "rounds"
-    );
+    println!("{:>6} {:>16} {:>16} {:>7}", "batch", "median entries/s", "best entries/s", "rounds");
     for batch in [1usize, 64, 1024] {
         let mut cluster = cluster::Cluster::new(3);
         let batches = (entries_per_round(batch) / batch) as u64;
@@ -44,12 +38,6 @@ fn main() {
             rates.push(entries_per_round(batch) as f64 / elapsed.as_secs_f64());
         }
         rates.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        println!(
-            "{:>6} {:>16.0} {:>16.0} {:>7}",
-            batch,
-            rates[rates.len() / 2],
-            rates[rates.len() - 1],
-            rates.len()
-        );
+        println!("{:>6} {:>16.0} {:>16.0} {:>7}", batch, rates[rates.len() / 2], rates[rates.len() - 1], rates.len());
     }
 }

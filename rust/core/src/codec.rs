@@ -67,16 +67,10 @@ pub struct FrameHeader {
 /// to route it; it must still compare `frame_len` with its own limit before buffering.
 pub fn peek_header(frame: &[u8]) -> Result<FrameHeader, DecodeError> {
     match frame.get(..HEADER_BYTES) {
-        Some(&[l0, l1, l2, l3, version, protocol, msg_type]) => Ok(FrameHeader {
-            frame_len: u32::from_le_bytes([l0, l1, l2, l3]),
-            version,
-            protocol,
-            msg_type,
-        }),
-        _ => Err(DecodeError::Truncated {
-            offset: frame.len(),
-            needed: HEADER_BYTES - frame.len(),
-        }),
+        Some(&[l0, l1, l2, l3, version, protocol, msg_type]) => {
+            Ok(FrameHeader { frame_len: u32::from_le_bytes([l0, l1, l2, l3]), version, protocol, msg_type })
+        }
+        _ => Err(DecodeError::Truncated { offset: frame.len(), needed: HEADER_BYTES - frame.len() }),
     }
 }
 
@@ -118,10 +112,7 @@ impl FrameWriter {
 
     /// Starts a bare record: no header, no CRC, just the fields that are put.
     pub fn unframed(len_hint: usize) -> FrameWriter {
-        FrameWriter {
-            buf: Vec::with_capacity(len_hint),
-            framed: false,
-        }
+        FrameWriter { buf: Vec::with_capacity(len_hint), framed: false }
     }
 
     #[inline]
@@ -209,78 +200,43 @@ impl FrameReader {
     /// `max_frame_bytes`; declared length equal to the bytes given; wire version; protocol id;
     /// CRC32C. The version is checked before the CRC because the version defines the layout of
     /// everything after it, the checksum included. The message type is the protocol's to check.
-    pub fn open(
-        frame: &Bytes,
-        protocol: u8,
-        max_frame_bytes: usize,
-    ) -> Result<(u8, FrameReader), DecodeError> {
+    pub fn open(frame: &Bytes, protocol: u8, max_frame_bytes: usize) -> Result<(u8, FrameReader), DecodeError> {
         let header = peek_header(frame)?;
         let declared = header.frame_len as usize;
         if declared > max_frame_bytes {
-            return Err(DecodeError::TooLarge {
-                size: declared,
-                limit: max_frame_bytes,
-            });
+            return Err(DecodeError::TooLarge { size: declared, limit: max_frame_bytes });
         }
         if frame.len() > max_frame_bytes {
-            return Err(DecodeError::TooLarge {
-                size: frame.len(),
-                limit: max_frame_bytes,
-            });
+            return Err(DecodeError::TooLarge { size: frame.len(), limit: max_frame_bytes });
         }
         if declared != frame.len() {
-            return Err(DecodeError::LengthMismatch {
-                declared,
-                actual: frame.len(),
-            });
+            return Err(DecodeError::LengthMismatch { declared, actual: frame.len() });
         }
         if frame.len() < MIN_FRAME_BYTES {
-            return Err(DecodeError::Truncated {
-                offset: frame.len(),
-                needed: MIN_FRAME_BYTES - frame.len(),
-            });
+            return Err(DecodeError::Truncated { offset: frame.len(), needed: MIN_FRAME_BYTES - frame.len() });
         }
         if header.version != WIRE_VERSION {
             return Err(DecodeError::Version(header.version));
         }
         if header.protocol != protocol {
-            return Err(DecodeError::WrongProtocol {
-                expected: protocol,
-                found: header.protocol,
-            });
+            return Err(DecodeError::WrongProtocol { expected: protocol, found: header.protocol });
         }
         let end = frame.len() - TRAILER_BYTES;
         let (covered, trailer) = frame.split_at(end);
         let expected = match trailer {
             &[c0, c1, c2, c3] => u32::from_le_bytes([c0, c1, c2, c3]),
-            _ => {
-                return Err(DecodeError::Truncated {
-                    offset: end,
-                    needed: TRAILER_BYTES,
-                })
-            }
+            _ => return Err(DecodeError::Truncated { offset: end, needed: TRAILER_BYTES }),
         };
         let computed = crc32c::crc32c(covered);
         if expected != computed {
             return Err(DecodeError::Checksum { expected, computed });
         }
-        Ok((
-            header.msg_type,
-            FrameReader {
-                buf: frame.clone(),
-                pos: HEADER_BYTES,
-                end,
-            },
-        ))
+        Ok((header.msg_type, FrameReader { buf: frame.clone(), pos: HEADER_BYTES, end }))
     }
 
     /// A reader over a bare record (no header, no CRC): the whole of `record` is payload.
     pub fn unframed(record: &Bytes) -> FrameReader {
-        FrameReader {
-            buf: record.clone(),
-            pos: 0,
-            end: record.len(),
-        }
+        FrameReader { buf: record.clone(), pos: 0, end: record.len() }
     }
 
     /// Payload bytes not yet read.
@@ -300,10 +256,7 @@ impl FrameReader {
     pub fn ensure(&self, len: usize) -> Result<(), DecodeError> {
         let remaining = self.remaining();
         if len > remaining {
-            return Err(DecodeError::Truncated {
-                offset: self.pos,
-                needed: len - remaining,
-            });
+            return Err(DecodeError::Truncated { offset: self.pos, needed: len - remaining });
         }
         Ok(())
     }
@@ -313,20 +266,13 @@ impl FrameReader {
         self.ensure(len)?;
         let start = self.pos;
         self.pos += len;
-        self.buf
-            .get(start..start + len)
-            .ok_or(DecodeError::Truncated {
-                offset: start,
-                needed: len,
-            })
+        self.buf.get(start..start + len).ok_or(DecodeError::Truncated { offset: start, needed: len })
     }
 
     #[inline]
     fn take_array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
         let offset = self.pos;
-        self.take(N)?
-            .try_into()
-            .map_err(|_| DecodeError::Truncated { offset, needed: N })
+        self.take(N)?.try_into().map_err(|_| DecodeError::Truncated { offset, needed: N })
     }
 
     #[inline]
@@ -341,10 +287,7 @@ impl FrameReader {
         match self.get_u8()? {
             0 => Ok(false),
             1 => Ok(true),
-            other => Err(DecodeError::InvalidField {
-                field,
-                value: u64::from(other),
-            }),
+            other => Err(DecodeError::InvalidField { field, value: u64::from(other) }),
         }
     }
 
@@ -371,10 +314,7 @@ impl FrameReader {
         let count = self.get_u32()?;
         let count_usize = count as usize;
         if count_usize > max_count {
-            return Err(DecodeError::InvalidField {
-                field,
-                value: u64::from(count),
-            });
+            return Err(DecodeError::InvalidField { field, value: u64::from(count) });
         }
         self.ensure(count_usize.saturating_mul(min_item_bytes))?;
         Ok(count_usize)
@@ -385,10 +325,7 @@ impl FrameReader {
     pub fn get_bytes(&mut self, max_len: usize) -> Result<Bytes, DecodeError> {
         let len = self.get_u32()? as usize;
         if len > max_len {
-            return Err(DecodeError::TooLarge {
-                size: len,
-                limit: max_len,
-            });
+            return Err(DecodeError::TooLarge { size: len, limit: max_len });
         }
         self.get_raw(len)
     }
@@ -452,8 +389,7 @@ mod tests {
     #[test]
     fn reader_reads_back_every_primitive() {
         let frame = sample_frame();
-        let (msg_type, mut reader) =
-            FrameReader::open(&frame, TEST_PROTOCOL, MAX_FRAME_BYTES).unwrap();
+        let (msg_type, mut reader) = FrameReader::open(&frame, TEST_PROTOCOL, MAX_FRAME_BYTES).unwrap();
         assert_eq!(msg_type, 42);
         assert_eq!(reader.get_u64().unwrap(), 0x0102_0304_0506_0708);
         assert_eq!(reader.get_u32().unwrap(), 0xdead_beef);
@@ -488,43 +424,23 @@ mod tests {
     fn open_rejects_declared_length_above_the_limit_before_reading_more() {
         let mut frame = sample_frame().to_vec();
         frame[..4].copy_from_slice(&u32::MAX.to_le_bytes());
-        let err =
-            FrameReader::open(&Bytes::from(frame), TEST_PROTOCOL, MAX_FRAME_BYTES).unwrap_err();
-        assert_eq!(
-            err,
-            DecodeError::TooLarge {
-                size: u32::MAX as usize,
-                limit: MAX_FRAME_BYTES
-            }
-        );
+        let err = FrameReader::open(&Bytes::from(frame), TEST_PROTOCOL, MAX_FRAME_BYTES).unwrap_err();
+        assert_eq!(err, DecodeError::TooLarge { size: u32::MAX as usize, limit: MAX_FRAME_BYTES });
     }
 
     #[test]
     fn open_rejects_a_frame_larger_than_a_small_limit() {
         let frame = sample_frame();
         let err = FrameReader::open(&frame, TEST_PROTOCOL, 16).unwrap_err();
-        assert_eq!(
-            err,
-            DecodeError::TooLarge {
-                size: frame.len(),
-                limit: 16
-            }
-        );
+        assert_eq!(err, DecodeError::TooLarge { size: frame.len(), limit: 16 });
     }
 
     #[test]
     fn open_rejects_length_field_mismatch() {
         let frame = sample_frame();
         let longer = [&frame[..], &[0u8]].concat();
-        let err =
-            FrameReader::open(&Bytes::from(longer), TEST_PROTOCOL, MAX_FRAME_BYTES).unwrap_err();
-        assert_eq!(
-            err,
-            DecodeError::LengthMismatch {
-                declared: frame.len(),
-                actual: frame.len() + 1
-            }
-        );
+        let err = FrameReader::open(&Bytes::from(longer), TEST_PROTOCOL, MAX_FRAME_BYTES).unwrap_err();
+        assert_eq!(err, DecodeError::LengthMismatch { declared: frame.len(), actual: frame.len() + 1 });
     }
 
     #[test]
@@ -532,8 +448,7 @@ mod tests {
         let mut frame = sample_frame().to_vec();
         frame[4] = 2;
         reseal_frame(&mut frame);
-        let err =
-            FrameReader::open(&Bytes::from(frame), TEST_PROTOCOL, MAX_FRAME_BYTES).unwrap_err();
+        let err = FrameReader::open(&Bytes::from(frame), TEST_PROTOCOL, MAX_FRAME_BYTES).unwrap_err();
         assert_eq!(err, DecodeError::Version(2));
     }
 
@@ -541,13 +456,7 @@ mod tests {
     fn open_rejects_another_protocols_frame() {
         let frame = sample_frame();
         let err = FrameReader::open(&frame, PROTOCOL_RAFT, MAX_FRAME_BYTES).unwrap_err();
-        assert_eq!(
-            err,
-            DecodeError::WrongProtocol {
-                expected: PROTOCOL_RAFT,
-                found: TEST_PROTOCOL
-            }
-        );
+        assert_eq!(err, DecodeError::WrongProtocol { expected: PROTOCOL_RAFT, found: TEST_PROTOCOL });
     }
 
     #[test]
@@ -557,13 +466,8 @@ mod tests {
             for bit in 0..8 {
                 let mut corrupted = frame.to_vec();
                 corrupted[byte] ^= 1 << bit;
-                let err =
-                    FrameReader::open(&Bytes::from(corrupted), TEST_PROTOCOL, MAX_FRAME_BYTES)
-                        .unwrap_err();
-                assert!(
-                    matches!(err, DecodeError::Checksum { .. }),
-                    "byte {byte} bit {bit}: {err:?}"
-                );
+                let err = FrameReader::open(&Bytes::from(corrupted), TEST_PROTOCOL, MAX_FRAME_BYTES).unwrap_err();
+                assert!(matches!(err, DecodeError::Checksum { .. }), "byte {byte} bit {bit}: {err:?}");
             }
         }
     }
@@ -574,13 +478,7 @@ mod tests {
         let mut reader = FrameReader::unframed(&record);
         assert!(!reader.get_bool("flag").unwrap());
         assert!(reader.get_bool("flag").unwrap());
-        assert_eq!(
-            reader.get_bool("flag"),
-            Err(DecodeError::InvalidField {
-                field: "flag",
-                value: 2
-            })
-        );
+        assert_eq!(reader.get_bool("flag"), Err(DecodeError::InvalidField { field: "flag", value: 2 }));
     }
 
     #[test]
@@ -589,19 +487,10 @@ mod tests {
         let mut reader = FrameReader::unframed(&record);
         assert_eq!(
             reader.get_bytes(usize::MAX),
-            Err(DecodeError::Truncated {
-                offset: 4,
-                needed: u32::MAX as usize - 2
-            })
+            Err(DecodeError::Truncated { offset: 4, needed: u32::MAX as usize - 2 })
         );
         let mut reader = FrameReader::unframed(&record);
-        assert_eq!(
-            reader.get_bytes(1),
-            Err(DecodeError::TooLarge {
-                size: u32::MAX as usize,
-                limit: 1
-            })
-        );
+        assert_eq!(reader.get_bytes(1), Err(DecodeError::TooLarge { size: u32::MAX as usize, limit: 1 }));
     }
 
     #[test]
@@ -609,17 +498,11 @@ mod tests {
         let record = Bytes::from_static(&[3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
         assert_eq!(
             FrameReader::unframed(&record).get_count("ids", 8, 8),
-            Err(DecodeError::Truncated {
-                offset: 4,
-                needed: 16
-            })
+            Err(DecodeError::Truncated { offset: 4, needed: 16 })
         );
         assert_eq!(
             FrameReader::unframed(&record).get_count("ids", 2, 1),
-            Err(DecodeError::InvalidField {
-                field: "ids",
-                value: 3
-            })
+            Err(DecodeError::InvalidField { field: "ids", value: 3 })
         );
         assert_eq!(FrameReader::unframed(&record).get_count("ids", 8, 2), Ok(3));
     }
@@ -628,28 +511,10 @@ mod tests {
     fn getters_past_the_end_report_truncation() {
         let record = Bytes::from_static(&[1, 2, 3]);
         let mut reader = FrameReader::unframed(&record);
-        assert_eq!(
-            reader.get_u64(),
-            Err(DecodeError::Truncated {
-                offset: 0,
-                needed: 5
-            })
-        );
-        assert_eq!(
-            reader.get_u32(),
-            Err(DecodeError::Truncated {
-                offset: 0,
-                needed: 1
-            })
-        );
+        assert_eq!(reader.get_u64(), Err(DecodeError::Truncated { offset: 0, needed: 5 }));
+        assert_eq!(reader.get_u32(), Err(DecodeError::Truncated { offset: 0, needed: 1 }));
         assert_eq!(reader.get_raw(3).unwrap(), Bytes::from_static(&[1, 2, 3]));
-        assert_eq!(
-            reader.get_u8(),
-            Err(DecodeError::Truncated {
-                offset: 3,
-                needed: 1
-            })
-        );
+        assert_eq!(reader.get_u8(), Err(DecodeError::Truncated { offset: 3, needed: 1 }));
     }
 
     #[test]
@@ -666,20 +531,9 @@ mod tests {
         let header = peek_header(&frame[..HEADER_BYTES]).unwrap();
         assert_eq!(
             header,
-            FrameHeader {
-                frame_len: frame.len() as u32,
-                version: WIRE_VERSION,
-                protocol: TEST_PROTOCOL,
-                msg_type: 42
-            }
+            FrameHeader { frame_len: frame.len() as u32, version: WIRE_VERSION, protocol: TEST_PROTOCOL, msg_type: 42 }
         );
-        assert_eq!(
-            peek_header(&frame[..3]),
-            Err(DecodeError::Truncated {
-                offset: 3,
-                needed: 4
-            })
-        );
+        assert_eq!(peek_header(&frame[..3]), Err(DecodeError::Truncated { offset: 3, needed: 4 }));
     }
 
     #[test]

@@ -159,6 +159,11 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    /// (voters, acknowledged indexes, expected committed index)
+    type CommitCase<'a> = (&'a [u64], &'a [(u64, u64)], u64);
+    /// (voters, votes, expected result)
+    type VoteCase<'a> = (&'a [u64], &'a [(u64, bool)], VoteResult);
+
     fn acks(pairs: &[(u64, u64)]) -> HashMap<u64, u64> {
         pairs.iter().copied().collect()
     }
@@ -166,7 +171,7 @@ mod tests {
     #[test]
     fn majority_committed_index_table() {
         // (voters, acknowledged indexes, expected committed index)
-        let cases: &[(&[u64], &[(u64, u64)], u64)] = &[
+        let cases: &[CommitCase] = &[
             (&[1], &[(1, 5)], 5),
             (&[1], &[], 0),
             (&[1, 2], &[(1, 5), (2, 3)], 3),
@@ -210,7 +215,7 @@ mod tests {
     #[test]
     fn majority_vote_result_table() {
         // (voters, votes, expected)
-        let cases: &[(&[u64], &[(u64, bool)], VoteResult)] = &[
+        let cases: &[VoteCase] = &[
             (&[], &[], VoteResult::Won),
             (&[1], &[], VoteResult::Pending),
             (&[1], &[(1, true)], VoteResult::Won),
@@ -238,8 +243,7 @@ mod tests {
         assert_eq!(joint.vote_result(|id| won_incoming.get(&id).copied()), VoteResult::Pending);
         let both: HashMap<u64, bool> = [(1, true), (2, true), (4, true), (5, true)].into_iter().collect();
         assert_eq!(joint.vote_result(|id| both.get(&id).copied()), VoteResult::Won);
-        let lost_outgoing: HashMap<u64, bool> =
-            [(1, true), (2, true), (4, false), (5, false)].into_iter().collect();
+        let lost_outgoing: HashMap<u64, bool> = [(1, true), (2, true), (4, false), (5, false)].into_iter().collect();
         assert_eq!(joint.vote_result(|id| lost_outgoing.get(&id).copied()), VoteResult::Lost);
     }
 }

@@ -220,7 +220,9 @@ impl MemStorage {
     /// Whether nothing was ever persisted here (a brand-new node).
     pub fn is_empty(&self) -> bool {
         let core = self.rl();
-        core.hard_state == HardState::default() && core.last_index() == 0 && core.conf_history.is_empty()
+        core.hard_state == HardState::default()
+            && core.last_index() == 0
+            && core.conf_history.is_empty()
             && core.snapshot.is_empty()
     }
 }

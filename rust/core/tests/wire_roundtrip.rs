@@ -7,9 +7,7 @@
 use bytes::Bytes;
 use consensus_core::codec::{reseal_frame, HEADER_BYTES, MIN_FRAME_BYTES};
 use consensus_core::raft::wire::{self, check_decode_round_trip};
-use consensus_core::raft::{
-    ConfChange, ConfState, Entry, EntryKind, HardState, Message, MessageType, Snapshot,
-};
+use consensus_core::raft::{ConfChange, ConfState, Entry, EntryKind, HardState, Message, MessageType, Snapshot};
 use consensus_core::DecodeError;
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -27,13 +25,11 @@ fn arb_kind() -> impl Strategy<Value = EntryKind> {
 }
 
 fn arb_entry() -> impl Strategy<Value = Entry> {
-    (any::<u64>(), any::<u64>(), arb_kind(), arb_bytes(64)).prop_map(|(index, term, kind, data)| {
-        Entry {
-            index,
-            term,
-            kind,
-            data,
-        }
+    (any::<u64>(), any::<u64>(), arb_kind(), arb_bytes(64)).prop_map(|(index, term, kind, data)| Entry {
+        index,
+        term,
+        kind,
+        data,
     })
 }
 
@@ -65,22 +61,12 @@ fn arb_conf_change() -> impl Strategy<Value = ConfChange> {
 }
 
 fn arb_snapshot() -> impl Strategy<Value = Snapshot> {
-    (any::<u64>(), any::<u64>(), arb_conf_state(), arb_bytes(256)).prop_map(
-        |(index, term, conf_state, data)| Snapshot {
-            index,
-            term,
-            conf_state,
-            data,
-        },
-    )
+    (any::<u64>(), any::<u64>(), arb_conf_state(), arb_bytes(256))
+        .prop_map(|(index, term, conf_state, data)| Snapshot { index, term, conf_state, data })
 }
 
 fn arb_hard_state() -> impl Strategy<Value = HardState> {
-    (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(term, vote, commit)| HardState {
-        term,
-        vote,
-        commit,
-    })
+    (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(term, vote, commit)| HardState { term, vote, commit })
 }
 
 fn arb_message_type() -> impl Strategy<Value = MessageType> {
@@ -90,14 +76,7 @@ fn arb_message_type() -> impl Strategy<Value = MessageType> {
 fn arb_message() -> impl Strategy<Value = Message> {
     (
         arb_message_type(),
-        [
-            any::<u64>(),
-            any::<u64>(),
-            any::<u64>(),
-            any::<u64>(),
-            any::<u64>(),
-            any::<u64>(),
-        ],
+        [any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()],
         vec(arb_entry(), 0..8),
         any::<bool>(),
         any::<u64>(),
@@ -105,15 +84,7 @@ fn arb_message() -> impl Strategy<Value = Message> {
         proptest::option::of(arb_snapshot()),
     )
         .prop_map(
-            |(
-                msg_type,
-                [from, to, term, log_term, index, commit],
-                entries,
-                reject,
-                reject_hint,
-                context,
-                snapshot,
-            )| {
+            |(msg_type, [from, to, term, log_term, index, commit], entries, reject, reject_hint, context, snapshot)| {
                 Message {
                     msg_type,
                     from,
@@ -311,11 +282,7 @@ fn random_message(rng: &mut SplitMix64) -> Message {
             .map(|_| Entry {
                 index: rng.interesting_u64(),
                 term: rng.interesting_u64(),
-                kind: if rng.below(2) == 0 {
-                    EntryKind::Normal
-                } else {
-                    EntryKind::ConfChange
-                },
+                kind: if rng.below(2) == 0 { EntryKind::Normal } else { EntryKind::ConfChange },
                 data: Bytes::from(rng.bytes_below(24)),
             })
             .collect(),
@@ -436,10 +403,7 @@ fn fuzz_stand_in_200k_random_and_mutated_frames_never_panic_and_round_trip() {
     }
     // The mutations must leave some frames valid, or the payload parser was never exercised
     // past its first error.
-    assert!(
-        decoded_after_mutation > 1000,
-        "only {decoded_after_mutation} mutated frames decoded"
-    );
+    assert!(decoded_after_mutation > 1000, "only {decoded_after_mutation} mutated frames decoded");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -131,7 +131,12 @@ impl Entry {
     }
     fn __repr__(&self) -> String {
         let kind = if self.inner.kind == CoreEntryKind::Normal { "NORMAL" } else { "CONF_CHANGE" };
-        format!("Entry(index={}, term={}, kind={kind}, data=<{} bytes>)", self.inner.index, self.inner.term, self.inner.data.len())
+        format!(
+            "Entry(index={}, term={}, kind={kind}, data=<{} bytes>)",
+            self.inner.index,
+            self.inner.term,
+            self.inner.data.len()
+        )
     }
 }
 
@@ -294,7 +299,12 @@ impl Snapshot {
         PyBytes::new(py, &self.inner.data)
     }
     fn __repr__(&self) -> String {
-        format!("Snapshot(index={}, term={}, data=<{} bytes>)", self.inner.index, self.inner.term, self.inner.data.len())
+        format!(
+            "Snapshot(index={}, term={}, data=<{} bytes>)",
+            self.inner.index,
+            self.inner.term,
+            self.inner.data.len()
+        )
     }
 }
 
@@ -482,7 +492,10 @@ impl Config {
             "safe" => ReadOnlyOption::Safe,
             "lease_based" => ReadOnlyOption::LeaseBased,
             other => {
-                return Err(config_error("read_only_option", format!("must be 'safe' or 'lease_based' (got {other:?})")))
+                return Err(config_error(
+                    "read_only_option",
+                    format!("must be 'safe' or 'lease_based' (got {other:?})"),
+                ))
             }
         };
         let inner = core::Config {
@@ -767,9 +780,11 @@ fn batch_from(batch: &Bound<'_, PyAny>) -> PyResult<Vec<Bytes>> {
         for item in list.iter() {
             match item.cast::<PyBytes>() {
                 Ok(b) => out.push(bytes_of(b.as_bytes())),
-                Err(_) => out.push(bytes_of(&item.extract::<Vec<u8>>().map_err(|_| {
-                    PyTypeError::new_err("propose_many takes a list of bytes or a 2-D uint8 array")
-                })?)),
+                Err(_) => {
+                    out.push(bytes_of(&item.extract::<Vec<u8>>().map_err(|_| {
+                        PyTypeError::new_err("propose_many takes a list of bytes or a 2-D uint8 array")
+                    })?))
+                }
             }
         }
         return Ok(out);
@@ -812,10 +827,18 @@ impl RaftNode {
         storage: Option<MemoryStorage>,
         applied: u64,
     ) -> PyResult<Self> {
-        let id = u64::try_from(id).ok().filter(|id| *id > 0).ok_or_else(|| config_error("id", "must be a positive integer"))?;
+        let id = u64::try_from(id)
+            .ok()
+            .filter(|id| *id > 0)
+            .ok_or_else(|| config_error("id", "must be a positive integer"))?;
         let to_ids = |field: &'static str, ids: Vec<i64>| -> PyResult<Vec<u64>> {
             ids.into_iter()
-                .map(|v| u64::try_from(v).ok().filter(|v| *v > 0).ok_or_else(|| config_error(field, "ids must be positive integers")))
+                .map(|v| {
+                    u64::try_from(v)
+                        .ok()
+                        .filter(|v| *v > 0)
+                        .ok_or_else(|| config_error(field, "ids must be positive integers"))
+                })
                 .collect()
         };
         let voters = to_ids("voters", voters)?;
@@ -998,7 +1021,14 @@ impl RaftNode {
     }
     fn __repr__(&self) -> String {
         let r = &self.node.raft;
-        format!("RaftNode(id={}, role={}, term={}, leader={}, commit={})", r.id, r.role.as_str(), r.term, r.leader, r.log.committed)
+        format!(
+            "RaftNode(id={}, role={}, term={}, leader={}, commit={})",
+            r.id,
+            r.role.as_str(),
+            r.term,
+            r.leader,
+            r.log.committed
+        )
     }
 }
 

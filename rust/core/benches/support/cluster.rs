@@ -28,12 +28,8 @@ impl Cluster {
         let mut storages = Vec::new();
         for &id in &voters {
             let storage = MemStorage::new();
-            let config = Config {
-                seed: id,
-                ..Config::default()
-            };
-            let node =
-                RawNode::new(id, config, storage.clone(), &voters, &[], 0).expect("valid config");
+            let config = Config { seed: id, ..Config::default() };
+            let node = RawNode::new(id, config, storage.clone(), &voters, &[], 0).expect("valid config");
             // What the Python binding does on a fresh storage: record the bootstrap configuration.
             storage.wl().set_conf_state(0, node.raft.conf_state());
             nodes.push(node);
@@ -44,15 +40,10 @@ impl Cluster {
         cluster.settle();
         assert_eq!(cluster.nodes[0].raft.role, Role::Leader);
         // Commit the leader's empty entry (and one payload) before anything is measured.
-        cluster.nodes[0]
-            .propose(Bytes::from_static(b"warm-up"))
-            .expect("propose");
+        cluster.nodes[0].propose(Bytes::from_static(b"warm-up")).expect("propose");
         cluster.settle();
         let last = cluster.nodes[0].raft.log.last_index();
-        assert!(
-            cluster.nodes.iter().all(|n| n.raft.log.applied == last),
-            "warm-up entry not applied everywhere"
-        );
+        assert!(cluster.nodes.iter().all(|n| n.raft.log.applied == last), "warm-up entry not applied everywhere");
         cluster
     }
 
@@ -96,14 +87,9 @@ impl Cluster {
         let mut idle_rounds = 0;
         while pending > 0 {
             let committed = self.pass();
-            pending = pending
-                .checked_sub(committed)
-                .expect("a node applied more than was proposed");
+            pending = pending.checked_sub(committed).expect("a node applied more than was proposed");
             idle_rounds = if committed == 0 { idle_rounds + 1 } else { 0 };
-            assert!(
-                idle_rounds < IDLE_ROUNDS_MAX,
-                "cluster stuck with {pending} entries pending"
-            );
+            assert!(idle_rounds < IDLE_ROUNDS_MAX, "cluster stuck with {pending} entries pending");
         }
     }
 
@@ -113,10 +99,7 @@ impl Cluster {
         for (node, storage) in self.nodes.iter().zip(&self.storages) {
             let applied = node.raft.log.applied;
             if applied > storage.rl().first_index() {
-                storage
-                    .wl()
-                    .compact(applied, Bytes::new())
-                    .expect("compact");
+                storage.wl().compact(applied, Bytes::new()).expect("compact");
             }
         }
     }
@@ -126,27 +109,17 @@ impl Cluster {
 /// one from a 2-D NumPy array: one copy of the whole block, then one zero-copy slice per row.
 pub fn make_batch(block: &[u8], count: usize, entry_bytes: usize) -> Vec<Bytes> {
     let whole = Bytes::copy_from_slice(&block[..count * entry_bytes]);
-    (0..count)
-        .map(|r| whole.slice(r * entry_bytes..(r + 1) * entry_bytes))
-        .collect()
+    (0..count).map(|r| whole.slice(r * entry_bytes..(r + 1) * entry_bytes)).collect()
 }
 
 /// The payload block every batch is cut from (deterministic, not all one byte value).
 pub fn payload_block(count: usize, entry_bytes: usize) -> Vec<u8> {
-    (0..count * entry_bytes)
-        .map(|i| (i * 31 + 7) as u8)
-        .collect()
+    (0..count * entry_bytes).map(|i| (i * 31 + 7) as u8).collect()
 }
 
 /// Commits `batches` batches of `batch` entries, compacting (untimed) every `compact_every`
 /// batches. Returns the time spent in `commit_batch` (proposal construction included).
-pub fn timed_batches(
-    cluster: &mut Cluster,
-    block: &[u8],
-    batch: usize,
-    entry_bytes: usize,
-    batches: u64,
-) -> Duration {
+pub fn timed_batches(cluster: &mut Cluster, block: &[u8], batch: usize, entry_bytes: usize, batches: u64) -> Duration {
     let compact_every = (65_536 / batch as u64).max(1);
     let mut total = Duration::ZERO;
     for i in 0..batches {

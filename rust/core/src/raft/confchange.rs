@@ -21,12 +21,8 @@ pub fn apply_change(current: &TrackerConfig, change: &ConfChange) -> Result<Trac
     if current.is_joint() {
         return Err("a joint configuration is in force; it must be left before another change".into());
     }
-    for id in change
-        .add_voters
-        .iter()
-        .chain(&change.remove_voters)
-        .chain(&change.add_learners)
-        .chain(&change.remove_learners)
+    for id in
+        change.add_voters.iter().chain(&change.remove_voters).chain(&change.add_learners).chain(&change.remove_learners)
     {
         if *id == 0 {
             return Err("node id 0 is reserved".into());

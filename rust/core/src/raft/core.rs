@@ -4,8 +4,8 @@
 
 use bytes::Bytes;
 
-use super::config::Config;
 use super::confchange::{self, from_conf_state, to_conf_state};
+use super::config::Config;
 use super::message::{ConfChange, ConfState, Entry, EntryKind, HardState, Message, MessageType, Snapshot};
 use super::progress::{Progress, ProgressState, ProgressTracker};
 use super::read_only::{ReadOnly, ReadOnlyOption, ReadState};
@@ -794,8 +794,7 @@ impl<S: Storage> Raft<S> {
         }
         // Keep the pipeline full.
         while self.maybe_send_append(m.from, false) {}
-        if m.from == self.lead_transferee
-            && self.tracker.progress.get(&m.from).is_some_and(|p| p.matched == last_index)
+        if m.from == self.lead_transferee && self.tracker.progress.get(&m.from).is_some_and(|p| p.matched == last_index)
         {
             self.send_timeout_now(m.from);
         }
@@ -874,10 +873,8 @@ impl<S: Storage> Raft<S> {
             return Err(Error::ProposalDropped("a configuration change is pending"));
         }
         let change = wire::decode_conf_change(&entry.data)?;
-        confchange::apply_change(&self.tracker.config, &change).map_err(|reason| Error::Config {
-            field: "conf_change",
-            reason,
-        })?;
+        confchange::apply_change(&self.tracker.config, &change)
+            .map_err(|reason| Error::Config { field: "conf_change", reason })?;
         Ok(change)
     }
 
@@ -1051,7 +1048,7 @@ impl<S: Storage> Raft<S> {
     }
 
     fn handle_transfer_leader(&mut self, transferee: u64) {
-        if !self.tracker.progress.get(&transferee).is_some_and(|p| !p.is_learner) {
+        if self.tracker.progress.get(&transferee).is_none_or(|p| p.is_learner) {
             // Only a voter can lead.
             return;
         }

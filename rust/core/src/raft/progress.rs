@@ -246,7 +246,7 @@ impl ProgressTracker {
     pub fn tally_votes(&self) -> (usize, usize, VoteResult) {
         let (mut granted, mut rejected) = (0, 0);
         for (id, vote) in &self.votes {
-            if !self.progress.get(id).is_some_and(|p| !p.is_learner) {
+            if self.progress.get(id).is_none_or(|p| p.is_learner) {
                 continue;
             }
             if *vote {

@@ -202,7 +202,10 @@ impl<S: Storage> RawNode<S> {
         let committed_entries = if snapshot.is_some() {
             Vec::new()
         } else {
-            raft.log.next_committed_entries(raft.cfg.max_committed_bytes_per_ready, raft.cfg.max_committed_entries_per_ready)
+            raft.log.next_committed_entries(
+                raft.cfg.max_committed_bytes_per_ready,
+                raft.cfg.max_committed_entries_per_ready,
+            )
         };
         if let Some(last) = committed_entries.last() {
             raft.log.applying_to(last.index);

@@ -74,10 +74,7 @@ impl ReadOnly {
         let Some(position) = self.queue.iter().position(|c| c.as_ref() == context) else {
             return Vec::new();
         };
-        self.queue
-            .drain(..=position)
-            .filter_map(|c| self.pending.remove(&c))
-            .collect()
+        self.queue.drain(..=position).filter_map(|c| self.pending.remove(&c)).collect()
     }
 
     pub fn last_pending_context(&self) -> Option<Bytes> {

@@ -13,13 +13,9 @@
 
 use bytes::Bytes;
 
-use crate::codec::{
-    FrameReader, FrameWriter, HEADER_BYTES, MAX_FRAME_BYTES, MIN_FRAME_BYTES, PROTOCOL_RAFT,
-};
+use crate::codec::{FrameReader, FrameWriter, HEADER_BYTES, MAX_FRAME_BYTES, MIN_FRAME_BYTES, PROTOCOL_RAFT};
 use crate::error::DecodeError;
-use crate::raft::message::{
-    ConfChange, ConfState, Entry, EntryKind, HardState, Message, MessageType, Snapshot,
-};
+use crate::raft::message::{ConfChange, ConfState, Entry, EntryKind, HardState, Message, MessageType, Snapshot};
 
 /// Most entries one message may carry. Senders must split larger batches (the core's byte-based
 /// `max_size_per_msg` alone does not bound the count of empty entries).
@@ -76,16 +72,12 @@ fn snapshot_len(snapshot: &Snapshot) -> usize {
 }
 
 fn conf_state_body_len(cs: &ConfState) -> usize {
-    let ids =
-        cs.voters.len() + cs.learners.len() + cs.voters_outgoing.len() + cs.learners_next.len();
+    let ids = cs.voters.len() + cs.learners.len() + cs.voters_outgoing.len() + cs.learners_next.len();
     CONF_STATE_FIXED_BYTES + 8 * ids
 }
 
 fn conf_change_body_len(cc: &ConfChange) -> usize {
-    let ids = cc.add_voters.len()
-        + cc.remove_voters.len()
-        + cc.add_learners.len()
-        + cc.remove_learners.len();
+    let ids = cc.add_voters.len() + cc.remove_voters.len() + cc.add_learners.len() + cc.remove_learners.len();
     CONF_CHANGE_FIXED_BYTES + 8 * ids
 }
 
@@ -117,11 +109,7 @@ pub fn encode(msg: &Message) -> Bytes {
             put_snapshot(&mut w, snapshot);
         }
     }
-    debug_assert_eq!(
-        w.len(),
-        HEADER_BYTES + payload_len,
-        "encoded_len disagrees with encode"
-    );
+    debug_assert_eq!(w.len(), HEADER_BYTES + payload_len, "encoded_len disagrees with encode");
     w.finish()
 }
 
@@ -134,8 +122,7 @@ pub fn decode(frame: &Bytes) -> Result<Message, DecodeError> {
 /// Decodes one frame, rejecting frames larger than `max_frame_bytes`.
 pub fn decode_with_limit(frame: &Bytes, max_frame_bytes: usize) -> Result<Message, DecodeError> {
     let (type_byte, mut r) = FrameReader::open(frame, PROTOCOL_RAFT, max_frame_bytes)?;
-    let msg_type =
-        MessageType::from_u8(type_byte).ok_or(DecodeError::UnknownMessageType(type_byte))?;
+    let msg_type = MessageType::from_u8(type_byte).ok_or(DecodeError::UnknownMessageType(type_byte))?;
     let from = r.get_u64()?;
     let to = r.get_u64()?;
     let term = r.get_u64()?;
@@ -145,11 +132,7 @@ pub fn decode_with_limit(frame: &Bytes, max_frame_bytes: usize) -> Result<Messag
     let reject_hint = r.get_u64()?;
     let reject = r.get_bool("message.reject")?;
     let context = r.get_bytes(MAX_CONTEXT_BYTES)?;
-    let entry_count = r.get_count(
-        "message.entries",
-        MAX_ENTRIES_PER_MESSAGE,
-        ENTRY_FIXED_BYTES,
-    )?;
+    let entry_count = r.get_count("message.entries", MAX_ENTRIES_PER_MESSAGE, ENTRY_FIXED_BYTES)?;
     let mut entries = Vec::with_capacity(entry_count);
     for _ in 0..entry_count {
         entries.push(get_entry(&mut r)?);
@@ -157,28 +140,10 @@ pub fn decode_with_limit(frame: &Bytes, max_frame_bytes: usize) -> Result<Messag
     let snapshot = match r.get_u8()? {
         0 => None,
         1 => Some(get_snapshot(&mut r)?),
-        other => {
-            return Err(DecodeError::InvalidField {
-                field: "message.snapshot_present",
-                value: u64::from(other),
-            })
-        }
+        other => return Err(DecodeError::InvalidField { field: "message.snapshot_present", value: u64::from(other) }),
     };
     r.finish()?;
-    Ok(Message {
-        msg_type,
-        from,
-        to,
-        term,
-        log_term,
-        index,
-        commit,
-        entries,
-        reject,
-        reject_hint,
-        context,
-        snapshot,
-    })
+    Ok(Message { msg_type, from, to, term, log_term, index, commit, entries, reject, reject_hint, context, snapshot })
 }
 
 impl Message {
@@ -213,21 +178,11 @@ fn get_entry(r: &mut FrameReader) -> Result<Entry, DecodeError> {
     let kind = match r.get_u8()? {
         0 => EntryKind::Normal,
         1 => EntryKind::ConfChange,
-        other => {
-            return Err(DecodeError::InvalidField {
-                field: "entry.kind",
-                value: u64::from(other),
-            })
-        }
+        other => return Err(DecodeError::InvalidField { field: "entry.kind", value: u64::from(other) }),
     };
     // The frame limit already bounds the data; `get_bytes` checks it against what remains.
     let data = r.get_bytes(usize::MAX)?;
-    Ok(Entry {
-        index,
-        term,
-        kind,
-        data,
-    })
+    Ok(Entry { index, term, kind, data })
 }
 
 fn put_snapshot(w: &mut FrameWriter, snapshot: &Snapshot) {
@@ -242,12 +197,7 @@ fn get_snapshot(r: &mut FrameReader) -> Result<Snapshot, DecodeError> {
     let term = r.get_u64()?;
     let conf_state = get_conf_state_body(r)?;
     let data = r.get_bytes(usize::MAX)?;
-    Ok(Snapshot {
-        index,
-        term,
-        conf_state,
-        data,
-    })
+    Ok(Snapshot { index, term, conf_state, data })
 }
 
 fn put_ids(w: &mut FrameWriter, ids: &[u64]) {
@@ -295,10 +245,7 @@ fn check_record_prefix(r: &mut FrameReader, kind: u8) -> Result<(), DecodeError>
     }
     let found = r.get_u8()?;
     if found != kind {
-        return Err(DecodeError::InvalidField {
-            field: "record.kind",
-            value: u64::from(found),
-        });
+        return Err(DecodeError::InvalidField { field: "record.kind", value: u64::from(found) });
     }
     Ok(())
 }
@@ -368,16 +315,9 @@ pub fn decode_hard_state(record: &[u8]) -> Result<HardState, DecodeError> {
             .get(at..at + 8)
             .and_then(|bytes| bytes.try_into().ok())
             .map(u64::from_le_bytes)
-            .ok_or(DecodeError::Truncated {
-                offset: record.len(),
-                needed: HARD_STATE_BYTES - record.len(),
-            })
+            .ok_or(DecodeError::Truncated { offset: record.len(), needed: HARD_STATE_BYTES - record.len() })
     };
-    Ok(HardState {
-        term: field(0)?,
-        vote: field(8)?,
-        commit: field(16)?,
-    })
+    Ok(HardState { term: field(0)?, vote: field(8)?, commit: field(16)? })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -388,11 +328,7 @@ pub fn decode_hard_state(record: &[u8]) -> Result<HardState, DecodeError> {
 /// bytes each (64 x 128 in the published numbers), with every header field set.
 #[doc(hidden)]
 pub fn bench_append_entries_message(entries: usize, entry_bytes: usize) -> Message {
-    let payload = Bytes::from(
-        (0..entry_bytes)
-            .map(|i| (i * 31 + 7) as u8)
-            .collect::<Vec<u8>>(),
-    );
+    let payload = Bytes::from((0..entry_bytes).map(|i| (i * 31 + 7) as u8).collect::<Vec<u8>>());
     let first_index = 1_000_000;
     Message {
         msg_type: MessageType::AppendEntries,
@@ -418,47 +354,23 @@ pub fn bench_append_entries_message(entries: usize, entry_bytes: usize) -> Messa
 pub fn check_decode_round_trip(data: &[u8]) {
     let frame = Bytes::copy_from_slice(data);
     if let Ok(msg) = decode(&frame) {
-        assert_eq!(
-            encoded_len(&msg),
-            frame.len(),
-            "encoded_len of a decoded message"
-        );
-        assert_eq!(
-            encode(&msg),
-            frame,
-            "a decoded message must re-encode to its frame"
-        );
+        assert_eq!(encoded_len(&msg), frame.len(), "encoded_len of a decoded message");
+        assert_eq!(encode(&msg), frame, "a decoded message must re-encode to its frame");
     }
     let mut resealed = data.to_vec();
     crate::codec::reseal_frame(&mut resealed);
     let resealed = Bytes::from(resealed);
     if let Ok(msg) = decode(&resealed) {
-        assert_eq!(
-            encode(&msg),
-            resealed,
-            "a decoded message must re-encode to its frame"
-        );
+        assert_eq!(encode(&msg), resealed, "a decoded message must re-encode to its frame");
     }
     if let Ok(cc) = decode_conf_change(&frame) {
-        assert_eq!(
-            encode_conf_change(&cc),
-            frame,
-            "a decoded conf change must re-encode"
-        );
+        assert_eq!(encode_conf_change(&cc), frame, "a decoded conf change must re-encode");
     }
     if let Ok(cs) = decode_conf_state(&frame) {
-        assert_eq!(
-            encode_conf_state(&cs),
-            frame,
-            "a decoded conf state must re-encode"
-        );
+        assert_eq!(encode_conf_state(&cs), frame, "a decoded conf state must re-encode");
     }
     if let Ok(hs) = decode_hard_state(data) {
-        assert_eq!(
-            &encode_hard_state(&hs)[..],
-            data,
-            "a decoded hard state must re-encode"
-        );
+        assert_eq!(&encode_hard_state(&hs)[..], data, "a decoded hard state must re-encode");
     }
 }
 
@@ -531,10 +443,7 @@ mod tests {
             let mut frame = encode(&full_message()).to_vec();
             frame[6] = type_byte;
             reseal_frame(&mut frame);
-            assert_eq!(
-                decode(&Bytes::from(frame)),
-                Err(DecodeError::UnknownMessageType(type_byte))
-            );
+            assert_eq!(decode(&Bytes::from(frame)), Err(DecodeError::UnknownMessageType(type_byte)));
         }
     }
 
@@ -543,30 +452,17 @@ mod tests {
         let mut frame = encode(&Message::new(MessageType::AppendEntriesResponse, 1, 2, 1)).to_vec();
         frame[HEADER_BYTES + 7 * 8] = 2;
         reseal_frame(&mut frame);
-        assert_eq!(
-            decode(&Bytes::from(frame)),
-            Err(DecodeError::InvalidField {
-                field: "message.reject",
-                value: 2
-            })
-        );
+        assert_eq!(decode(&Bytes::from(frame)), Err(DecodeError::InvalidField { field: "message.reject", value: 2 }));
     }
 
     #[test]
     fn bad_entry_kind_is_an_invalid_field() {
         let mut msg = Message::new(MessageType::AppendEntries, 1, 2, 1);
-        msg.entries
-            .push(Entry::new(1, 1, EntryKind::Normal, Bytes::new()));
+        msg.entries.push(Entry::new(1, 1, EntryKind::Normal, Bytes::new()));
         let mut frame = encode(&msg).to_vec();
         frame[HEADER_BYTES + MESSAGE_FIXED_BYTES - 1 + 16] = 2;
         reseal_frame(&mut frame);
-        assert_eq!(
-            decode(&Bytes::from(frame)),
-            Err(DecodeError::InvalidField {
-                field: "entry.kind",
-                value: 2
-            })
-        );
+        assert_eq!(decode(&Bytes::from(frame)), Err(DecodeError::InvalidField { field: "entry.kind", value: 2 }));
     }
 
     #[test]
@@ -577,10 +473,7 @@ mod tests {
         reseal_frame(&mut frame);
         assert_eq!(
             decode(&Bytes::from(frame)),
-            Err(DecodeError::InvalidField {
-                field: "message.snapshot_present",
-                value: 7
-            })
+            Err(DecodeError::InvalidField { field: "message.snapshot_present", value: 7 })
         );
     }
 
@@ -592,17 +485,11 @@ mod tests {
         reseal_frame(&mut frame);
         assert_eq!(
             decode(&Bytes::from(frame.clone())),
-            Err(DecodeError::InvalidField {
-                field: "message.entries",
-                value: u64::from(u32::MAX)
-            })
+            Err(DecodeError::InvalidField { field: "message.entries", value: u64::from(u32::MAX) })
         );
         frame[count_at..count_at + 4].copy_from_slice(&1000u32.to_le_bytes());
         reseal_frame(&mut frame);
-        assert!(matches!(
-            decode(&Bytes::from(frame)),
-            Err(DecodeError::Truncated { .. })
-        ));
+        assert!(matches!(decode(&Bytes::from(frame)), Err(DecodeError::Truncated { .. })));
     }
 
     #[test]
@@ -612,48 +499,26 @@ mod tests {
         let mut longer = frame[..payload_end].to_vec();
         longer.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0]);
         reseal_frame(&mut longer);
-        assert_eq!(
-            decode(&Bytes::from(longer)),
-            Err(DecodeError::TrailingBytes(3))
-        );
+        assert_eq!(decode(&Bytes::from(longer)), Err(DecodeError::TrailingBytes(3)));
     }
 
     #[test]
     fn decode_with_limit_rejects_frames_over_the_limit() {
         let frame = encode(&full_message());
-        assert_eq!(
-            decode_with_limit(&frame, 64),
-            Err(DecodeError::TooLarge {
-                size: frame.len(),
-                limit: 64
-            })
-        );
+        assert_eq!(decode_with_limit(&frame, 64), Err(DecodeError::TooLarge { size: frame.len(), limit: 64 }));
     }
 
     #[test]
     fn conf_change_record_round_trips_and_checks_its_prefix() {
-        let cc = ConfChange {
-            add_voters: vec![4],
-            remove_voters: vec![1],
-            add_learners: vec![1],
-            remove_learners: vec![],
-        };
+        let cc =
+            ConfChange { add_voters: vec![4], remove_voters: vec![1], add_learners: vec![1], remove_learners: vec![] };
         let record = encode_conf_change(&cc);
         assert_eq!(&record[..2], &[RECORD_VERSION, RECORD_KIND_CONF_CHANGE]);
         assert_eq!(decode_conf_change(&record).unwrap(), cc);
-        assert_eq!(
-            decode_conf_state(&record),
-            Err(DecodeError::InvalidField {
-                field: "record.kind",
-                value: 1
-            })
-        );
+        assert_eq!(decode_conf_state(&record), Err(DecodeError::InvalidField { field: "record.kind", value: 1 }));
         let mut bumped = record.to_vec();
         bumped[0] = 2;
-        assert_eq!(
-            decode_conf_change(&Bytes::from(bumped)),
-            Err(DecodeError::Version(2))
-        );
+        assert_eq!(decode_conf_change(&Bytes::from(bumped)), Err(DecodeError::Version(2)));
     }
 
     #[test]
@@ -664,49 +529,27 @@ mod tests {
 
     #[test]
     fn conf_ids_over_the_limit_are_rejected() {
-        let cc = ConfChange {
-            add_voters: (0..MAX_IDS_PER_CONF as u64 + 1).collect(),
-            ..Default::default()
-        };
+        let cc = ConfChange { add_voters: (0..MAX_IDS_PER_CONF as u64 + 1).collect(), ..Default::default() };
         assert_eq!(
             decode_conf_change(&encode_conf_change(&cc)),
-            Err(DecodeError::InvalidField {
-                field: "conf_change.add_voters",
-                value: MAX_IDS_PER_CONF as u64 + 1
-            })
+            Err(DecodeError::InvalidField { field: "conf_change.add_voters", value: MAX_IDS_PER_CONF as u64 + 1 })
         );
     }
 
     #[test]
     fn hard_state_is_24_bytes_and_checks_its_length() {
-        let hs = HardState {
-            term: 5,
-            vote: 2,
-            commit: 40,
-        };
+        let hs = HardState { term: 5, vote: 2, commit: 40 };
         let record = encode_hard_state(&hs);
         assert_eq!(decode_hard_state(&record).unwrap(), hs);
-        assert_eq!(
-            decode_hard_state(&record[..20]),
-            Err(DecodeError::Truncated {
-                offset: 20,
-                needed: 4
-            })
-        );
+        assert_eq!(decode_hard_state(&record[..20]), Err(DecodeError::Truncated { offset: 20, needed: 4 }));
         let longer = [&record[..], &[0]].concat();
-        assert_eq!(
-            decode_hard_state(&longer),
-            Err(DecodeError::TrailingBytes(1))
-        );
+        assert_eq!(decode_hard_state(&longer), Err(DecodeError::TrailingBytes(1)));
     }
 
     /// The test vector printed in `docs/wire-format.md`; if this changes, the format changed.
     #[test]
     fn heartbeat_frame_matches_the_documented_test_vector() {
-        let msg = Message {
-            commit: 9,
-            ..Message::new(MessageType::Heartbeat, 1, 2, 5)
-        };
+        let msg = Message { commit: 9, ..Message::new(MessageType::Heartbeat, 1, 2, 5) };
         let mut expected = vec![0x4d, 0, 0, 0, 1, 1, 7];
         for field in [1u64, 2, 5, 0, 0, 9, 0] {
             expected.extend_from_slice(&field.to_le_bytes());

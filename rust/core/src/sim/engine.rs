@@ -486,9 +486,8 @@ impl<P: Protocol> Simulation<P> {
     /// The current leader with the highest term among running nodes, if any.
     fn current_leader(&self) -> Option<usize> {
         let max_term = self.nodes.iter().flatten().map(|n| n.term()).max()?;
-        (0..self.cfg.nodes).find(|i| {
-            self.nodes[*i].as_ref().is_some_and(|n| n.role() == Role::Leader && n.term() == max_term)
-        })
+        (0..self.cfg.nodes)
+            .find(|i| self.nodes[*i].as_ref().is_some_and(|n| n.role() == Role::Leader && n.term() == max_term))
     }
 
     fn random_node(&mut self) -> usize {
@@ -672,8 +671,11 @@ impl<P: Protocol> Simulation<P> {
             };
             if self.liveness_index.is_none() && retry_due {
                 if let Some(l) = self.current_leader() {
-                    let accepted =
-                        self.nodes[l].as_mut().expect("leader runs").propose(Bytes::from_static(LIVENESS_VALUE)).is_ok();
+                    let accepted = self.nodes[l]
+                        .as_mut()
+                        .expect("leader runs")
+                        .propose(Bytes::from_static(LIVENESS_VALUE))
+                        .is_ok();
                     self.record(Event::Propose { node: l as u64 + 1, value: 0, accepted });
                     if accepted {
                         proposed_at_tick = Some(self.tick);

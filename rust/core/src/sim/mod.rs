@@ -59,8 +59,13 @@ pub trait Protocol: Sized {
     fn new_durable(id: u64, members: &[u64]) -> Self::Durable;
     /// Builds a node from its durable state (a fresh start or a restart after a crash). `applied`
     /// is what the application already holds (the index of the snapshot it restored from).
-    fn start(id: u64, members: &[u64], options: &NodeOptions, durable: &Self::Durable, applied: u64)
-        -> Result<Self, String>;
+    fn start(
+        id: u64,
+        members: &[u64],
+        options: &NodeOptions,
+        durable: &Self::Durable,
+        applied: u64,
+    ) -> Result<Self, String>;
 
     fn tick(&mut self);
     /// Starts an election now (as an election timeout would).

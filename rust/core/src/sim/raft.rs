@@ -10,7 +10,7 @@ use super::engine::{self, ClusterView};
 use super::invariants::{entry_hash, AppliedHistory, DurableFacts};
 use super::{NodeOptions, Protocol, Report, SimConfig};
 use crate::raft::progress::ProgressState;
-use crate::raft::{wire, Config, ConfState, RawNode, Ready};
+use crate::raft::{wire, ConfState, Config, RawNode, Ready};
 use crate::role::Role;
 use crate::storage::{MemStorage, Storage};
 
@@ -86,7 +86,13 @@ impl Protocol for RaftAdapter {
         MemStorage::new_with_conf_state(ConfState { voters: members.to_vec(), ..Default::default() })
     }
 
-    fn start(id: u64, members: &[u64], options: &NodeOptions, durable: &MemStorage, applied: u64) -> Result<Self, String> {
+    fn start(
+        id: u64,
+        members: &[u64],
+        options: &NodeOptions,
+        durable: &MemStorage,
+        applied: u64,
+    ) -> Result<Self, String> {
         let config = Config {
             election_tick: options.election_tick,
             heartbeat_tick: options.heartbeat_tick,

@@ -38,24 +38,78 @@ pub enum DropReason {
 /// decoded.
 #[derive(Debug, Clone)]
 pub enum Event {
-    Deliver { from: u64, to: u64, frame: Bytes },
-    Drop { from: u64, to: u64, reason: DropReason, frame: Bytes },
-    Duplicate { from: u64, to: u64 },
-    Crash { node: u64 },
-    Restart { node: u64, applied: u64 },
-    Pause { node: u64 },
-    Resume { node: u64, released: usize },
+    Deliver {
+        from: u64,
+        to: u64,
+        frame: Bytes,
+    },
+    Drop {
+        from: u64,
+        to: u64,
+        reason: DropReason,
+        frame: Bytes,
+    },
+    Duplicate {
+        from: u64,
+        to: u64,
+    },
+    Crash {
+        node: u64,
+    },
+    Restart {
+        node: u64,
+        applied: u64,
+    },
+    Pause {
+        node: u64,
+    },
+    Resume {
+        node: u64,
+        released: usize,
+    },
     /// `side_mask`: one side of a symmetric split; `asymmetric`: one-way links were cut.
-    Partition { kind: &'static str, side_mask: u64 },
+    Partition {
+        kind: &'static str,
+        side_mask: u64,
+    },
     Heal,
-    Role { node: u64, role: Role, term: u64, leader: u64 },
-    Campaign { node: u64 },
-    Propose { node: u64, value: u64, accepted: bool },
-    Apply { node: u64, index: u64, term: u64 },
-    Compact { node: u64, index: u64 },
-    Restore { node: u64, index: u64 },
-    Read { node: u64, token: u64, min_index: u64 },
-    ReadState { node: u64, token: u64, index: u64 },
+    Role {
+        node: u64,
+        role: Role,
+        term: u64,
+        leader: u64,
+    },
+    Campaign {
+        node: u64,
+    },
+    Propose {
+        node: u64,
+        value: u64,
+        accepted: bool,
+    },
+    Apply {
+        node: u64,
+        index: u64,
+        term: u64,
+    },
+    Compact {
+        node: u64,
+        index: u64,
+    },
+    Restore {
+        node: u64,
+        index: u64,
+    },
+    Read {
+        node: u64,
+        token: u64,
+        min_index: u64,
+    },
+    ReadState {
+        node: u64,
+        token: u64,
+        index: u64,
+    },
     Note(&'static str),
 }
 
@@ -158,10 +212,7 @@ impl Trace {
     }
 
     pub fn format(&self, describe: &dyn Fn(&Bytes) -> String) -> Vec<String> {
-        self.records
-            .iter()
-            .map(|r| format!("#{:<6} t{:<5} {}", r.step, r.tick, r.event.format(describe)))
-            .collect()
+        self.records.iter().map(|r| format!("#{:<6} t{:<5} {}", r.step, r.tick, r.event.format(describe))).collect()
     }
 }
 
