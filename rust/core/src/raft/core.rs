@@ -489,17 +489,10 @@ impl<S: Storage> Raft<S> {
 
     fn step_candidate(&mut self, m: Message) -> Result<()> {
         match m.msg_type {
-            MessageType::AppendEntries => {
+            MessageType::AppendEntries | MessageType::Heartbeat | MessageType::InstallSnapshot => {
+                // Raft §5.2: a leader of our term exists; the candidate returns to following.
                 self.become_follower(m.term, m.from);
-                self.handle_append_entries(m);
-            }
-            MessageType::Heartbeat => {
-                self.become_follower(m.term, m.from);
-                self.handle_heartbeat(m);
-            }
-            MessageType::InstallSnapshot => {
-                self.become_follower(m.term, m.from);
-                self.handle_snapshot(m);
+                self.handle_leader_message(m);
             }
             MessageType::RequestPreVoteResponse | MessageType::RequestVoteResponse => {
                 let expected = if self.role == Role::PreCandidate {
@@ -544,20 +537,11 @@ impl<S: Storage> Raft<S> {
                     self.send(forward);
                 }
             }
-            MessageType::AppendEntries => {
+            MessageType::AppendEntries | MessageType::Heartbeat | MessageType::InstallSnapshot => {
+                // Only the leader of our term sends these: it resets the election timer.
                 self.election_elapsed = 0;
                 self.leader = m.from;
-                self.handle_append_entries(m);
-            }
-            MessageType::Heartbeat => {
-                self.election_elapsed = 0;
-                self.leader = m.from;
-                self.handle_heartbeat(m);
-            }
-            MessageType::InstallSnapshot => {
-                self.election_elapsed = 0;
-                self.leader = m.from;
-                self.handle_snapshot(m);
+                self.handle_leader_message(m);
             }
             MessageType::TransferLeader | MessageType::ReadIndex => {
                 if self.leader == 0 {
@@ -581,6 +565,15 @@ impl<S: Storage> Raft<S> {
     }
 
     // ---------------------------------------------------------------- follower handlers
+
+    fn handle_leader_message(&mut self, m: Message) {
+        match m.msg_type {
+            MessageType::AppendEntries => self.handle_append_entries(m),
+            MessageType::Heartbeat => self.handle_heartbeat(m),
+            MessageType::InstallSnapshot => self.handle_snapshot(m),
+            other => unreachable!("{other:?} is not a leader message"),
+        }
+    }
 
     fn handle_append_entries(&mut self, m: Message) {
         let mut answer = self.message(MessageType::AppendEntriesResponse, m.from);
