@@ -603,6 +603,24 @@ def test_flow_control_max_inflight_msgs_bounds_unacknowledged_appends():
     assert node.status()["progress"][2]["inflight"] == 3
 
 
+def test_flow_control_max_inflight_bytes_bounds_unacknowledged_payload():
+    """etcd-io/raft MaxInflightBytes: in replicate state the leader stops sending to a follower
+    once the unacknowledged payload reaches max_inflight_bytes, whatever the message count."""
+    node = single_leader(max_inflight_msgs=100, max_inflight_bytes=250)
+    send(node, MT.APPEND_ENTRIES_RESPONSE, 2, term=1, index=1)  # follower 2: replicate state
+    flush(node)
+    sent = []
+    for i in range(10):
+        node.propose(b"x" * 100)
+        sent += flush(node)
+    to_2 = [m for m in sent if m.type == MT.APPEND_ENTRIES and m.to == 2 and m.entries]
+    assert len(to_2) == 3  # 100 + 100 + 100 bytes: the third fills the 250-byte budget
+    assert node.status()["progress"][2]["inflight"] == 3
+    send(node, MT.APPEND_ENTRIES_RESPONSE, 2, term=1, index=to_2[0].entries[-1].index)
+    more = [m for m in flush(node) if m.type == MT.APPEND_ENTRIES and m.to == 2 and m.entries]
+    assert len(more) == 1
+
+
 def test_flow_control_max_size_per_msg_splits_appends():
     """etcd-io/raft max_size_per_msg: an append carries at most that many payload bytes (but at
     least one entry), so a large backlog goes out in several messages."""
@@ -668,6 +686,18 @@ def test_max_committed_entries_per_ready_caps_committed_entries():
     send(node, MT.APPEND_ENTRIES, 1, term=1, index=0, log_term=0, entries=entries, commit=10)
     batches = [rd.committed_entries for rd in readies(node)]
     assert all(len(b) <= 3 for b in batches)
+    assert [e.index for b in batches for e in b] == list(range(1, 11))
+
+
+def test_max_committed_bytes_per_ready_caps_committed_payload():
+    """DESIGN §3 limits: a Ready's committed entries carry at most max_committed_bytes_per_ready
+    payload bytes (but at least one entry); the rest follow in later Readies, in order."""
+    node = raft.RaftNode(id=2, voters=[1, 2, 3], config=config(max_committed_bytes_per_ready=25))
+    entries = [raft.Entry(i, 1, b"0123456789") for i in range(1, 11)]
+    send(node, MT.APPEND_ENTRIES, 1, term=1, index=0, log_term=0, entries=entries, commit=10)
+    batches = [rd.committed_entries for rd in readies(node)]
+    assert all(sum(len(e.data) for e in b) <= 25 for b in batches)
+    assert max(len(b) for b in batches) == 2
     assert [e.index for b in batches for e in b] == list(range(1, 11))
 
 
