@@ -809,12 +809,6 @@ pub struct RaftNode {
     config: Config,
 }
 
-impl RaftNode {
-    fn ready_mark(rd: &Ready) -> core::ReadyMark {
-        rd.mark
-    }
-}
-
 #[pymethods]
 impl RaftNode {
     #[new]
@@ -965,7 +959,7 @@ impl RaftNode {
         Ok(Ready { inner, mark })
     }
     fn advance(&mut self, rd: &Ready) -> PyResult<()> {
-        self.node.advance(Self::ready_mark(rd)).map_err(to_py)
+        self.node.advance(rd.mark).map_err(to_py)
     }
     /// Persists `rd` into this node's storage, then advances: for callers that send and apply
     /// themselves between `ready()` and this call.

@@ -473,8 +473,7 @@ impl<S: Storage> Raft<S> {
                 // only counted.
                 let mut entries = m.entries;
                 entries.retain(|e| e.kind == EntryKind::Normal || self.conf_change_acceptable(e).is_ok());
-                if let Err(error) = self.propose_entries(entries) {
-                    let _ = error;
+                if self.propose_entries(entries).is_err() {
                     self.stats.proposals_dropped += 1;
                 }
             }
@@ -666,16 +665,11 @@ impl<S: Storage> Raft<S> {
         }
     }
 
+    /// A periodic heartbeat carries the newest pending read's context, so its acknowledgements
+    /// also confirm leadership for every pending read.
     fn bcast_heartbeat(&mut self) {
         let context = self.read_only.last_pending_context().unwrap_or_default();
-        for id in self.peer_ids() {
-            let Some(progress) = self.tracker.progress.get(&id) else { continue };
-            let mut heartbeat = self.message(MessageType::Heartbeat, id);
-            // Never more than the follower is known to hold, so it can commit without checks.
-            heartbeat.commit = progress.matched.min(self.log.committed);
-            heartbeat.context = context.clone();
-            self.send(heartbeat);
-        }
+        self.bcast_heartbeat_with_context(context);
     }
 
     /// Sends the follower what it lacks if its progress allows. Returns whether a message went out.
@@ -742,11 +736,10 @@ impl<S: Storage> Raft<S> {
     fn handle_append_response(&mut self, m: Message) {
         let last_index = self.log.last_index();
         let first_index = self.log.first_index();
-        let Some(progress) = self.tracker.progress.get(&m.from) else {
+        if !self.tracker.progress.contains_key(&m.from) {
             self.stats.messages_ignored += 1;
             return;
-        };
-        let _ = progress;
+        }
         if m.reject {
             let mut next_probe = m.reject_hint;
             if m.log_term > 0 {
@@ -964,15 +957,6 @@ impl<S: Storage> Raft<S> {
     }
 
     fn handle_read_index(&mut self, from: u64, context: Bytes) {
-        if self.tracker.is_singleton() {
-            let committed = self.log.committed;
-            if self.log.term(committed).ok() == Some(self.term) {
-                self.respond_read(from, committed, context);
-            } else if self.pending_reads_before_commit.len() < self.cfg.max_pending_reads {
-                self.pending_reads_before_commit.push((from, context));
-            }
-            return;
-        }
         if self.log.term(self.log.committed).ok() != Some(self.term) {
             // Raft thesis §6.4: a new leader does not yet know the latest commit index.
             if self.pending_reads_before_commit.len() < self.cfg.max_pending_reads {
@@ -1004,6 +988,7 @@ impl<S: Storage> Raft<S> {
         for id in self.peer_ids() {
             let Some(progress) = self.tracker.progress.get(&id) else { continue };
             let mut heartbeat = self.message(MessageType::Heartbeat, id);
+            // Never more than the follower is known to hold, so it can commit without checks.
             heartbeat.commit = progress.matched.min(self.log.committed);
             heartbeat.context = context.clone();
             self.send(heartbeat);

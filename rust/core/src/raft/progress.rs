@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use crate::quorum::{JointConfig, MajorityConfig, VoteResult};
+use crate::quorum::{JointConfig, VoteResult};
 
 /// How the leader currently sends to a follower.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -243,21 +243,6 @@ impl ProgressTracker {
         self.votes.entry(id).or_insert(granted);
     }
 
-    pub fn tally_votes(&self) -> (usize, usize, VoteResult) {
-        let (mut granted, mut rejected) = (0, 0);
-        for (id, vote) in &self.votes {
-            if self.progress.get(id).is_none_or(|p| p.is_learner) {
-                continue;
-            }
-            if *vote {
-                granted += 1;
-            } else {
-                rejected += 1;
-            }
-        }
-        (granted, rejected, self.vote_result())
-    }
-
     pub fn vote_result(&self) -> VoteResult {
         self.config.voters.vote_result(|id| self.votes.get(&id).copied())
     }
@@ -294,10 +279,6 @@ impl ProgressTracker {
             progress.is_learner = !config.voters.contains(*id);
         }
         self.config = config;
-    }
-
-    pub fn majority(ids: &[u64]) -> MajorityConfig {
-        MajorityConfig::new(ids.iter().copied())
     }
 }
 
