@@ -50,10 +50,10 @@ $(VENV_PY):
 
 venv: $(VENV_PY) ## Create .venv (no packages)
 
-# The test tools and maturin, named in pyproject.toml's `test` extra; reinstalled when it changes.
+# The runtime dependencies, the test tools and maturin, named in pyproject.toml; reinstalled when it changes.
 $(STAMP_DEPS): pyproject.toml .ci/extras.py | $(VENV_PY)
 	$(VENV_PY) -m pip install --quiet --upgrade pip
-	$(VENV_PY) .ci/extras.py test > $(VENV)/requirements-test.txt
+	$(VENV_PY) .ci/extras.py runtime test > $(VENV)/requirements-test.txt
 	$(VENV_PY) -m pip install --quiet '$(MATURIN_REQUIREMENT)' -r $(VENV)/requirements-test.txt
 	touch $@
 

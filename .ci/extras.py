@@ -4,7 +4,9 @@ The Makefile installs the test and bench tools into .venv from this list, so pyp
 only place they are named, without building the package first. Runs on Python 3.9 (no tomllib there:
 pip's vendored tomli is used instead).
 
-Usage: python .ci/extras.py test bench
+Usage: python .ci/extras.py runtime test bench
+
+`runtime` names `[project] dependencies` (what the package itself needs at run time).
 """
 
 import pathlib
@@ -18,7 +20,8 @@ except ImportError:  # Python < 3.11
 
 def main(argv: "list[str]") -> int:
     pyproject = pathlib.Path(__file__).resolve().parent.parent / "pyproject.toml"
-    extras = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["optional-dependencies"]
+    project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
+    extras = dict(project["optional-dependencies"], runtime=project.get("dependencies", []))
     unknown = [name for name in argv if name not in extras]
     if unknown:
         print(f"unknown extras {unknown}; pyproject.toml has {sorted(extras)}", file=sys.stderr)
