@@ -1,10 +1,22 @@
-"""The `consensus` command: `consensus demo` and `consensus simulate`."""
+"""The `consensus` command.
+
+    consensus serve --config node.toml [--join]     run a node (HTTP KV service + peer transport)
+    consensus status URL...                          nodes' status
+    consensus members list|add|promote|remove ...    membership at runtime
+    consensus transfer-leader URL --to ID            hand the leadership to another voter
+    consensus snapshot save URL FILE                 back up the replicated state
+    consensus snapshot restore FILE --config F       seed a new node's data dir from a backup
+    consensus demo [--protocol raft]                 the 3-process failover demo (make run)
+    consensus simulate --seeds 0-9999                the deterministic simulator
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import sys
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 
 def _parse_seeds(text: str) -> range:
@@ -19,12 +31,137 @@ def _parse_seeds(text: str) -> range:
         raise argparse.ArgumentTypeError(f"seeds must look like 0-9999 or 42, not {text!r}") from None
 
 
+def _url(text: str) -> str:
+    return text if text.startswith(("http://", "https://")) else f"http://{text}"
+
+
+async def _http(url: str, method: str, path: str, body: Any = None) -> "tuple[int, Dict[str, Any]]":
+    from consensus.client import KVClient
+
+    async with KVClient([url]) as client:
+        return await client.request(_url(url).rstrip("/"), method, path, body)
+
+
+async def _leader_call(urls: List[str], method: str, path: str, body: Any = None) -> Dict[str, Any]:
+    from consensus.client import KVClient
+
+    async with KVClient([_url(u) for u in urls], retry_for=10.0) as client:
+        return await client.call(method, path, body)
+
+
+def _print(payload: Any) -> None:
+    print(json.dumps(payload, indent=2, sort_keys=True))
+
+
+def _status(urls: List[str]) -> int:
+    code = 0
+    for url in urls:
+        try:
+            status, payload = asyncio.run(_http(url, "GET", "/v1/status"))
+        except Exception as exc:  # noqa: BLE001 - report every node, even unreachable ones
+            print(f"{url}: unreachable ({exc})")
+            code = 1
+            continue
+        if status != 200:
+            print(f"{url}: HTTP {status} {payload}")
+            code = 1
+            continue
+        print(
+            f"{url}: node {payload['id']} {payload['role']} term={payload['term']} leader={payload['leader']} "
+            f"commit={payload['commit_index']} applied={payload['applied_index']} members={payload['members']}"
+        )
+        for peer, health in sorted(payload.get("peers", {}).items()):
+            print(f"    peer {peer}: {health}")
+    return code
+
+
+def _snapshot_save(url: str, path: str) -> int:
+    import aiohttp
+
+    async def fetch() -> bytes:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(_url(url).rstrip("/") + "/v1/snapshot") as resp:
+                if resp.status != 200:
+                    raise SystemExit(f"snapshot save: HTTP {resp.status}: {await resp.text()}")
+                return await resp.read()
+
+    from consensus import snapshotfile
+
+    blob = asyncio.run(fetch())
+    backup = snapshotfile.decode(blob)
+    with open(path, "wb") as f:
+        f.write(blob)
+    print(f"saved the state at index {backup.index} ({len(blob)} bytes) to {path}")
+    return 0
+
+
+def _snapshot_restore(path: str, config_path: str) -> int:
+    from consensus import protocols, snapshotfile
+    from consensus.config import load_config
+    from consensus.server import storage_path
+
+    cfg = load_config(config_path)
+    with open(path, "rb") as f:
+        backup = snapshotfile.decode(f.read())
+    spec = protocols.get(cfg.protocol)
+    storage = spec.open_storage(storage_path(cfg), cfg.fsync)
+    try:
+        if storage.last_index() > 0 or storage.snapshot().index > 0:
+            print(f"snapshot restore: {cfg.data_dir} already holds data; restore into an empty data_dir", file=sys.stderr)
+            return 1
+        voters = [m.id for m in cfg.members]
+        conf = spec.conf_state(voters, [], [])
+        storage.apply_snapshot(spec.snapshot(backup.index, backup.term, conf, backup.state))
+    finally:
+        storage.close()
+    print(f"restored index {backup.index} into {cfg.data_dir} for a cluster of {voters}")
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="consensus", description="Raft, Multi-Paxos and Zab for Python services.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    demo = commands.add_parser("demo", help="run an in-process 3-node cluster through a leader failure")
-    demo.add_argument("--writes", type=int, default=1000)
+    serve = commands.add_parser("serve", help="run a node: HTTP KV service and peer transport")
+    serve.add_argument("--config", required=True, help="the node's TOML file (CONSENSUS_* variables override it)")
+    serve.add_argument("--join", action="store_true", help="join a running cluster (add it with `members add`)")
+
+    status = commands.add_parser("status", help="show nodes' status")
+    status.add_argument("urls", nargs="+", help="client addresses (host:port or http://host:port)")
+
+    members = commands.add_parser("members", help="membership at runtime")
+    members_cmd = members.add_subparsers(dest="members_command", required=True)
+    m_list = members_cmd.add_parser("list", help="members and their addresses")
+    m_list.add_argument("urls", nargs="+")
+    m_add = members_cmd.add_parser("add", help="add a node as a learner (it catches up, then promote it)")
+    m_add.add_argument("urls", nargs="+")
+    m_add.add_argument("--id", type=int, required=True)
+    m_add.add_argument("--peer", required=True, help="its peer address host:port")
+    m_add.add_argument("--client", required=True, help="its client address host:port")
+    m_promote = members_cmd.add_parser("promote", help="make a caught-up learner a voter")
+    m_promote.add_argument("urls", nargs="+")
+    m_promote.add_argument("--id", type=int, required=True)
+    m_remove = members_cmd.add_parser("remove", help="remove a voter or learner")
+    m_remove.add_argument("urls", nargs="+")
+    m_remove.add_argument("--id", type=int, required=True)
+
+    transfer = commands.add_parser("transfer-leader", help="hand the leadership to another voter")
+    transfer.add_argument("urls", nargs="+")
+    transfer.add_argument("--to", type=int, required=True)
+
+    snapshot = commands.add_parser("snapshot", help="back up or restore the replicated state")
+    snapshot_cmd = snapshot.add_subparsers(dest="snapshot_command", required=True)
+    save = snapshot_cmd.add_parser("save", help="download a node's state (after a read barrier) to FILE")
+    save.add_argument("url")
+    save.add_argument("file")
+    restore = snapshot_cmd.add_parser("restore", help="seed an empty data_dir from a backup, for a new cluster")
+    restore.add_argument("file")
+    restore.add_argument("--config", required=True)
+
+    demo = commands.add_parser("demo", help="3 node processes through a leader SIGKILL (the main job)")
+    demo.add_argument("--writes", type=int, default=500, help="writes before and again after the failover")
+    demo.add_argument("--protocol", default="raft", help="raft (paxos and zab as they land)")
+    demo.add_argument("--in-process", action="store_true", help="the in-process variant (no sockets, no disk)")
 
     simulate = commands.add_parser("simulate", help="run the deterministic simulator over many seeds")
     simulate.add_argument("--protocol", default="raft", choices=["raft"])
@@ -35,10 +172,49 @@ def main(argv: Optional[List[str]] = None) -> int:
     simulate.add_argument("--quiet", action="store_true", help="no progress bar")
 
     args = parser.parse_args(argv)
+    from consensus._core import ConsensusError
+
+    try:
+        return _run(args)
+    except ConsensusError as exc:
+        print(f"consensus {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "serve":
+        from consensus.config import load_config
+        from consensus.server import run
+
+        return run(load_config(args.config), join=args.join)
+    if args.command == "status":
+        return _status(args.urls)
+    if args.command == "members":
+        if args.members_command == "list":
+            _print(asyncio.run(_leader_call(args.urls, "GET", "/v1/members")))
+        elif args.members_command == "add":
+            body = {"id": args.id, "peer": args.peer, "client": args.client}
+            _print(asyncio.run(_leader_call(args.urls, "POST", "/v1/members", body)))
+        elif args.members_command == "promote":
+            _print(asyncio.run(_leader_call(args.urls, "POST", f"/v1/members/{args.id}/promote")))
+        else:
+            _print(asyncio.run(_leader_call(args.urls, "DELETE", f"/v1/members/{args.id}")))
+        return 0
+    if args.command == "transfer-leader":
+        _print(asyncio.run(_leader_call(args.urls, "POST", "/v1/leader/transfer", {"to": args.to})))
+        return 0
+    if args.command == "snapshot":
+        if args.snapshot_command == "save":
+            return _snapshot_save(args.url, args.file)
+        return _snapshot_restore(args.file, args.config)
     if args.command == "demo":
+        if args.in_process:
+            from consensus.localdemo import run_demo as run_local
+
+            return run_local(writes=args.writes)
         from consensus.demo import run_demo
 
-        return run_demo(writes=args.writes)
+        return run_demo(writes=args.writes, protocol=args.protocol)
     if args.command == "simulate":
         from consensus.sim import simulate_many
 

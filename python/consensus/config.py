@@ -1,0 +1,534 @@
+"""Node configuration: a TOML file (DESIGN.md §3) plus `CONSENSUS_*` environment overrides.
+
+`load_config(path)` reads the file, applies overrides from the environment (an override beats the
+file) and validates everything. Every problem raises `consensus.ConfigError` whose `.field` names the
+offending field (`"fsync"`, `"members[1].peer"`, `"tls.cert"`, `"<file>"` for an unreadable file)
+and whose message also names where the value came from (the file or the environment variable).
+
+Overrides: `CONSENSUS_<FIELD>` for every top-level scalar field (`CONSENSUS_ID`, `CONSENSUS_FSYNC`,
+`CONSENSUS_FORWARD` with true/false/1/0/yes/no, ...), and `CONSENSUS_TLS_CERT`, `CONSENSUS_TLS_KEY`,
+`CONSENSUS_TLS_CA`. An empty value of an optional field (`CONSENSUS_PEER_LISTEN=`) unsets it. Other
+`CONSENSUS_*` variables are ignored (tools may define their own). Relative paths are kept as written
+(relative to the working directory).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import os
+import re
+import sys
+from dataclasses import dataclass, fields
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+
+from consensus._core import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python < 3.11 only
+    import tomli as tomllib
+
+__all__ = [
+    "ENV_PREFIX",
+    "LOG_LEVELS",
+    "Member",
+    "NodeConfig",
+    "TlsConfig",
+    "dump_config",
+    "load_config",
+    "parse_config",
+    "parse_address",
+]
+
+ENV_PREFIX = "CONSENSUS_"
+PROTOCOLS = ("raft", "paxos", "zab")
+FSYNC_MODES = ("always", "batch", "never")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+#: A config file larger than this is refused before parsing.
+CONFIG_FILE_BYTES_MAX = 1 << 20
+CLUSTER_ID_BYTES_MAX = 255
+MEMBERS_MAX = 1024
+
+#: Inclusive bounds of the integer fields.
+INT_BOUNDS: Dict[str, Tuple[int, int]] = {
+    "id": (1, (1 << 63) - 1),
+    "tick_ms": (1, 60_000),
+    "election_ticks": (2, 100_000),
+    "heartbeat_ticks": (1, 100_000),
+    "request_timeout_ms": (1, 3_600_000),
+    "max_value_bytes": (1, 1 << 29),
+    "max_frame_bytes": (1 << 10, 1 << 30),
+    "send_queue_frames": (1, 1 << 20),
+    "max_pending_requests": (1, 10_000_000),
+    "snapshot_entries": (0, 1 << 40),
+}
+PHI_THRESHOLD_MAX = 1000.0
+
+_TRUE = ("true", "1", "yes")
+_FALSE = ("false", "0", "no")
+_HOSTNAME = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,252})$")
+
+
+def _fail(field: str, reason: str, source: str = "") -> ConfigError:
+    where = f" ({source})" if source else ""
+    err = ConfigError(f"{field}: {reason}{where}")
+    err.field = field
+    return err
+
+
+def parse_address(text: object, field: str = "address") -> Tuple[str, int]:
+    """Split `"host:port"` (IPv6 in brackets) into `(host, port)`; ConfigError naming `field` otherwise."""
+    if not isinstance(text, str):
+        raise _fail(field, f"must be a 'host:port' string, got {type(text).__name__}")
+    if text.startswith("["):
+        close = text.find("]")
+        if close < 0 or text[close + 1 : close + 2] != ":":
+            raise _fail(field, f"{text!r} is not '[ipv6]:port'")
+        host, port_text = text[1:close], text[close + 2 :]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise _fail(field, f"{host!r} is not an IPv6 address") from None
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep or not host:
+            raise _fail(field, f"{text!r} is not 'host:port'")
+        if ":" in host:
+            raise _fail(field, f"{text!r}: an IPv6 host must be in brackets, '[{host}]:port'")
+        if not _HOSTNAME.match(host):
+            raise _fail(field, f"{host!r} is not a valid host name or address")
+    if not (port_text.isascii() and port_text.isdigit()) or len(port_text) > 5:
+        raise _fail(field, f"{text!r}: port must be a number 1..65535")
+    port = int(port_text)
+    if not 1 <= port <= 65535:
+        raise _fail(field, f"{text!r}: port must be in 1..65535")
+    return host, port
+
+
+@dataclass(frozen=True)
+class Member:
+    """One cluster member as this node reaches it."""
+
+    id: int
+    #: Peer transport address, "host:port".
+    peer: str
+    #: HTTP client API address, "host:port".
+    client: str
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """Mutual TLS between peers: this node's certificate and key, and the CA that signs all peers."""
+
+    cert: str
+    key: str
+    ca: str
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Everything a node needs to run; validated on construction (ConfigError naming the field)."""
+
+    id: int
+    data_dir: str
+    cluster_id: str
+    members: Tuple[Member, ...]
+    protocol: str = "raft"
+    tick_ms: int = 10
+    election_ticks: int = 10
+    heartbeat_ticks: int = 1
+    fsync: str = "always"
+    request_timeout_ms: int = 5000
+    forward: bool = True
+    peer_listen: Optional[str] = None
+    client_listen: Optional[str] = None
+    tls: Optional[TlsConfig] = None
+    max_value_bytes: int = 1 << 20
+    max_frame_bytes: int = 64 << 20
+    send_queue_frames: int = 4096
+    max_pending_requests: int = 10_000
+    #: Take a snapshot every N applied entries (0: never).
+    snapshot_entries: int = 10_000
+    pre_vote: bool = True
+    check_quorum: bool = True
+    phi_threshold: float = 8.0
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.members, list):
+            object.__setattr__(self, "members", tuple(self.members))
+        if isinstance(self.phi_threshold, int) and not isinstance(self.phi_threshold, bool):
+            object.__setattr__(self, "phi_threshold", float(self.phi_threshold))
+        _validate(self)
+
+    # ------------------------------------------------------------------ helpers
+
+    def member(self, member_id: int) -> Member:
+        """The member with id `member_id`; KeyError if there is none."""
+        for member in self.members:
+            if member.id == member_id:
+                return member
+        raise KeyError(member_id)
+
+    @property
+    def self_member(self) -> Member:
+        return self.member(self.id)
+
+    @property
+    def peer_listen_address(self) -> Tuple[str, int]:
+        """Where to listen for peers: `peer_listen`, else this node's member `peer` address."""
+        return parse_address(self.peer_listen or self.self_member.peer, "peer_listen")
+
+    @property
+    def client_listen_address(self) -> Tuple[str, int]:
+        """Where to listen for clients: `client_listen`, else this node's member `client` address."""
+        return parse_address(self.client_listen or self.self_member.client, "client_listen")
+
+    @property
+    def peers(self) -> Dict[int, str]:
+        """Peer address of every other member, by id."""
+        return {m.id: m.peer for m in self.members if m.id != self.id}
+
+    @property
+    def member_ids(self) -> List[int]:
+        return [m.id for m in self.members]
+
+    @property
+    def election_timeout_seconds(self) -> float:
+        """The base election timeout (`election_ticks * tick_ms`) in seconds."""
+        return self.election_ticks * self.tick_ms / 1000.0
+
+    @property
+    def heartbeat_interval_seconds(self) -> float:
+        return self.heartbeat_ticks * self.tick_ms / 1000.0
+
+
+# ---------------------------------------------------------------------------- validation
+
+_STR_FIELDS = ("protocol", "data_dir", "cluster_id", "fsync", "log_level")
+_BOOL_FIELDS = ("forward", "pre_vote", "check_quorum")
+_OPTIONAL_ADDRESS_FIELDS = ("peer_listen", "client_listen")
+_FLOAT_FIELDS = ("phi_threshold",)
+#: Top-level scalar fields: the ones the environment can override.
+SCALAR_FIELDS: Tuple[str, ...] = (
+    "id",
+    "protocol",
+    "data_dir",
+    "cluster_id",
+    "tick_ms",
+    "election_ticks",
+    "heartbeat_ticks",
+    "fsync",
+    "request_timeout_ms",
+    "forward",
+    "peer_listen",
+    "client_listen",
+    "max_value_bytes",
+    "max_frame_bytes",
+    "send_queue_frames",
+    "max_pending_requests",
+    "snapshot_entries",
+    "pre_vote",
+    "check_quorum",
+    "phi_threshold",
+    "log_level",
+)
+_TLS_FIELDS = ("cert", "key", "ca")
+_MEMBER_FIELDS = ("id", "peer", "client")
+
+
+def _check_int(value: object, field: str, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(field, f"must be an integer, got {type(value).__name__} {value!r}")
+    if not low <= value <= high:
+        raise _fail(field, f"must be in {low}..{high}, got {value}")
+
+
+def _check_str(value: object, field: str) -> str:
+    if not isinstance(value, str):
+        raise _fail(field, f"must be a string, got {type(value).__name__} {value!r}")
+    if "\x00" in value:
+        raise _fail(field, "must not contain NUL characters")
+    return value
+
+
+def _check_choice(value: object, field: str, choices: Tuple[str, ...]) -> None:
+    _check_str(value, field)
+    if value not in choices:
+        raise _fail(field, f"must be one of {', '.join(choices)}, got {value!r}")
+
+
+def _validate(cfg: NodeConfig) -> None:
+    for name in INT_BOUNDS:
+        low, high = INT_BOUNDS[name]
+        _check_int(getattr(cfg, name), name, low, high)
+    for name in _BOOL_FIELDS:
+        value = getattr(cfg, name)
+        if not isinstance(value, bool):
+            raise _fail(name, f"must be a boolean, got {type(value).__name__} {value!r}")
+    _check_choice(cfg.protocol, "protocol", PROTOCOLS)
+    _check_choice(cfg.fsync, "fsync", FSYNC_MODES)
+    _check_choice(cfg.log_level, "log_level", LOG_LEVELS)
+    if not _check_str(cfg.data_dir, "data_dir"):
+        raise _fail("data_dir", "must not be empty")
+    cluster_id = _check_str(cfg.cluster_id, "cluster_id")
+    if not cluster_id:
+        raise _fail("cluster_id", "must not be empty")
+    try:
+        size = len(cluster_id.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise _fail("cluster_id", "must be valid UTF-8") from None
+    if size > CLUSTER_ID_BYTES_MAX:
+        raise _fail("cluster_id", f"is {size} bytes, more than {CLUSTER_ID_BYTES_MAX}")
+
+    phi = cfg.phi_threshold
+    if isinstance(phi, bool) or not isinstance(phi, float):
+        raise _fail("phi_threshold", f"must be a number, got {type(phi).__name__} {phi!r}")
+    if not (math.isfinite(phi) and 0.0 < phi <= PHI_THRESHOLD_MAX):
+        raise _fail("phi_threshold", f"must be in (0, {PHI_THRESHOLD_MAX:g}], got {phi!r}")
+
+    if cfg.heartbeat_ticks >= cfg.election_ticks:
+        raise _fail(
+            "heartbeat_ticks",
+            f"must be less than election_ticks ({cfg.heartbeat_ticks} >= {cfg.election_ticks})",
+        )
+    if cfg.max_value_bytes > cfg.max_frame_bytes // 2:
+        raise _fail(
+            "max_value_bytes",
+            f"must be at most half of max_frame_bytes ({cfg.max_value_bytes} > {cfg.max_frame_bytes // 2})",
+        )
+
+    for name in _OPTIONAL_ADDRESS_FIELDS:
+        value = getattr(cfg, name)
+        if value is not None:
+            parse_address(value, name)
+
+    _validate_members(cfg)
+    if cfg.tls is not None:
+        if not isinstance(cfg.tls, TlsConfig):
+            raise _fail("tls", f"must be a TlsConfig, got {type(cfg.tls).__name__}")
+        for name in _TLS_FIELDS:
+            path = _check_str(getattr(cfg.tls, name), f"tls.{name}")
+            if not path:
+                raise _fail(f"tls.{name}", "must not be empty")
+            if not os.path.isfile(path):
+                raise _fail(f"tls.{name}", f"file {path!r} does not exist")
+
+
+def _validate_members(cfg: NodeConfig) -> None:
+    members = cfg.members
+    if not isinstance(members, tuple):
+        raise _fail("members", f"must be a list of members, got {type(members).__name__}")
+    if not members:
+        raise _fail("members", "must list at least one member")
+    if len(members) > MEMBERS_MAX:
+        raise _fail("members", f"at most {MEMBERS_MAX} members")
+    seen_ids: Dict[int, int] = {}
+    seen_peers: Dict[str, int] = {}
+    seen_clients: Dict[str, int] = {}
+    for position, member in enumerate(members):
+        prefix = f"members[{position}]"
+        if not isinstance(member, Member):
+            raise _fail(prefix, f"must be a Member, got {type(member).__name__}")
+        _check_int(member.id, f"{prefix}.id", 1, INT_BOUNDS["id"][1])
+        if member.id in seen_ids:
+            raise _fail(f"{prefix}.id", f"id {member.id} is already used by members[{seen_ids[member.id]}]")
+        seen_ids[member.id] = position
+        for name, seen in (("peer", seen_peers), ("client", seen_clients)):
+            address = getattr(member, name)
+            parse_address(address, f"{prefix}.{name}")
+            if address in seen:
+                raise _fail(f"{prefix}.{name}", f"{address!r} is already used by members[{seen[address]}]")
+            seen[address] = position
+    if cfg.id not in seen_ids:
+        raise _fail("id", f"this node's id {cfg.id} is not among the members {sorted(seen_ids)}")
+
+
+# ---------------------------------------------------------------------------- parsing
+
+
+def _env_value(name: str, text: str, variable: str) -> Any:
+    """Convert one environment variable's text to the type of field `name`."""
+    source = f"environment variable {variable}"
+    stripped = text.strip()
+    if name in INT_BOUNDS:
+        try:
+            return int(stripped, 10)
+        except ValueError:
+            raise _fail(name, f"must be an integer, got {text!r}", source) from None
+    if name in _BOOL_FIELDS:
+        lowered = stripped.lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise _fail(name, f"must be true/false/1/0/yes/no, got {text!r}", source)
+    if name in _FLOAT_FIELDS:
+        try:
+            return float(stripped)
+        except ValueError:
+            raise _fail(name, f"must be a number, got {text!r}", source) from None
+    if name in _OPTIONAL_ADDRESS_FIELDS:
+        return stripped or None
+    return text
+
+
+def _reject_unknown(table: Mapping[str, Any], allowed: Tuple[str, ...], prefix: str, source: str) -> None:
+    for key in table:
+        if key not in allowed:
+            field = f"{prefix}{key}"
+            raise _fail(field, f"unknown setting (known: {', '.join(allowed)})", source)
+
+
+def parse_config(
+    data: Mapping[str, Any], env: Optional[Mapping[str, str]] = None, *, source: str = "<config>"
+) -> NodeConfig:
+    """Build a NodeConfig from parsed TOML `data` and environment overrides (`env`, default os.environ)."""
+    if env is None:
+        env = os.environ
+    if not isinstance(data, Mapping):
+        raise _fail("<file>", f"top level must be a table, got {type(data).__name__}", source)
+    _reject_unknown(data, SCALAR_FIELDS + ("members", "tls"), "", source)
+    values: Dict[str, Any] = {}
+    sources: Dict[str, str] = {}
+    for name in SCALAR_FIELDS:
+        if name in data:
+            values[name] = data[name]
+            sources[name] = source
+    for name in SCALAR_FIELDS:
+        variable = ENV_PREFIX + name.upper()
+        if variable in env:
+            values[name] = _env_value(name, env[variable], variable)
+            sources[name] = f"environment variable {variable}"
+
+    members_raw = data.get("members")
+    members: List[Member] = []
+    if members_raw is None:
+        raise _fail("members", "missing: list the cluster's members with [[members]] tables", source)
+    if not isinstance(members_raw, list):
+        raise _fail("members", "must be an array of tables ([[members]])", source)
+    for position, table in enumerate(members_raw):
+        prefix = f"members[{position}]"
+        if not isinstance(table, Mapping):
+            raise _fail(prefix, "must be a table", source)
+        _reject_unknown(table, _MEMBER_FIELDS, f"{prefix}.", source)
+        for name in _MEMBER_FIELDS:
+            if name not in table:
+                raise _fail(f"{prefix}.{name}", "missing", source)
+        members.append(Member(id=table["id"], peer=table["peer"], client=table["client"]))
+
+    tls_raw = data.get("tls")
+    tls_values: Dict[str, Any] = {}
+    tls_sources: Dict[str, str] = {}
+    if tls_raw is not None:
+        if not isinstance(tls_raw, Mapping):
+            raise _fail("tls", "must be a table ([tls])", source)
+        _reject_unknown(tls_raw, _TLS_FIELDS, "tls.", source)
+        for name in _TLS_FIELDS:
+            if name in tls_raw:
+                tls_values[name] = tls_raw[name]
+                tls_sources[name] = source
+    for name in _TLS_FIELDS:
+        variable = f"{ENV_PREFIX}TLS_{name.upper()}"
+        if variable in env:
+            tls_values[name] = env[variable]
+            tls_sources[name] = f"environment variable {variable}"
+    tls: Optional[TlsConfig] = None
+    if tls_values:
+        for name in _TLS_FIELDS:
+            if name not in tls_values:
+                raise _fail(f"tls.{name}", "missing (cert, key and ca are all required for TLS)", source)
+        tls = TlsConfig(cert=tls_values["cert"], key=tls_values["key"], ca=tls_values["ca"])
+
+    for name in ("id", "data_dir", "cluster_id"):
+        if name not in values:
+            raise _fail(name, "missing (required)", source)
+    try:
+        return NodeConfig(members=tuple(members), tls=tls, **values)
+    except ConfigError as exc:
+        field = getattr(exc, "field", "") or ""
+        origin = sources.get(field) or tls_sources.get(field[4:] if field.startswith("tls.") else "") or source
+        raise _fail(field, str(exc).split(": ", 1)[-1], origin) from None
+
+
+def load_config(path: Union[str, "os.PathLike[str]"], env: Optional[Mapping[str, str]] = None) -> NodeConfig:
+    """Read a TOML file, apply `CONSENSUS_*` overrides from `env` (default os.environ), validate."""
+    source = os.fspath(path)
+    try:
+        with open(source, "rb") as handle:
+            raw = handle.read(CONFIG_FILE_BYTES_MAX + 1)
+    except OSError as exc:
+        raise _fail("<file>", f"cannot read {source!r}: {exc.strerror or exc}") from None
+    if len(raw) > CONFIG_FILE_BYTES_MAX:
+        raise _fail("<file>", f"{source!r} is larger than {CONFIG_FILE_BYTES_MAX} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _fail("<file>", f"{source!r} is not UTF-8 (byte {exc.start})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise _fail("<file>", f"{source!r} is not valid TOML: {exc}") from None
+    return parse_config(data, env, source=source)
+
+
+# ---------------------------------------------------------------------------- dumping
+
+
+def _toml_string(text: str) -> str:
+    out = ['"']
+    for char in text:
+        code = ord(char)
+        if char == '"':
+            out.append('\\"')
+        elif char == "\\":
+            out.append("\\\\")
+        elif char == "\n":
+            out.append("\\n")
+        elif char == "\t":
+            out.append("\\t")
+        elif char == "\r":
+            out.append("\\r")
+        elif code < 0x20 or code == 0x7F:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(char)
+    out.append('"')
+    return "".join(out)
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, str):
+        return _toml_string(value)
+    raise TypeError(f"cannot write {type(value).__name__} as TOML")
+
+
+def dump_config(cfg: NodeConfig) -> str:
+    """TOML text that `load_config` reads back to an equal NodeConfig (unset optionals are omitted)."""
+    lines: List[str] = []
+    for name in SCALAR_FIELDS:
+        value = getattr(cfg, name)
+        if value is not None:
+            lines.append(f"{name} = {_toml_value(value)}")
+    for member in cfg.members:
+        lines.append("")
+        lines.append("[[members]]")
+        for name in _MEMBER_FIELDS:
+            lines.append(f"{name} = {_toml_value(getattr(member, name))}")
+    if cfg.tls is not None:
+        lines.append("")
+        lines.append("[tls]")
+        for name in _TLS_FIELDS:
+            lines.append(f"{name} = {_toml_value(getattr(cfg.tls, name))}")
+    return "\n".join(lines) + "\n"
+
+
+# Every top-level scalar field is overridable and every field is either a scalar or a table.
+assert set(SCALAR_FIELDS) | {"members", "tls"} == {f.name for f in fields(NodeConfig)}

@@ -1,0 +1,44 @@
+"""Errors of the runtime, beside the core's (`consensus.ConsensusError` and its subclasses).
+
+Each carries `indeterminate`: true when the operation may or may not have taken effect (the client
+cannot know without reading), false when it certainly did not.
+"""
+
+from __future__ import annotations
+
+from consensus._core import ConsensusError, NotLeaderError, ProposalDroppedError
+
+
+class LeadershipLostError(ConsensusError):
+    """The leader that accepted the proposal lost its leadership before the entry was applied; the
+    entry may still be committed by the next leader."""
+
+    indeterminate = True
+
+
+class RequestTimeoutError(ConsensusError):
+    """The node gave up waiting (``request_timeout``); a write may still be applied later."""
+
+    indeterminate = True
+
+
+class BusyError(ProposalDroppedError):
+    """Too many requests are waiting (``max_pending``); nothing was proposed. Retry later."""
+
+    indeterminate = False
+
+
+class NodeStoppedError(ConsensusError):
+    """The node stopped (shutdown, or a fatal storage error) before answering."""
+
+    indeterminate = True
+
+
+def not_leader(leader_hint: int) -> NotLeaderError:
+    """A `NotLeaderError` carrying the leader this node knows (0: unknown)."""
+    err = NotLeaderError(f"not the leader (leader hint: {leader_hint})")
+    err.leader_hint = leader_hint
+    return err
+
+
+__all__ = ["BusyError", "LeadershipLostError", "NodeStoppedError", "RequestTimeoutError", "not_leader"]

@@ -1,0 +1,405 @@
+"""The KV service: the HTTP JSON client API of DESIGN.md §3 over a `Node` running a `KVStore`.
+
+```
+PUT    /v1/kv/{key}        {"value": "text"}             -> {"revision": R}
+GET    /v1/kv/{key}        [?consistency=stale]          -> {"value", "revision", "store_revision"} | 404
+DELETE /v1/kv/{key}                                      -> {"revision": R, "deleted": bool}
+POST   /v1/kv/{key}/cas    {"expected": str|null, "value": str} -> {"succeeded": bool, "revision": R}
+GET    /v1/status, GET /metrics
+GET    /v1/members, POST /v1/members {"id", "peer", "client"} (joins as a learner),
+POST   /v1/members/{id}/promote, DELETE /v1/members/{id}, POST /v1/leader/transfer {"to": id}
+GET    /v1/snapshot (the replicated state as a file), POST /v1/snapshot (snapshot + compact now)
+```
+
+A follower forwards writes (and membership operations) to the leader and relays its answer; with
+``forward = false`` it answers 307 with the leader's URL. Linearizable reads are served on any node
+through the read-index barrier (Raft §6.4), which the leader confirms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any, Awaitable, Callable, Dict, Optional
+
+import aiohttp
+from aiohttp import web
+
+from consensus import snapshotfile
+from consensus._core import ConsensusError, NotLeaderError, ProposalDroppedError
+from consensus.errors import BusyError, LeadershipLostError, NodeStoppedError, RequestTimeoutError
+from consensus.metrics import CONTENT_TYPE, NodeMetrics
+from consensus.statemachine import KVStore, parse_request_id
+
+log = logging.getLogger("consensus.kv")
+
+KEY_BYTES_MAX = 1024
+FORWARDED_HEADER = "X-Consensus-Forwarded-By"
+REQUEST_ID_HEADER = "X-Request-Id"
+#: How far a learner may trail the leader's commit index and still be promoted.
+PROMOTE_LAG_MAX = 1000
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, code: str, message: str, *, indeterminate: bool = False, **extra: Any) -> None:
+        super().__init__(message)
+        self.status, self.code, self.indeterminate, self.extra = status, code, indeterminate, extra
+
+
+def error_response(err: HttpError) -> web.Response:
+    body = {"error": str(err), "code": err.code, "indeterminate": err.indeterminate, **err.extra}
+    return web.json_response(body, status=err.status)
+
+
+class KVService:
+    """The aiohttp application of one node."""
+
+    def __init__(
+        self,
+        node: Any,
+        kv: KVStore,
+        *,
+        forward: bool = True,
+        max_value_bytes: int = 1 << 20,
+        request_timeout: float = 5.0,
+        metrics: Optional[NodeMetrics] = None,
+    ) -> None:
+        self.node = node
+        self.kv = kv
+        self.forward = forward
+        self.max_value_bytes = max_value_bytes
+        self.request_timeout = request_timeout
+        self.metrics = metrics or NodeMetrics()
+        if node.metrics is None:
+            node.metrics = self.metrics
+        self._session: Optional[aiohttp.ClientSession] = None
+        self.app = web.Application(middlewares=[self._errors], client_max_size=max_value_bytes * 2 + 4096)
+        self.app.add_routes(
+            [
+                web.put("/v1/kv/{key}", self.put),
+                web.get("/v1/kv/{key}", self.get),
+                web.delete("/v1/kv/{key}", self.delete),
+                web.post("/v1/kv/{key}/cas", self.cas),
+                web.get("/v1/status", self.status),
+                web.get("/metrics", self.prometheus),
+                web.get("/v1/members", self.members),
+                web.post("/v1/members", self.add_member),
+                web.post("/v1/members/{id}/promote", self.promote_member),
+                web.delete("/v1/members/{id}", self.remove_member),
+                web.post("/v1/leader/transfer", self.transfer_leader),
+                web.get("/v1/snapshot", self.download_snapshot),
+                web.post("/v1/snapshot", self.take_snapshot),
+            ]
+        )
+        self.app.on_cleanup.append(self._close_session)
+
+    async def _close_session(self, _app: web.Application) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    # ------------------------------------------------------------------ plumbing
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        started = time.perf_counter()
+        try:
+            return await handler(request)
+        except HttpError as err:
+            self.metrics.http_errors.labels(err.code).inc()
+            return error_response(err)
+        except web.HTTPException:
+            raise
+        except ConsensusError as exc:
+            err = self._map_error(exc)
+            self.metrics.http_errors.labels(err.code).inc()
+            return error_response(err)
+        finally:
+            self.metrics.observe("http", time.perf_counter() - started)
+
+    def _map_error(self, exc: ConsensusError) -> HttpError:
+        if isinstance(exc, BusyError):
+            return HttpError(429, "busy", str(exc))
+        if isinstance(exc, NotLeaderError):
+            return self._not_leader(int(getattr(exc, "leader_hint", 0) or 0))
+        if isinstance(exc, LeadershipLostError):
+            return HttpError(503, "leadership_lost", str(exc), indeterminate=True)
+        if isinstance(exc, RequestTimeoutError):
+            return HttpError(504, "timeout", str(exc), indeterminate=True)
+        if isinstance(exc, NodeStoppedError):
+            return HttpError(503, "stopped", str(exc), indeterminate=True)
+        if isinstance(exc, ProposalDroppedError):
+            return HttpError(503, "no_leader", str(exc))
+        return HttpError(500, "internal", str(exc), indeterminate=True)
+
+    def leader_url(self, leader: int) -> Optional[str]:
+        address = self.node.addresses.get(leader)
+        if address is None or not address.client:
+            return None
+        return f"http://{address.client}"
+
+    def _not_leader(self, leader: int) -> HttpError:
+        if leader == 0:
+            return HttpError(503, "no_leader", "no leader is known; retry shortly")
+        return HttpError(
+            503, "not_leader", f"node {self.node.id} is not the leader", leader=leader, leader_url=self.leader_url(leader)
+        )
+
+    async def _leader_only(self, request: web.Request, body: bytes, action: Callable[[], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        """Runs `action` on the leader; elsewhere forwards the request to it, or redirects."""
+        if self.node.is_leader:
+            try:
+                return await action()
+            except NotLeaderError:
+                pass  # lost the leadership between the check and the proposal: treat as a follower
+        leader = self.node.leader
+        url = self.leader_url(leader) if leader else None
+        if leader == 0 or url is None or request.headers.get(FORWARDED_HEADER):
+            raise self._not_leader(leader)
+        if not self.forward:
+            raise web.HTTPTemporaryRedirect(url + request.path_qs)
+        return await self._forward(request, url, body)
+
+    async def _forward(self, request: web.Request, url: str, body: bytes) -> web.StreamResponse:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.request_timeout + 1.0))
+        headers = {FORWARDED_HEADER: str(self.node.id), "Content-Type": request.headers.get("Content-Type", "application/json")}
+        if REQUEST_ID_HEADER in request.headers:
+            headers[REQUEST_ID_HEADER] = request.headers[REQUEST_ID_HEADER]
+        try:
+            async with self._session.request(request.method, url + request.path_qs, data=body, headers=headers) as resp:
+                payload = await resp.read()
+                return web.Response(body=payload, status=resp.status, content_type=resp.content_type)
+        except asyncio.TimeoutError:
+            raise HttpError(504, "timeout", "the leader did not answer in time", indeterminate=True) from None
+        except aiohttp.ClientError as exc:
+            # The request may have reached the leader before the connection broke.
+            raise HttpError(503, "leadership_lost", f"forwarding to the leader failed: {exc}", indeterminate=True) from None
+
+    @staticmethod
+    def _key(request: web.Request) -> str:
+        key = request.match_info["key"]
+        size = len(key.encode("utf-8"))
+        if not 1 <= size <= KEY_BYTES_MAX:
+            raise HttpError(400, "bad_request", f"key must be 1 to {KEY_BYTES_MAX} bytes of UTF-8 (got {size})")
+        return key
+
+    async def _json(self, request: web.Request) -> "tuple[Dict[str, Any], bytes]":
+        body = await request.read()
+        try:
+            data = json.loads(body or b"null")
+        except (ValueError, UnicodeDecodeError):
+            raise HttpError(400, "bad_request", "the body is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise HttpError(400, "bad_request", "the body must be a JSON object")
+        return data, body
+
+    def _text(self, data: Dict[str, Any], name: str, *, nullable: bool = False) -> Optional[str]:
+        if name not in data:
+            raise HttpError(400, "bad_request", f"missing field {name!r}")
+        value = data[name]
+        if value is None and nullable:
+            return None
+        if not isinstance(value, str):
+            raise HttpError(400, "bad_request", f"field {name!r} must be a string{' or null' if nullable else ''}")
+        if len(value.encode("utf-8")) > self.max_value_bytes:
+            raise HttpError(413, "too_large", f"field {name!r} exceeds {self.max_value_bytes} bytes")
+        return value
+
+    @staticmethod
+    def _request_id(request: web.Request) -> Optional[str]:
+        rid = request.headers.get(REQUEST_ID_HEADER)
+        if rid is None:
+            return None
+        try:
+            parse_request_id(rid)
+        except ValueError as exc:
+            raise HttpError(400, "bad_request", f"{REQUEST_ID_HEADER}: {exc}") from None
+        return rid
+
+    async def _propose(self, command: bytes) -> web.Response:
+        result = await self.node.propose(command)
+        if isinstance(result, dict) and "error" in result:
+            code = str(result["error"])
+            status = 409 if code == "request_id_reused" else 400
+            raise HttpError(status, code, str(result.get("message", code)))
+        return web.json_response(result)
+
+    # ------------------------------------------------------------------ KV
+
+    async def put(self, request: web.Request) -> web.StreamResponse:
+        key = self._key(request)
+        data, body = await self._json(request)
+        value = self._text(data, "value")
+        command = KVStore.encode_put(key, value, request_id=self._request_id(request))
+        return await self._leader_only(request, body, lambda: self._propose(command))
+
+    async def delete(self, request: web.Request) -> web.StreamResponse:
+        key = self._key(request)
+        command = KVStore.encode_delete(key, request_id=self._request_id(request))
+        return await self._leader_only(request, b"", lambda: self._propose(command))
+
+    async def cas(self, request: web.Request) -> web.StreamResponse:
+        key = self._key(request)
+        data, body = await self._json(request)
+        expected = self._text(data, "expected", nullable=True)
+        value = self._text(data, "value")
+        command = KVStore.encode_cas(key, expected, value, request_id=self._request_id(request))
+        return await self._leader_only(request, body, lambda: self._propose(command))
+
+    async def get(self, request: web.Request) -> web.StreamResponse:
+        key = self._key(request)
+        consistency = request.query.get("consistency", "linearizable")
+        if consistency not in ("linearizable", "stale"):
+            raise HttpError(400, "bad_request", "consistency must be 'linearizable' or 'stale'")
+        if consistency == "linearizable":
+            if not self.forward and not self.node.is_leader:
+                leader = self.node.leader
+                url = self.leader_url(leader)
+                if url is None:
+                    raise self._not_leader(leader)
+                raise web.HTTPTemporaryRedirect(url + request.path_qs)
+            await self.node.read_index()
+        found = self.kv.get(key)
+        if found is None:
+            raise HttpError(404, "key_not_found", f"key {key!r} not found", store_revision=self.kv.revision)
+        value, revision = found
+        return web.json_response({"value": value, "revision": revision, "store_revision": self.kv.revision})
+
+    # ------------------------------------------------------------------ status and metrics
+
+    async def status(self, _request: web.Request) -> web.StreamResponse:
+        s = self.node.status()
+        body = {
+            "id": s["id"],
+            "protocol": s["protocol"],
+            "role": s["role"],
+            "term": s["term"],
+            "leader": s["leader"],
+            "leader_url": self.leader_url(s["leader"]) if s["leader"] else None,
+            "commit_index": s["commit"],
+            "applied_index": s["applied"],
+            "last_index": s["last_index"],
+            "first_index": s["first_index"],
+            "snapshot_index": s["snapshot_index"],
+            "members": s["members"],
+            "voters": s["voters"],
+            "learners": s["learners"],
+            "addresses": {str(k): v for k, v in s["addresses"].items()},
+            "peers": {str(k): v for k, v in s["peers"].items()},
+            "progress": {str(k): v for k, v in s["progress"].items()},
+            "store_revision": self.kv.revision,
+            "keys": len(self.kv),
+        }
+        if "failure" in s:
+            body["failure"] = s["failure"]
+        return web.json_response(body)
+
+    async def prometheus(self, _request: web.Request) -> web.StreamResponse:
+        body = self.metrics.render(self.node)
+        resp = web.Response(body=body)
+        resp.headers["Content-Type"] = CONTENT_TYPE
+        return resp
+
+    # ------------------------------------------------------------------ membership and operations
+
+    async def members(self, _request: web.Request) -> web.StreamResponse:
+        s = self.node.status()
+        out = []
+        for member in s["members"]:
+            address = s["addresses"].get(member, {"peer": "", "client": ""})
+            out.append(
+                {
+                    "id": member,
+                    "voter": member in s["voters"],
+                    "learner": member in s["learners"],
+                    "peer": address["peer"],
+                    "client": address["client"],
+                }
+            )
+        return web.json_response({"members": out, "leader": s["leader"]})
+
+    @staticmethod
+    def _member_id(value: Any, field: str = "id") -> int:
+        try:
+            member = int(value)
+        except (TypeError, ValueError):
+            raise HttpError(400, "bad_request", f"{field} must be a positive integer") from None
+        if member <= 0 or isinstance(value, bool):
+            raise HttpError(400, "bad_request", f"{field} must be a positive integer")
+        return member
+
+    async def add_member(self, request: web.Request) -> web.StreamResponse:
+        data, body = await self._json(request)
+        member = self._member_id(data.get("id"))
+        peer = self._text(data, "peer")
+        client = self._text(data, "client")
+
+        async def action() -> web.StreamResponse:
+            if member in self.node.status()["members"]:
+                raise HttpError(409, "member_exists", f"node {member} is already a member")
+            await self.node.set_address(member, peer or "", client or "")
+            conf = await self.node.change_membership(add_learners=[member])
+            return web.json_response({"id": member, "learner": True, "voters": list(conf.voters), "learners": list(conf.learners)})
+
+        return await self._leader_only(request, body, action)
+
+    async def promote_member(self, request: web.Request) -> web.StreamResponse:
+        member = self._member_id(request.match_info["id"])
+
+        async def action() -> web.StreamResponse:
+            s = self.node.status()
+            if member not in s["learners"]:
+                raise HttpError(409, "not_a_learner", f"node {member} is not a learner")
+            matched = s["progress"].get(member, {}).get("match", 0)
+            if s["commit"] - matched > PROMOTE_LAG_MAX:
+                raise HttpError(
+                    409, "not_caught_up", f"node {member} is at {matched}, the commit index is {s['commit']}; retry later"
+                )
+            conf = await self.node.change_membership(add_voters=[member])
+            return web.json_response({"id": member, "voter": True, "voters": list(conf.voters), "learners": list(conf.learners)})
+
+        return await self._leader_only(request, b"", action)
+
+    async def remove_member(self, request: web.Request) -> web.StreamResponse:
+        member = self._member_id(request.match_info["id"])
+
+        async def action() -> web.StreamResponse:
+            s = self.node.status()
+            if member in s["voters"]:
+                conf = await self.node.change_membership(remove_voters=[member])
+            elif member in s["learners"]:
+                conf = await self.node.change_membership(remove_learners=[member])
+            else:
+                raise HttpError(404, "member_not_found", f"node {member} is not a member")
+            return web.json_response({"removed": member, "voters": list(conf.voters), "learners": list(conf.learners)})
+
+        return await self._leader_only(request, b"", action)
+
+    async def transfer_leader(self, request: web.Request) -> web.StreamResponse:
+        data, body = await self._json(request)
+        to = self._member_id(data.get("to"), "to")
+
+        async def action() -> web.StreamResponse:
+            if to not in self.node.status()["voters"]:
+                raise HttpError(400, "bad_request", f"node {to} is not a voter")
+            await self.node.transfer_leadership(to)
+            return web.json_response({"transferring_to": to})
+
+        return await self._leader_only(request, body, action)
+
+    async def download_snapshot(self, _request: web.Request) -> web.StreamResponse:
+        await self.node.read_index()
+        s = self.node.status()
+        blob = snapshotfile.encode(
+            index=self.node.applied_index,
+            term=s["term"],
+            cluster_voters=s["voters"],
+            state=self.node.snapshot_bytes(),
+        )
+        return web.Response(body=blob, content_type="application/octet-stream")
+
+    async def take_snapshot(self, _request: web.Request) -> web.StreamResponse:
+        index = await self.node.take_snapshot()
+        return web.json_response({"snapshot_index": index})

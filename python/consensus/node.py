@@ -1,0 +1,775 @@
+"""`consensus.Node`: one replica running on asyncio.
+
+The node owns one protocol core (sans-IO, Rust), its storage, a transport and a state machine. A
+single driver task touches the core: it steps the frames that arrived, applies due ticks, hands
+queued proposals and reads to the core, and then runs the Ready loop of DESIGN.md §2 in one
+function, `_handle_ready`: persist, then send, then apply, then advance.
+
+While a Ready is being persisted (fsync, in a worker thread without the GIL), frames, proposals and
+reads keep arriving and wait in bounded queues; the next pass hands them over together, so one
+fsync covers every write that arrived meanwhile (group commit).
+
+Entries carry a one-byte envelope: ``0x01`` + a state-machine command, or ``0x02`` + a runtime
+record (the address book of members). Snapshots carry both the application's snapshot and the
+address book.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import msgpack
+
+from consensus import protocols
+from consensus._core import (
+    ConsensusError,
+    DecodeError,
+    NotLeaderError,
+    ProposalDroppedError,
+    Role,
+    StorageError,
+)
+from consensus.errors import (
+    BusyError,
+    LeadershipLostError,
+    NodeStoppedError,
+    RequestTimeoutError,
+    not_leader,
+)
+
+log = logging.getLogger("consensus.node")
+
+ENVELOPE_COMMAND = 0x01
+ENVELOPE_SYSTEM = 0x02
+SNAPSHOT_FORMAT = 1
+
+#: Frames waiting for the driver; past this, frames are dropped (the protocols retransmit).
+INBOX_FRAMES_MAX = 65_536
+#: Proposals handed to the core in one call.
+PROPOSAL_BATCH_MAX = 4096
+
+
+@dataclass(frozen=True)
+class NodeOptions:
+    """Runtime settings of a node (the protocol's own are `protocols.CoreOptions`)."""
+
+    tick_interval: float = 0.01
+    election_ticks: int = 10
+    heartbeat_ticks: int = 1
+    pre_vote: bool = True
+    check_quorum: bool = True
+    request_timeout: float = 5.0
+    #: Proposals and reads waiting at once; more are refused with `BusyError`.
+    max_pending: int = 10_000
+    #: Take a snapshot (and compact the log) every this many applied entries; 0: never.
+    snapshot_entries: int = 10_000
+    phi_threshold: float = 8.0
+    seed: int = 0
+
+    def core_options(self) -> protocols.CoreOptions:
+        return protocols.CoreOptions(
+            election_ticks=self.election_ticks,
+            heartbeat_ticks=self.heartbeat_ticks,
+            pre_vote=self.pre_vote,
+            check_quorum=self.check_quorum,
+            seed=self.seed,
+        )
+
+
+@dataclass
+class MemberAddress:
+    peer: str = ""
+    client: str = ""
+
+
+@dataclass
+class _Stats:
+    proposals: int = 0
+    proposals_failed: int = 0
+    reads: int = 0
+    elections: int = 0
+    leader_changes: int = 0
+    bad_frames: int = 0
+    frames_dropped: int = 0
+    readies: int = 0
+    snapshots_taken: int = 0
+    snapshots_installed: int = 0
+
+
+def _encode_system(record: Mapping[str, Any]) -> bytes:
+    return bytes([ENVELOPE_SYSTEM]) + msgpack.packb(dict(record), use_bin_type=True)
+
+
+class Node:
+    """One replica: a protocol core driven on asyncio, with its storage, transport and state machine.
+
+    ``members`` are the voters of a new cluster (ignored when ``storage`` already holds a
+    configuration). With ``join=True`` the node joins a running cluster: ``members`` names the
+    current voters and this node waits to be added (as a learner, then promoted).
+    """
+
+    def __init__(
+        self,
+        id: int,
+        members: Sequence[int],
+        state_machine: Any,
+        transport: Any,
+        *,
+        protocol: str = "raft",
+        storage: Any = None,
+        options: NodeOptions = NodeOptions(),
+        addresses: Optional[Mapping[int, MemberAddress]] = None,
+        join: bool = False,
+        health: Any = None,
+        metrics: Any = None,
+    ) -> None:
+        self.id = id
+        self.protocol = protocol
+        self.options = options
+        self.state_machine = state_machine
+        self.transport = transport
+        self.spec = protocols.get(protocol)
+        self.storage = storage if storage is not None else self.spec.memory_storage()
+        self.health = health
+        #: Receives latency observations: ``observe(name, seconds)`` (see `consensus.metrics`).
+        self.metrics = metrics
+        #: Addresses from this node's own configuration; they win over replicated ones (NAT).
+        self._local_addresses: Dict[int, MemberAddress] = dict(addresses or {})
+        self.addresses: Dict[int, MemberAddress] = dict(self._local_addresses)
+
+        snapshot = self.storage.snapshot()
+        applied = 0
+        if snapshot.index > 0:
+            self._restore_snapshot(snapshot.data)
+            applied = snapshot.index
+        voters = [m for m in members if m != id] if join else list(members)
+        self.core = self.spec.make_core(id, voters, self.storage, applied, options.core_options())
+        self.applied_index = applied
+        self._snapshot_index = snapshot.index
+
+        self._inbox: Deque[Tuple[int, bytes]] = deque()
+        self._proposals: Deque[Tuple[bytes, asyncio.Future]] = deque()
+        #: index -> (term, future, start time) of proposals the core accepted.
+        self._pending: Dict[int, Tuple[int, asyncio.Future, float]] = {}
+        self._reads_waiting: List[Tuple[asyncio.Future, float]] = []
+        self._reads_inflight: Dict[bytes, List[Tuple[asyncio.Future, float]]] = {}
+        #: (read index, waiters) whose index is known, waiting for the application to catch up.
+        self._reads_applying: List[Tuple[int, List[Tuple[asyncio.Future, float]]]] = []
+        self._read_seq = 0
+        self._conf_waiters: Dict[int, Tuple[int, asyncio.Future, float]] = {}
+
+        self.stats = _Stats()
+        self._role = self.core.role
+        self._term = self.core.term
+        self._leader = self.core.leader
+        self._ticks_done = 0
+        self._started_at = 0.0
+        self._wake: Optional[asyncio.Event] = None
+        self._tasks: List[asyncio.Task] = []
+        self._io = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"consensus-io-{id}")
+        self._stopped = False
+        self.failure: Optional[BaseException] = None
+        self._done: Optional[asyncio.Future] = None
+        self.loop: Optional[asyncio.AbstractEventLoop] = None
+        attach = getattr(state_machine, "attach", None)
+        if attach is not None:
+            attach(self)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._done = self.loop.create_future()
+        self._started_at = self.loop.time()
+        self._sync_peers()
+        await self.transport.start(self._on_frame)
+        self._tasks = [
+            asyncio.ensure_future(self._drive()),
+            asyncio.ensure_future(self._ticker()),
+        ]
+
+    async def stop(self) -> None:
+        """Stops the node: pending requests fail with `NodeStoppedError`; storage is closed."""
+        if self._stopped:
+            return
+        self._stopped = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - shutting down
+                pass
+        await self.transport.close()
+        self._fail_everything(NodeStoppedError("the node stopped"))
+        self._io.shutdown(wait=True)
+        close = getattr(self.storage, "close", None)
+        if close is not None:
+            try:
+                close()
+            except ConsensusError as exc:  # the storage may be poisoned after a failure
+                log.warning("closing storage: %s", exc)
+        if self._done is not None and not self._done.done():
+            self._done.set_result(None)
+
+    async def wait_stopped(self) -> None:
+        """Returns when the node stops; raises the fatal error if it stopped because of one."""
+        assert self._done is not None, "start() first"
+        await asyncio.shield(self._done)
+        if self.failure is not None:
+            raise self.failure
+
+    def _fatal(self, exc: BaseException) -> None:
+        """A storage failure: stop at once rather than continue with state we could not persist."""
+        log.critical("node %d stopping after a fatal error: %s", self.id, exc)
+        self.failure = exc
+        self._stopped = True
+        for task in self._tasks:
+            if task is not asyncio.current_task():
+                task.cancel()
+        self._fail_everything(NodeStoppedError(f"the node stopped: {exc}"))
+        if self.loop is not None:
+            self.loop.create_task(self.transport.close())
+        if self._done is not None and not self._done.done():
+            self._done.set_result(None)
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def role(self) -> Role:
+        return self.core.role
+
+    @property
+    def term(self) -> int:
+        return int(self.core.term)
+
+    @property
+    def leader(self) -> int:
+        return int(self.core.leader)
+
+    @property
+    def commit_index(self) -> int:
+        return int(self.core.commit_index)
+
+    @property
+    def is_leader(self) -> bool:
+        return self.core.role == Role.LEADER
+
+    def _check_running(self) -> None:
+        if self._stopped:
+            raise NodeStoppedError(f"the node stopped{': ' + str(self.failure) if self.failure else ''}")
+
+    def _check_capacity(self) -> None:
+        waiting = len(self._proposals) + len(self._pending) + len(self._reads_waiting) + len(self._reads_inflight)
+        if waiting >= self.options.max_pending:
+            raise BusyError(f"{waiting} requests are waiting (max_pending = {self.options.max_pending})")
+
+    async def propose(self, command: bytes, *, timeout: Optional[float] = None) -> Any:
+        """Replicates `command` and returns what the state machine's `apply` returned for it.
+
+        Raises `NotLeaderError` (with `leader_hint`) on a follower, `BusyError` when too many
+        requests wait, `LeadershipLostError` / `RequestTimeoutError` when the outcome is unknown.
+        """
+        return await self._propose_entry(bytes([ENVELOPE_COMMAND]) + bytes(command), timeout)
+
+    async def _propose_entry(self, data: bytes, timeout: Optional[float]) -> Any:
+        self._check_running()
+        if self.core.role != Role.LEADER:
+            raise not_leader(self.core.leader)
+        self._check_capacity()
+        assert self.loop is not None and self._wake is not None
+        future = self.loop.create_future()
+        self._proposals.append((data, future))
+        self._wake.set()
+        return await self._await(future, timeout, "proposal")
+
+    async def read_index(self, *, timeout: Optional[float] = None) -> int:
+        """A linearizable read barrier: returns once this node has applied everything committed
+        when the read began (Raft §6.4); reads of the state machine after it are linearizable.
+        Works on followers too (the leader confirms the index)."""
+        self._check_running()
+        self._check_capacity()
+        assert self.loop is not None and self._wake is not None
+        future = self.loop.create_future()
+        self._reads_waiting.append((future, time.perf_counter()))
+        self._wake.set()
+        return await self._await(future, timeout, "read")
+
+    async def change_membership(
+        self,
+        *,
+        add_voters: Sequence[int] = (),
+        remove_voters: Sequence[int] = (),
+        add_learners: Sequence[int] = (),
+        remove_learners: Sequence[int] = (),
+        timeout: Optional[float] = None,
+    ) -> Any:
+        """Proposes a membership change; returns the configuration in force once it is applied."""
+        self._check_running()
+        if self.core.role != Role.LEADER:
+            raise not_leader(self.core.leader)
+        change = self.spec.conf_change(add_voters, remove_voters, add_learners, remove_learners)
+        index = self.core.propose_conf_change(change)
+        assert self.loop is not None and self._wake is not None
+        future = self.loop.create_future()
+        self._pending[index] = (self.core.term, future, time.perf_counter())
+        self._wake.set()
+        return await self._await(future, timeout, "membership change")
+
+    async def set_address(self, member_id: int, peer: str, client: str, *, timeout: Optional[float] = None) -> None:
+        """Replicates the addresses of a member (so every node can reach a node added at runtime)."""
+        record = {"op": "address", "id": int(member_id), "peer": peer, "client": client}
+        await self._propose_entry(_encode_system(record), timeout)
+
+    async def transfer_leadership(self, to: int) -> None:
+        self._check_running()
+        if self.core.role != Role.LEADER:
+            raise not_leader(self.core.leader)
+        self.core.transfer_leader(to)
+        assert self._wake is not None
+        self._wake.set()
+
+    async def campaign(self) -> None:
+        self._check_running()
+        self.core.campaign()
+        assert self._wake is not None
+        self._wake.set()
+
+    async def _await(self, future: asyncio.Future, timeout: Optional[float], what: str) -> Any:
+        limit = self.options.request_timeout if timeout is None else timeout
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), limit)
+        except asyncio.TimeoutError:
+            raise RequestTimeoutError(f"{what} not answered within {limit:.3g} s") from None
+
+    def status(self) -> Dict[str, Any]:
+        """The core's status plus the runtime's view: applied index, peers' health, counters."""
+        s = dict(self.core.status())
+        s["protocol"] = self.protocol
+        s["applied"] = self.applied_index
+        s["snapshot_index"] = self._snapshot_index
+        s["members"] = sorted(set(s.get("voters", [])) | set(s.get("learners", [])))
+        s["addresses"] = {i: {"peer": a.peer, "client": a.client} for i, a in sorted(self.addresses.items())}
+        s["peers"] = self.peer_health()
+        s["stopped"] = self._stopped
+        if self.failure is not None:
+            s["failure"] = str(self.failure)
+        return s
+
+    def peer_health(self) -> Dict[int, Dict[str, Any]]:
+        now = time.monotonic()
+        health = self.health.snapshot(now) if self.health is not None else {}
+        transport = self.transport.stats()
+        out: Dict[int, Dict[str, Any]] = {}
+        for peer in sorted(set(health) | set(transport)):
+            entry: Dict[str, Any] = {}
+            entry.update(health.get(peer, {}))
+            entry.update({k: v for k, v in transport.get(peer, {}).items() if k in ("connected", "dropped", "bad_frames")})
+            out[peer] = entry
+        return out
+
+    # ------------------------------------------------------------------ transport
+
+    def _on_frame(self, peer: int, frame: bytes) -> None:
+        if self.health is not None:
+            self.health.heartbeat(peer, time.monotonic())
+        if len(self._inbox) >= INBOX_FRAMES_MAX:
+            self.stats.frames_dropped += 1
+            return
+        self._inbox.append((peer, frame))
+        if self._wake is not None:
+            self._wake.set()
+
+    def _sync_peers(self) -> None:
+        """Points the transport at the current members (voters and learners) with known addresses."""
+        conf = self.core.conf_state
+        members = set(conf.voters) | set(conf.learners) | set(conf.voters_outgoing)
+        members |= set(self._local_addresses)
+        peers = {m: self.addresses[m].peer for m in members if m != self.id and m in self.addresses}
+        self.transport.set_peers(peers)
+        if self.health is not None:
+            for m in peers:
+                self.health.add_peer(m)
+
+    # ------------------------------------------------------------------ the driver
+
+    async def _ticker(self) -> None:
+        assert self.loop is not None and self._wake is not None
+        interval = self.options.tick_interval
+        while True:
+            await asyncio.sleep(interval)
+            self._wake.set()
+
+    async def _drive(self) -> None:
+        assert self._wake is not None
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                self._feed_core()
+                while self.core.has_ready():
+                    await self._handle_ready()
+                self._after_ready()
+                await self._maybe_snapshot()
+        except asyncio.CancelledError:
+            raise
+        except StorageError as exc:
+            self._fatal(exc)
+        except Exception as exc:  # noqa: BLE001 - a bug must stop the node loudly, not wedge it
+            log.exception("node %d driver failed", self.id)
+            self._fatal(exc)
+
+    def _feed_core(self) -> None:
+        """Hands the core everything that arrived since the last pass (the only place besides the
+        public calls that mutates it)."""
+        core = self.core
+        inbox = self._inbox
+        while inbox:
+            peer, frame = inbox.popleft()
+            try:
+                core.step(frame)
+            except DecodeError as exc:
+                self.stats.bad_frames += 1
+                log.warning("dropping a bad frame from peer %d: %s", peer, exc)
+                self._disconnect(peer)
+        assert self.loop is not None
+        due = int((self.loop.time() - self._started_at) / self.options.tick_interval) - self._ticks_done
+        if due > 0:
+            # After a long stall (a slow fsync, a paused process) tick at most one election
+            # timeout's worth at once, so a stall alone does not start an election storm.
+            for _ in range(min(due, self.options.election_ticks)):
+                core.tick()
+            self._ticks_done += due
+            self._report_unreachable()
+        if self._proposals:
+            self._submit_proposals()
+        if self._reads_waiting:
+            self._submit_reads()
+        self._check_timeouts()
+
+    def _disconnect(self, peer: int) -> None:
+        disconnect = getattr(self.transport, "disconnect", None)
+        if disconnect is not None:
+            disconnect(peer, "undecodable frame")
+
+    def _report_unreachable(self) -> None:
+        if self.health is None or self.core.role != Role.LEADER:
+            return
+        for peer in self.health.unavailable(time.monotonic()):
+            self.core.report_unreachable(peer)
+
+    def _submit_proposals(self) -> None:
+        core = self.core
+        while self._proposals:
+            batch: List[Tuple[bytes, asyncio.Future]] = []
+            while self._proposals and len(batch) < PROPOSAL_BATCH_MAX:
+                data, future = self._proposals.popleft()
+                if not future.done():
+                    batch.append((data, future))
+            if not batch:
+                return
+            try:
+                first = core.propose_many([data for data, _ in batch])
+            except NotLeaderError as exc:
+                self._fail_batch(batch, not_leader(getattr(exc, "leader_hint", 0)))
+                continue
+            except ProposalDroppedError as exc:
+                self._fail_batch(batch, exc)
+                continue
+            if first == 0:
+                self._fail_batch(batch, not_leader(core.leader))
+                continue
+            term = core.term
+            now = time.perf_counter()
+            for offset, (_data, future) in enumerate(batch):
+                self._pending[first + offset] = (term, future, now)
+            self.stats.proposals += len(batch)
+
+    def _fail_batch(self, batch: List[Tuple[bytes, asyncio.Future]], exc: BaseException) -> None:
+        self.stats.proposals_failed += len(batch)
+        for _data, future in batch:
+            if not future.done():
+                future.set_exception(exc)
+
+    def _submit_reads(self) -> None:
+        waiters, self._reads_waiting = self._reads_waiting, []
+        self._read_seq += 1
+        context = self._read_seq.to_bytes(8, "little")
+        try:
+            self.core.read_index(context)
+        except (ProposalDroppedError, NotLeaderError) as exc:
+            for future, _start in waiters:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        self._reads_inflight[context] = waiters
+
+    def _check_timeouts(self) -> None:
+        """Forgets requests whose callers gave up, so the tables stay bounded."""
+        if self._pending and len(self._pending) > self.options.max_pending // 2:
+            for index in [i for i, (_t, f, _s) in self._pending.items() if f.done()]:
+                del self._pending[index]
+
+    async def _handle_ready(self) -> None:
+        """The Ready loop of DESIGN.md §2, the one place it is written: persist, then send, then
+        apply, then advance."""
+        core = self.core
+        rd = core.ready()
+        self.stats.readies += 1
+        # 1. Persist. Durable before any message that depends on it leaves (Raft §5, Figure 2:
+        #    "before responding to RPCs"). The fsync runs in the IO thread with the GIL released.
+        if rd.must_sync or rd.snapshot is not None or rd.hard_state is not None or rd.entries:
+            started = time.perf_counter()
+            assert self.loop is not None
+            await self.loop.run_in_executor(self._io, self.storage.persist, rd)
+            if rd.must_sync:
+                self._observe("fsync", time.perf_counter() - started)
+        # 2. Send.
+        send = self.transport.send
+        for to, frame in rd.messages:
+            send(to, frame)
+        # 3. Apply, in order.
+        snapshot = rd.snapshot
+        if snapshot is not None:
+            self._install_snapshot(snapshot)
+        if rd.read_states:
+            self._read_states(rd.read_states)
+        for entry in rd.committed_entries:
+            self._apply(entry)
+        # 4. Advance.
+        core.advance(rd)
+        self._resolve_reads()
+
+    def _observe(self, name: str, seconds: float) -> None:
+        if self.metrics is not None:
+            self.metrics.observe(name, seconds)
+
+    def _apply(self, entry: Any) -> None:
+        index = entry.index
+        result: Any = None
+        if entry.kind == self.spec.conf_change_kind:
+            result = self.core.apply_conf_change(entry)
+            self._sync_peers()
+        else:
+            data = entry.data
+            if data:
+                tag = data[0]
+                if tag == ENVELOPE_COMMAND:
+                    result = self.state_machine.apply(index, data[1:])
+                elif tag == ENVELOPE_SYSTEM:
+                    result = self._apply_system(data[1:])
+                else:
+                    log.error("entry %d has an unknown envelope %#x; skipped", index, tag)
+        self.applied_index = index
+        pending = self._pending.pop(index, None)
+        if pending is not None:
+            term, future, started = pending
+            if future.done():
+                return
+            if entry.term == term:
+                future.set_result(result)
+                self._observe("proposal", time.perf_counter() - started)
+            else:
+                future.set_exception(LeadershipLostError(f"entry {index} was replaced by a later leader's"))
+
+    def _apply_system(self, payload: bytes) -> Any:
+        try:
+            record = msgpack.unpackb(payload, raw=False)
+            if record.get("op") == "address":
+                member = int(record["id"])
+                if member not in self._local_addresses:
+                    self.addresses[member] = MemberAddress(str(record["peer"]), str(record["client"]))
+                    self._sync_peers()
+                return None
+        except (ValueError, KeyError, TypeError, AttributeError, msgpack.ExtraData) as exc:
+            log.error("undecodable runtime record: %s", exc)
+        return None
+
+    def _read_states(self, read_states: Sequence[Any]) -> None:
+        for rs in read_states:
+            waiters = self._reads_inflight.pop(rs.context, None)
+            if waiters:
+                self._reads_applying.append((rs.index, waiters))
+
+    def _resolve_reads(self) -> None:
+        if not self._reads_applying:
+            return
+        still: List[Tuple[int, List[Tuple[asyncio.Future, float]]]] = []
+        now = time.perf_counter()
+        for index, waiters in self._reads_applying:
+            if index <= self.applied_index:
+                for future, started in waiters:
+                    if not future.done():
+                        future.set_result(index)
+                        self.stats.reads += 1
+                        self._observe("read", now - started)
+            else:
+                still.append((index, waiters))
+        self._reads_applying = still
+
+    def _after_ready(self) -> None:
+        """Notices role, term and leader changes: counts them and fails what they invalidate."""
+        core = self.core
+        role, term, leader = core.role, core.term, core.leader
+        if role != self._role or term != self._term:
+            if role == Role.CANDIDATE and (self._role != Role.CANDIDATE or term != self._term):
+                self.stats.elections += 1
+            if self._role == Role.LEADER and role != Role.LEADER:
+                self._leadership_lost(leader)
+            if term != self._term and self._reads_inflight:
+                # Reads in flight were tied to the old term's leader; they may never be answered.
+                err = ProposalDroppedError("leadership changed while the read was in flight; retry")
+                for waiters in self._reads_inflight.values():
+                    for future, _s in waiters:
+                        if not future.done():
+                            future.set_exception(err)
+                self._reads_inflight.clear()
+        if leader != self._leader and leader != 0:
+            self.stats.leader_changes += 1
+        self._role, self._term, self._leader = role, term, leader
+
+    def _leadership_lost(self, leader: int) -> None:
+        err = LeadershipLostError(f"node {self.id} lost its leadership (leader now {leader or 'unknown'})")
+        for _index, (_term, future, _s) in list(self._pending.items()):
+            if not future.done():
+                future.set_exception(err)
+        self._pending.clear()
+        while self._proposals:
+            _data, future = self._proposals.popleft()
+            if not future.done():
+                future.set_exception(not_leader(leader))
+
+    def _fail_everything(self, exc: BaseException) -> None:
+        futures = [f for _t, f, _s in self._pending.values()]
+        futures += [f for _d, f in self._proposals]
+        futures += [f for f, _s in self._reads_waiting]
+        futures += [f for ws in self._reads_inflight.values() for f, _s in ws]
+        futures += [f for _i, ws in self._reads_applying for f, _s in ws]
+        for future in futures:
+            if not future.done():
+                future.set_exception(exc)
+                future.exception()  # nobody may be waiting any more; do not warn about it
+        self._pending.clear()
+        self._proposals.clear()
+        self._reads_waiting.clear()
+        self._reads_inflight.clear()
+        self._reads_applying.clear()
+
+    # ------------------------------------------------------------------ snapshots
+
+    def snapshot_bytes(self) -> bytes:
+        """The node's replicated state (application + address book) as stored in a snapshot."""
+        return msgpack.packb(
+            {
+                "format": SNAPSHOT_FORMAT,
+                "app": self.state_machine.snapshot(),
+                "addresses": {str(i): [a.peer, a.client] for i, a in sorted(self.addresses.items())},
+            },
+            use_bin_type=True,
+        )
+
+    def _restore_snapshot(self, data: bytes) -> None:
+        if not data:
+            return
+        try:
+            envelope = msgpack.unpackb(data, raw=False, strict_map_key=False)
+            if not isinstance(envelope, dict) or envelope.get("format") != SNAPSHOT_FORMAT:
+                raise ValueError(f"unknown snapshot format {envelope.get('format') if isinstance(envelope, dict) else '?'}")
+            app = envelope["app"]
+            addresses = {int(k): MemberAddress(str(v[0]), str(v[1])) for k, v in envelope["addresses"].items()}
+        except (ValueError, KeyError, TypeError, IndexError, msgpack.ExtraData) as exc:
+            raise StorageError(f"snapshot data is damaged: {exc}") from exc
+        self.state_machine.restore(app)
+        for member, address in addresses.items():
+            if member not in self._local_addresses:
+                self.addresses[member] = address
+
+    def _install_snapshot(self, snapshot: Any) -> None:
+        """A snapshot from the leader replaced our log: the application restarts from it."""
+        self._restore_snapshot(snapshot.data)
+        self.applied_index = snapshot.index
+        self._snapshot_index = snapshot.index
+        self.stats.snapshots_installed += 1
+        for index in [i for i in self._pending if i <= snapshot.index]:
+            _term, future, _s = self._pending.pop(index)
+            if not future.done():
+                future.set_exception(LeadershipLostError(f"entry {index} was covered by an installed snapshot"))
+        self._sync_peers()
+
+    async def _maybe_snapshot(self) -> None:
+        every = self.options.snapshot_entries
+        if every <= 0 or self.applied_index - self._snapshot_index < every:
+            return
+        await self.take_snapshot()
+
+    async def take_snapshot(self) -> int:
+        """Snapshots the state machine at the applied index and compacts the log up to it."""
+        index = self.applied_index
+        if index <= self._snapshot_index:
+            return self._snapshot_index
+        data = self.snapshot_bytes()
+        assert self.loop is not None
+        await self.loop.run_in_executor(self._io, self.storage.compact, index, data)
+        self._snapshot_index = index
+        self.stats.snapshots_taken += 1
+        return index
+
+
+class BlockingNode:
+    """A thread-safe synchronous facade: runs a `Node` on its own event loop in a background
+    thread, for callers that are not async. Every method may be called from any thread."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name=f"consensus-node-{node.id}", daemon=True)
+        self._thread.start()
+        self._call(node.start())
+
+    def _call(self, coro: Any, timeout: Optional[float] = None) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def propose(self, command: bytes, *, timeout: Optional[float] = None) -> Any:
+        return self._call(self.node.propose(command, timeout=timeout))
+
+    def read_index(self, *, timeout: Optional[float] = None) -> int:
+        return self._call(self.node.read_index(timeout=timeout))
+
+    def status(self) -> Dict[str, Any]:
+        async def status() -> Dict[str, Any]:
+            return self.node.status()
+
+        return self._call(status())
+
+    def call(self, fn: Any, *args: Any) -> Any:
+        """Runs ``fn(*args)`` on the node's loop (for reading the state machine consistently)."""
+
+        async def run() -> Any:
+            return fn(*args)
+
+        return self._call(run())
+
+    def stop(self) -> None:
+        if not self._loop.is_running():
+            return
+        self._call(self.node.stop())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+    def __enter__(self) -> "BlockingNode":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+__all__ = ["BlockingNode", "MemberAddress", "Node", "NodeOptions"]

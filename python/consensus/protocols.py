@@ -1,0 +1,94 @@
+"""What the runtime needs to know about each protocol, in one table.
+
+`consensus.Node` drives every core through the same methods (``tick``, ``step``, ``propose_many``,
+``read_index``, ``ready``, ``advance``, ...). The few things that differ — how to build the core
+and its storage, how membership changes are expressed — live here, so the runtime has no
+per-protocol branches.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Sequence
+
+from consensus import raft
+from consensus._core import ConfigError
+
+
+@dataclass(frozen=True)
+class CoreOptions:
+    """Protocol settings shared by every core (ticks are logical; the runtime sets their length)."""
+
+    election_ticks: int = 10
+    heartbeat_ticks: int = 1
+    pre_vote: bool = True
+    check_quorum: bool = True
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ProtocolSpec:
+    name: str
+    #: `(data_dir, fsync)` -> a durable storage that reopens what was persisted there.
+    open_storage: Callable[[str, str], Any]
+    memory_storage: Callable[[], Any]
+    #: `(id, voters, storage, applied, options)` -> the core node.
+    make_core: Callable[[int, Sequence[int], Any, int, CoreOptions], Any]
+    #: `(add_voters, remove_voters, add_learners, remove_learners)` -> a membership change.
+    conf_change: Callable[..., Any]
+    conf_change_kind: Any
+    snapshot: Callable[..., Any]
+    conf_state: Callable[..., Any]
+
+
+def _raft_core(node_id: int, voters: Sequence[int], storage: Any, applied: int, options: CoreOptions) -> Any:
+    config = raft.Config(
+        election_tick=options.election_ticks,
+        heartbeat_tick=options.heartbeat_ticks,
+        pre_vote=options.pre_vote,
+        check_quorum=options.check_quorum,
+        # The runtime answers writes on a follower itself (forward over HTTP or redirect), so the
+        # core reports NotLeader instead of forwarding a proposal whose outcome nobody would await.
+        disable_proposal_forwarding=True,
+        seed=options.seed or node_id,
+    )
+    return raft.RaftNode(id=node_id, voters=list(voters), config=config, storage=storage, applied=applied)
+
+
+def _raft_storage(data_dir: str, fsync: str) -> Any:
+    return raft.FileStorage(os.fspath(data_dir), fsync=fsync)
+
+
+RAFT = ProtocolSpec(
+    name="raft",
+    open_storage=_raft_storage,
+    memory_storage=raft.MemoryStorage,
+    make_core=_raft_core,
+    conf_change=lambda add_voters=(), remove_voters=(), add_learners=(), remove_learners=(): raft.ConfChange(
+        add_voters=list(add_voters),
+        remove_voters=list(remove_voters),
+        add_learners=list(add_learners),
+        remove_learners=list(remove_learners),
+    ),
+    conf_change_kind=raft.EntryKind.CONF_CHANGE,
+    snapshot=raft.Snapshot,
+    conf_state=raft.ConfState,
+)
+
+PROTOCOLS: Dict[str, ProtocolSpec] = {"raft": RAFT}
+
+#: Named by the configuration surface; they plug in here as their cores land.
+PLANNED = ("paxos", "zab")
+
+
+def get(name: str) -> ProtocolSpec:
+    spec = PROTOCOLS.get(name)
+    if spec is not None:
+        return spec
+    if name in PLANNED:
+        err = ConfigError(f"protocol: {name!r} is not available in this version (available: {sorted(PROTOCOLS)})")
+    else:
+        err = ConfigError(f"protocol: unknown protocol {name!r} (available: {sorted(PROTOCOLS)})")
+    err.field = "protocol"
+    raise err

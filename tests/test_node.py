@@ -1,0 +1,327 @@
+"""consensus.Node on asyncio: in-process clusters over the in-memory transport.
+
+Each test names the behaviour of the runtime it checks (DESIGN.md §2: persist, then send, then
+apply, then advance; client futures; backpressure; shutdown; snapshots; membership).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any, Awaitable, Callable, Dict, List, Optional
+
+import pytest
+
+import consensus
+from consensus import raft
+from consensus.errors import BusyError, LeadershipLostError, NodeStoppedError
+from consensus.node import BlockingNode, MemberAddress, Node, NodeOptions
+from consensus.transport import MemoryNetwork
+
+FAST = NodeOptions(tick_interval=0.002, election_ticks=10, heartbeat_ticks=1, request_timeout=5.0)
+
+
+class Journal:
+    """A state machine that records every command and answers with its index."""
+
+    def __init__(self) -> None:
+        self.commands: List[bytes] = []
+
+    def apply(self, index: int, command: bytes) -> Any:
+        self.commands.append(command)
+        return {"index": index, "count": len(self.commands)}
+
+    def snapshot(self) -> bytes:
+        return b"\n".join(self.commands)
+
+    def restore(self, data: bytes) -> None:
+        self.commands = data.split(b"\n") if data else []
+
+
+class Cluster:
+    def __init__(self, size: int = 3, options: NodeOptions = FAST, storages: Optional[Dict[int, Any]] = None) -> None:
+        self.net = MemoryNetwork()
+        self.options = options
+        self.ids = list(range(1, size + 1))
+        self.nodes: Dict[int, Node] = {}
+        self.storages: Dict[int, Any] = storages or {}
+        for i in self.ids:
+            self.nodes[i] = self.make(i)
+
+    def make(self, i: int, *, join: bool = False, members: Optional[List[int]] = None) -> Node:
+        storage = self.storages.setdefault(i, raft.MemoryStorage())
+        return Node(
+            i,
+            members or self.ids,
+            Journal(),
+            self.net.transport(i),
+            storage=storage,
+            options=self.options,
+            addresses={m: MemberAddress(f"mem:{m}", f"mem:{m}") for m in (members or self.ids)},
+            join=join,
+        )
+
+    async def start(self) -> None:
+        for node in self.nodes.values():
+            await node.start()
+
+    async def stop(self) -> None:
+        for node in self.nodes.values():
+            await node.stop()
+
+    async def leader(self, timeout: float = 10.0) -> Node:
+        async def find() -> Node:
+            while True:
+                leaders = [n for n in self.nodes.values() if n.is_leader and not n._stopped]
+                if leaders:
+                    return leaders[0]
+                await asyncio.sleep(0.005)
+
+        return await asyncio.wait_for(find(), timeout)
+
+
+def run(test: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(asyncio.wait_for(test(), 60))
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    async def loop() -> None:
+        while not check():
+            await asyncio.sleep(0.005)
+
+    await asyncio.wait_for(loop(), timeout)
+
+
+def test_three_nodes_elect_and_every_node_applies_the_same_commands_in_order() -> None:
+    async def scenario() -> None:
+        c = Cluster()
+        await c.start()
+        try:
+            leader = await c.leader()
+            results = [await leader.propose(f"cmd{i}".encode()) for i in range(20)]
+            assert [r["count"] for r in results] == list(range(1, 21))
+            await eventually(lambda: all(len(n.state_machine.commands) == 20 for n in c.nodes.values()))
+            for node in c.nodes.values():
+                assert node.state_machine.commands == [f"cmd{i}".encode() for i in range(20)]
+        finally:
+            await c.stop()
+
+    run(scenario)
+
+
+def test_concurrent_proposals_are_batched_and_each_future_gets_its_own_result() -> None:
+    async def scenario() -> None:
+        c = Cluster()
+        await c.start()
+        try:
+            leader = await c.leader()
+            results = await asyncio.gather(*(leader.propose(b"x%d" % i) for i in range(300)))
+            indexes = [r["index"] for r in results]
+            assert len(set(indexes)) == 300
+            assert sorted(r["count"] for r in results) == list(range(1, 301))
+        finally:
+            await c.stop()
+
+    run(scenario)
+
+
+def test_propose_on_a_follower_raises_not_leader_with_the_leader_hint() -> None:
+    async def scenario() -> None:
+        c = Cluster()
+        await c.start()
+        try:
+            leader = await c.leader()
+            await leader.propose(b"first")
+            follower = next(n for n in c.nodes.values() if n is not leader)
+            await eventually(lambda: follower.leader == leader.id)
+            with pytest.raises(consensus.NotLeaderError) as info:
+                await follower.propose(b"x")
+            assert info.value.leader_hint == leader.id
+        finally:
+            await c.stop()
+
+    run(scenario)
+
+
+def test_read_index_on_a_follower_waits_until_it_applied_every_acknowledged_write() -> None:
+    """Raft §6.4: a read after a write acknowledged elsewhere sees it, on any node."""
+
+    async def scenario() -> None:
+        c = Cluster()
+        await c.start()
+        try:
+            leader = await c.leader()
+            follower = next(n for n in c.nodes.values() if n is not leader)
+            await leader.propose(b"warm-up")
+            for i in range(10):
+                result = await leader.propose(b"w%d" % i)
+                read_at = await follower.read_index()
+                assert read_at >= result["index"]
+                assert follower.applied_index >= result["index"]
+                assert follower.state_machine.commands[-1] == b"w%d" % i
+        finally:
+            await c.stop()
+
+    run(scenario)
+
+
+def test_an_isolated_leader_fails_its_pending_proposals_and_the_majority_elects_anew() -> None:
+    async def scenario() -> None:
+        c = Cluster()
+        await c.start()
+        try:
+            leader = await c.leader()
+            await leader.propose(b"before")
+            c.net.isolate(leader.id)
+            with pytest.raises((LeadershipLostError, consensus.ConsensusError)):
+                await leader.propose(b"lost", timeout=3.0)
+            others = [n for n in c.nodes.values() if n is not leader]
+            await eventually(lambda: any(n.is_leader for n in others))
+            new = next(n for n in others if n.is_leader)
+            assert (await new.propose(b"after"))["count"] >= 2
+            c.net.heal()
+            await eventually(lambda: leader.leader == new.id and not leader.is_leader)
+        finally:
+            await c.stop()
+
+    run(scenario)
+
+
+def test_backpressure_refuses_requests_past_max_pending_with_busy() -> None:
+    async def scenario() -> None:
+        c = Cluster(options=NodeOptions(tick_interval=0.002, max_pending=4))
+        await c.start()
+        try:
+            leader = await c.leader()
+            c.net.isolate(leader.id)  # nothing commits: requests stay pending
+            tasks = [asyncio.ensure_future(leader.propose(b"p%d" % i, timeout=2.0)) for i in range(4)]
+            await asyncio.sleep(0)
+            with pytest.raises(BusyError):
+                await leader.propose(b"one too many")
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            await c.stop()
+
+    run(scenario)
+
+
+def test_stop_fails_waiting_requests_with_node_stopped_and_later_calls_raise() -> None:
+    async def scenario() -> None:
+        c = Cluster()
+        await c.start()
+        leader = await c.leader()
+        c.net.isolate(leader.id)
+        pending = asyncio.ensure_future(leader.propose(b"never", timeout=10.0))
+        await asyncio.sleep(0.01)
+        await c.stop()
+        with pytest.raises((NodeStoppedError, LeadershipLostError)):
+            await pending
+        with pytest.raises(NodeStoppedError):
+            await leader.propose(b"after stop")
+
+    run(scenario)
+
+
+def test_a_lagging_follower_catches_up_through_a_snapshot_after_the_leader_compacts() -> None:
+    async def scenario() -> None:
+        c = Cluster(options=NodeOptions(tick_interval=0.002, snapshot_entries=20))
+        await c.start()
+        try:
+            leader = await c.leader()
+            await leader.propose(b"start")
+            lagging = next(n for n in c.nodes.values() if n is not leader)
+            c.net.isolate(lagging.id)
+            for i in range(60):
+                await leader.propose(b"v%d" % i)
+            assert leader.status()["snapshot_index"] >= 20
+            c.net.heal()
+            await eventually(lambda: lagging.applied_index >= leader.applied_index, timeout=15)
+            assert lagging.stats.snapshots_installed >= 1
+            assert lagging.state_machine.commands[-1] == b"v59"
+            assert lagging.state_machine.snapshot() == leader.state_machine.snapshot()
+        finally:
+            await c.stop()
+
+    run(scenario)
+
+
+def test_restart_from_storage_restores_the_snapshot_and_replays_the_log_after_it() -> None:
+    async def scenario() -> None:
+        c = Cluster(options=NodeOptions(tick_interval=0.002, snapshot_entries=15))
+        await c.start()
+        try:
+            leader = await c.leader()
+            for i in range(40):
+                await leader.propose(b"v%d" % i)
+            follower = next(n for n in c.nodes.values() if n is not leader)
+            await eventually(lambda: follower.applied_index >= leader.applied_index)
+            expected = list(follower.state_machine.commands)
+            await follower.stop()
+            c.nodes[follower.id] = restarted = c.make(follower.id)
+            assert restarted.applied_index > 0  # restored from the snapshot at construction
+            await restarted.start()
+            await eventually(lambda: restarted.applied_index >= leader.applied_index)
+            assert restarted.state_machine.commands == expected
+        finally:
+            await c.stop()
+
+    run(scenario)
+
+
+def test_a_node_added_at_runtime_joins_as_learner_catches_up_and_is_promoted() -> None:
+    async def scenario() -> None:
+        c = Cluster()
+        await c.start()
+        try:
+            leader = await c.leader()
+            for i in range(10):
+                await leader.propose(b"v%d" % i)
+            newcomer = c.make(4, join=True, members=[1, 2, 3, 4])
+            c.nodes[4] = newcomer
+            await newcomer.start()
+            await leader.set_address(4, "mem:4", "mem:4")
+            conf = await leader.change_membership(add_learners=[4])
+            assert 4 in conf.learners
+            await eventually(lambda: newcomer.applied_index >= leader.applied_index)
+            conf = await leader.change_membership(add_voters=[4])
+            assert 4 in conf.voters
+            result = await leader.propose(b"with four")
+            await eventually(lambda: newcomer.applied_index >= result["index"])
+            assert newcomer.state_machine.commands[-1] == b"with four"
+            assert newcomer.addresses[1].peer == "mem:1"
+        finally:
+            await c.stop()
+
+    run(scenario)
+
+
+def test_blocking_facade_serves_callers_on_several_threads() -> None:
+    net = MemoryNetwork()
+    nodes = [
+        BlockingNode(Node(i, [1], Journal(), net.transport(i), options=NodeOptions(tick_interval=0.002)))
+        for i in (1,)
+    ]
+    node = nodes[0]
+    try:
+        deadline = 500
+        while not node.status()["role"] == "leader" and deadline:
+            threading.Event().wait(0.01)
+            deadline -= 1
+        results: List[Any] = []
+
+        def worker(k: int) -> None:
+            for i in range(20):
+                results.append(node.propose(b"t%d-%d" % (k, i)))
+
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(r["count"] for r in results) == list(range(1, 81))
+        assert node.read_index() >= 80
+        assert node.call(lambda: len(node.node.state_machine.commands)) == 80
+    finally:
+        node.stop()
