@@ -735,3 +735,26 @@ def test_connections_beyond_the_pending_handshake_bound_are_refused_busy(monkeyp
             await transport.close()
 
     run(scenario())
+
+
+# ---------------------------------------------------------------------- keepalives
+
+
+@pytest.mark.integration
+def test_idle_connections_carry_keepalives_that_count_as_arrivals_but_never_reach_the_core() -> None:
+    """wire-format §9.5: two peers with nothing to say still hear from each other (the failure
+    detectors' input), and the keepalive frame is not handed to the protocol core."""
+
+    async def scenario() -> None:
+        transports, inboxes = await start_mesh([1, 2], keepalive_interval=0.02)
+        arrivals: Dict[int, List[int]] = {1: [], 2: []}
+        for node, transport in transports.items():
+            transport.on_arrival = arrivals[node].append
+        try:
+            await exchange(transports, inboxes, 1, 2, 1)
+            await wait_until(lambda: arrivals[1].count(2) >= 5 and arrivals[2].count(1) >= 5, "keepalives")
+            assert inboxes[1].from_peer(2) == [1] and inboxes[2].from_peer(1) == [1]
+        finally:
+            await close_all(transports)
+
+    run(scenario())

@@ -190,6 +190,7 @@ class Node:
         self._done = self.loop.create_future()
         self._started_at = self.loop.time()
         self._sync_peers()
+        self.transport.on_arrival = self._on_arrival
         await self.transport.start(self._on_frame)
         self._tasks = [
             asyncio.ensure_future(self._drive()),
@@ -378,9 +379,11 @@ class Node:
 
     # ------------------------------------------------------------------ transport
 
-    def _on_frame(self, peer: int, frame: bytes) -> None:
+    def _on_arrival(self, peer: int) -> None:
         if self.health is not None:
             self.health.heartbeat(peer, time.monotonic())
+
+    def _on_frame(self, peer: int, frame: bytes) -> None:
         if len(self._inbox) >= INBOX_FRAMES_MAX:
             self.stats.frames_dropped += 1
             return

@@ -198,6 +198,9 @@ class Transport(abc.ABC):
     """
 
     node_id: int
+    #: Called with the peer id for every frame that arrives (keepalives included), before it is
+    #: delivered: the failure detectors' input. Set by the node.
+    on_arrival: Optional[Callable[[int], None]] = None
 
     @abc.abstractmethod
     async def start(self, deliver: Deliver) -> None:

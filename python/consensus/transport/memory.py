@@ -261,6 +261,8 @@ class MemoryTransport(Transport):
         link.stats.frames_received += 1
         link.stats.bytes_received += len(frame)
         assert self._deliver is not None
+        if self.on_arrival is not None:
+            self.on_arrival(sender)
         if deliver_frame(self._deliver, sender, frame):
             return True
         link.stats.bad_frames += 1

@@ -45,6 +45,24 @@ WRITE_BATCH_BYTES_MAX = 4 * 1024 * 1024
 #: How long `close()` waits for the listener to finish closing.
 CLOSE_WAIT_SECONDS = 5.0
 
+
+def _crc32c(data: bytes) -> int:
+    """CRC32C (Castagnoli), bitwise: used once, for the constant keepalive frame."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+#: The keepalive (docs/wire-format.md §9.5): an empty frame of protocol 0, type 0. A writer sends it
+#: when it has had nothing to send for `keepalive_interval`, so every peer hears from every other
+#: one regularly and the failure detectors see arrivals even between two followers.
+KEEPALIVE_PROTOCOL = 0
+_KEEPALIVE_HEAD = (11).to_bytes(4, "little") + bytes((1, KEEPALIVE_PROTOCOL, 0))
+KEEPALIVE_FRAME = _KEEPALIVE_HEAD + _crc32c(_KEEPALIVE_HEAD).to_bytes(4, "little")
+
 _STATE_TLS = 0  # acceptor only: TLS handshake in progress
 _STATE_HANDSHAKE = 1  # waiting for HELLO (acceptor) or WELCOME (dialer)
 _STATE_OPEN = 2  # authenticated: frames flow both ways
@@ -287,6 +305,10 @@ class _Connection(asyncio.Protocol):
             position += length
             stats.frames_received += 1
             stats.bytes_received += length
+            if owner.on_arrival is not None:
+                owner.on_arrival(peer.id)
+            if length == len(KEEPALIVE_FRAME) and frame[5] == KEEPALIVE_PROTOCOL:
+                continue
             if not deliver_frame(owner._deliver, peer.id, frame):
                 stats.bad_frames += 1
                 self.close()
@@ -312,7 +334,9 @@ class _Connection(asyncio.Protocol):
                     continue
                 if not queue:
                     peer.frames_waiter = self.loop.create_future()
-                    await peer.frames_waiter
+                    done, _ = await asyncio.wait((peer.frames_waiter,), timeout=self.owner.keepalive_interval)
+                    if not done and not queue and self.state == _STATE_OPEN and not self.write_paused:
+                        transport.write(KEEPALIVE_FRAME)  # type: ignore[union-attr]
                     continue
                 batch = queue.take(WRITE_BATCH_BYTES_MAX)
                 transport.writelines(batch)  # type: ignore[union-attr]
@@ -373,6 +397,7 @@ class TcpTransport(Transport):
         backoff_initial: float = 0.05,
         backoff_max: float = 1.0,
         handshake_timeout: float = 2.0,
+        keepalive_interval: float = 0.1,
     ) -> None:
         self.node_id = check_node_id("node_id", node_id)
         if not isinstance(cluster_id, str) or not 1 <= len(cluster_id.encode("utf-8")) <= 255:
@@ -402,6 +427,7 @@ class TcpTransport(Transport):
         if self.backoff_max < self.backoff_initial:
             raise config_error("backoff_max", "must be at least backoff_initial")
         self.handshake_timeout = check_positive_seconds("handshake_timeout", handshake_timeout)
+        self.keepalive_interval = check_positive_seconds("keepalive_interval", keepalive_interval)
 
         self._peers: Dict[int, _Peer] = {}
         self._loop: Optional[asyncio.AbstractEventLoop] = None
