@@ -38,7 +38,7 @@ WITH_LIBPYTHON = LD_LIBRARY_PATH="$(PY_LIBDIR)$${LD_LIBRARY_PATH:+:$$LD_LIBRARY_
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
 .PHONY: help venv deps build run test test-rust test-python stubtest lint fmt-check clippy fmt \
-	bench bench-rust bench-python bench-asv wheel sdist clean
+	bench bench-rust bench-python bench-asv bench-peers wheel sdist clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -114,6 +114,13 @@ bench-python: build $(STAMP_BENCH) ## pytest-benchmark suites in benches/bench_*
 # Not part of `bench`: one quick asv pass of benches/asv against the installed package.
 bench-asv: build $(STAMP_BENCH) ## asv suites once against the installed package (asv run --python=same --quick)
 	$(VENV)/bin/asv run --python=same --quick --show-stderr
+
+# Not part of `bench`: installs etcd (apt) and PySyncObj (pip), then runs three 3-node clusters one
+# after another on this machine with the same load generator. BENCH_PEERS_ARGS passes options
+# (e.g. --quick, --systems consensus,etcd).
+bench-peers: build ## consensus vs etcd vs PySyncObj, 3-node clusters side by side (apt etcd, pip pysyncobj)
+	bash benches/peers/setup.sh $(VENV_PY)
+	$(VENV_PY) benches/peers/run.py $(BENCH_PEERS_ARGS)
 
 # --- packaging ----------------------------------------------------------------------------------
 
