@@ -44,7 +44,10 @@ class KVClient:
     ) -> None:
         self.urls = [u.rstrip("/") for u in urls]
         self.client_id = client_id or uuid.uuid4().hex[:12]
-        self._seq = itertools.count(1)
+        #: The service keeps the last answer per client id, so each request in flight needs an id
+        #: of its own: a lane is a client id with its own sequence, used by one request at a time.
+        self._free_lanes: List[List[Any]] = []
+        self._lane_count = 0
         self.timeout = timeout
         self.retry_for = retry_for
         self._session = session
@@ -90,8 +93,21 @@ class KVClient:
         """Sends to the leader it knows (else each node in turn), retrying retryable answers until
         ``retry_for`` seconds pass."""
         headers = {"Content-Type": "application/json"}
-        if idempotent_write:
-            headers["X-Request-Id"] = f"{self.client_id}:{next(self._seq)}"
+        if not idempotent_write:
+            return await self._call(method, path, body, headers)
+        if self._free_lanes:
+            lane = self._free_lanes.pop()
+        else:
+            self._lane_count += 1
+            lane = [f"{self.client_id}.{self._lane_count}", 0]
+        lane[1] += 1
+        headers["X-Request-Id"] = f"{lane[0]}:{lane[1]}"
+        try:
+            return await self._call(method, path, body, headers)
+        finally:
+            self._free_lanes.append(lane)
+
+    async def _call(self, method: str, path: str, body: Any, headers: Dict[str, str]) -> Dict[str, Any]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.retry_for
         candidates = itertools.cycle(self.urls)

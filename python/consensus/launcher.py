@@ -73,6 +73,7 @@ class ProcessCluster:
         if self.base_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="consensus-cluster-")
             self.base_dir = self._tmp.name
+        os.makedirs(self.base_dir, exist_ok=True)
         for node_id in range(1, self.size + 1):
             self._describe(node_id)
         for node_id in self.nodes:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Deque, Dict, Iterable, List, Optional, Set, Tuple
+from typing import Callable, Deque, Dict, Iterable, List, Optional, Set, Tuple, Union
 
 from consensus import raft
 from consensus._core import Role
@@ -17,6 +17,9 @@ from consensus._core import Role
 #: Upper bound on delivery rounds in one `stabilize()`: a cluster that keeps talking longer has a
 #: livelock, which is a bug worth an exception rather than a hang.
 STABILIZE_ROUNDS_MAX = 10_000
+
+#: What a member persists into.
+Storage = Union[raft.MemoryStorage, raft.FileStorage]
 
 
 class ClusterStuckError(RuntimeError):
@@ -28,7 +31,7 @@ class Member:
     """One node of the cluster with what survives a crash (its storage) and what it applied."""
 
     id: int
-    storage: raft.MemoryStorage
+    storage: Storage
     node: Optional[raft.RaftNode]
     applied: List[Tuple[int, int, bytes]] = field(default_factory=list)
     read_states: List[raft.ReadState] = field(default_factory=list)
@@ -51,10 +54,13 @@ class LocalCluster:
         config: Optional[raft.Config] = None,
         learners: Iterable[int] = (),
         configure: Optional[Callable[[int], raft.Config]] = None,
+        storage_factory: Optional[Callable[[int], Storage]] = None,
     ) -> None:
         self.voters = list(range(1, size + 1))
         self.learners = list(learners)
         self._config_for = configure or (lambda node_id: config or raft.Config(seed=node_id))
+        #: Builds each member's storage (default: a fresh `MemoryStorage`).
+        self._storage_for: Callable[[int], Storage] = storage_factory or (lambda _node_id: raft.MemoryStorage())
         self.members: Dict[int, Member] = {}
         self.inbox: Deque[Tuple[int, int, bytes]] = deque()
         #: Directed links that drop everything: (from, to).
@@ -66,7 +72,7 @@ class LocalCluster:
     # ------------------------------------------------------------------ membership
 
     def add_member(self, node_id: int, *, voters: Optional[List[int]] = None) -> Member:
-        storage = raft.MemoryStorage()
+        storage = self._storage_for(node_id)
         node = raft.RaftNode(
             id=node_id,
             voters=voters if voters is not None else self.voters,
@@ -93,6 +99,7 @@ class LocalCluster:
         """Rebuilds the node from its storage; the application restores from the snapshot and
         re-applies the committed entries above it."""
         member = self.members[node_id]
+        member.storage = self._reopen(member.storage)
         snapshot = member.storage.snapshot()
         member.applied = [a for a in member.applied if a[0] <= snapshot.index]
         member.node = raft.RaftNode(
@@ -103,6 +110,20 @@ class LocalCluster:
             applied=snapshot.index,
         )
         return member.node
+
+    @staticmethod
+    def _reopen(storage: Storage) -> Storage:
+        """What a restarted process finds: a `FileStorage` is closed and read back from disk; a
+        `MemoryStorage` is kept as it is (it stands for a disk that never loses anything)."""
+        if isinstance(storage, raft.FileStorage):
+            return storage.reopen()
+        return storage
+
+    def close(self) -> None:
+        """Closes every member's `FileStorage` (a no-op for in-memory storage)."""
+        for member in self.members.values():
+            if isinstance(member.storage, raft.FileStorage):
+                member.storage.close()
 
     # ------------------------------------------------------------------ network
 
@@ -175,6 +196,9 @@ class LocalCluster:
             for member in self.members.values():
                 if member.node is not None:
                     member.node.tick()
+                    if isinstance(member.storage, raft.FileStorage):
+                        # The runtime's tick is what bounds the `batch` fsync window.
+                        member.storage.sync()
             self.stabilize()
 
     # ------------------------------------------------------------------ conveniences

@@ -170,6 +170,7 @@ class Node:
         self._term = self.core.term
         self._leader = self.core.leader
         self._ticks_done = 0
+        self._synced_at_tick = 0
         self._started_at = 0.0
         self._wake: Optional[asyncio.Event] = None
         self._tasks: List[asyncio.Task] = []
@@ -422,6 +423,7 @@ class Node:
                     await self._handle_ready()
                 self._after_ready()
                 await self._maybe_snapshot()
+                await self._maybe_sync()
         except asyncio.CancelledError:
             raise
         except StorageError as exc:
@@ -706,6 +708,15 @@ class Node:
             if not future.done():
                 future.set_exception(LeadershipLostError(f"entry {index} was covered by an installed snapshot"))
         self._sync_peers()
+
+    async def _maybe_sync(self) -> None:
+        """With ``fsync = "batch"`` entries are fsynced at most every few milliseconds: the storage
+        decides when, on this call, made at most once per tick."""
+        if getattr(self.storage, "fsync", None) != "batch" or self._ticks_done == self._synced_at_tick:
+            return
+        self._synced_at_tick = self._ticks_done
+        assert self.loop is not None
+        await self.loop.run_in_executor(self._io, self.storage.sync)
 
     async def _maybe_snapshot(self) -> None:
         every = self.options.snapshot_entries

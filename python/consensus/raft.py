@@ -18,6 +18,7 @@ from consensus._core import RaftConfig as Config
 from consensus._core import RaftConfState as ConfState
 from consensus._core import RaftEntry as Entry
 from consensus._core import RaftEntryKind as EntryKind
+from consensus._core import RaftFileStorage as FileStorage
 from consensus._core import RaftHardState as HardState
 from consensus._core import RaftMemoryStorage as MemoryStorage
 from consensus._core import RaftMessage as Message
@@ -34,6 +35,7 @@ __all__ = [
     "Config",
     "Entry",
     "EntryKind",
+    "FileStorage",
     "HardState",
     "MemoryStorage",
     "Message",

@@ -55,6 +55,15 @@ pub enum StorageError {
     /// A snapshot older than the one already held.
     #[error("snapshot at index {0} is out of date")]
     SnapshotOutOfDate(u64),
+    /// A file of durable storage is damaged: `file` names it and `offset` is where the damage starts.
+    #[error("corrupt storage file {file} at offset {offset}: {reason}")]
+    Corrupt { file: String, offset: u64, reason: String },
+    /// Reading, writing or syncing a file failed.
+    #[error("storage I/O error: {0}")]
+    Io(String),
+    /// An earlier write or fsync failed; nothing more is written until the storage is reopened.
+    #[error("storage is poisoned by an earlier failure ({0}); reopen it once the cause is fixed")]
+    Poisoned(String),
     #[error("{0}")]
     Other(String),
 }

@@ -8,6 +8,7 @@ mod errors;
 mod raft;
 mod role;
 mod sim;
+mod storage;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -16,5 +17,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<role::Role>()?;
     raft::register(m)?;
     sim::register(m)?;
+    storage::register(m)?;
     Ok(())
 }

@@ -15,6 +15,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 use crate::errors::{config_error, storage_to_py, to_py};
 use crate::role::Role;
+use crate::storage::FileStorage;
 
 // -------------------------------------------------------------------- enums
 
@@ -95,7 +96,7 @@ impl From<MessageType> for CoreMessageType {
 
 // -------------------------------------------------------------------- value types
 
-fn bytes_of(data: &[u8]) -> Bytes {
+pub(crate) fn bytes_of(data: &[u8]) -> Bytes {
     Bytes::copy_from_slice(data)
 }
 
@@ -800,12 +801,57 @@ fn batch_from(batch: &Bound<'_, PyAny>) -> PyResult<Vec<Bytes>> {
     Ok(out)
 }
 
+/// The Python storage a node was built on. The node reads the in-memory part of either; writes
+/// it makes itself (the bootstrap configuration, applied conf changes, `persist_and_advance`) go
+/// through this so a `FileStorage` makes them durable.
+enum NodeStorage {
+    Memory(MemoryStorage),
+    File(Py<FileStorage>),
+}
+
+impl NodeStorage {
+    fn from_py(storage: Option<&Bound<'_, PyAny>>) -> PyResult<NodeStorage> {
+        let Some(storage) = storage else { return Ok(NodeStorage::Memory(MemoryStorage::default())) };
+        if let Ok(memory) = storage.cast::<MemoryStorage>() {
+            return Ok(NodeStorage::Memory(memory.get().clone()));
+        }
+        if let Ok(file) = storage.cast::<FileStorage>() {
+            return Ok(NodeStorage::File(file.clone().unbind()));
+        }
+        Err(PyTypeError::new_err("storage must be a MemoryStorage or a FileStorage"))
+    }
+
+    fn mem(&self) -> MemStorage {
+        match self {
+            NodeStorage::Memory(memory) => memory.inner.clone(),
+            NodeStorage::File(file) => file.get().mem.clone(),
+        }
+    }
+
+    fn set_conf_state(&self, py: Python<'_>, index: u64, conf_state: CoreConfState) -> PyResult<()> {
+        match self {
+            NodeStorage::Memory(memory) => {
+                memory.inner.wl().set_conf_state(index, conf_state);
+                Ok(())
+            }
+            NodeStorage::File(file) => file.get().record_conf_state(py, index, conf_state),
+        }
+    }
+
+    fn persist(&self, py: Python<'_>, rd: &core::Ready) -> PyResult<()> {
+        match self {
+            NodeStorage::Memory(memory) => persist_ready(&memory.inner, rd),
+            NodeStorage::File(file) => file.get().persist_ready(py, rd),
+        }
+    }
+}
+
 /// A Raft node: a deterministic state machine driven by `tick`, `step` and `propose`, whose
 /// output is a `Ready` the caller persists, sends and applies before calling `advance`.
 #[pyclass(name = "RaftNode", module = "consensus.raft")]
 pub struct RaftNode {
     node: RawNode<MemStorage>,
-    storage: MemoryStorage,
+    storage: NodeStorage,
     config: Config,
 }
 
@@ -814,11 +860,12 @@ impl RaftNode {
     #[new]
     #[pyo3(signature = (id, voters = Vec::new(), learners = Vec::new(), config = None, storage = None, applied = 0))]
     fn new(
+        py: Python<'_>,
         id: i64,
         voters: Vec<i64>,
         learners: Vec<i64>,
         config: Option<Config>,
-        storage: Option<MemoryStorage>,
+        storage: Option<&Bound<'_, PyAny>>,
         applied: u64,
     ) -> PyResult<Self> {
         let id = u64::try_from(id)
@@ -838,13 +885,13 @@ impl RaftNode {
         let voters = to_ids("voters", voters)?;
         let learners = to_ids("learners", learners)?;
         let config = config.unwrap_or_else(|| Config { inner: core::Config::default() });
-        let storage = storage.unwrap_or_default();
-        let fresh = storage.inner.is_empty();
-        let node = RawNode::new(id, config.inner.clone(), storage.inner.clone(), &voters, &learners, applied)
-            .map_err(to_py)?;
+        let storage = NodeStorage::from_py(storage)?;
+        let mem = storage.mem();
+        let fresh = mem.is_empty();
+        let node = RawNode::new(id, config.inner.clone(), mem, &voters, &learners, applied).map_err(to_py)?;
         if fresh {
             // Bootstrap: record the initial configuration so a restart from this storage finds it.
-            storage.inner.wl().set_conf_state(0, node.raft.conf_state());
+            storage.set_conf_state(py, 0, node.raft.conf_state())?;
         }
         Ok(RaftNode { node, storage, config })
     }
@@ -885,9 +932,13 @@ impl RaftNode {
     fn first_index(&self) -> u64 {
         self.node.raft.log.first_index()
     }
+    /// The storage given to the constructor (a `MemoryStorage` or a `FileStorage`).
     #[getter]
-    fn storage(&self) -> MemoryStorage {
-        self.storage.clone()
+    fn storage(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        match &self.storage {
+            NodeStorage::Memory(memory) => Ok(Py::new(py, memory.clone())?.into_any()),
+            NodeStorage::File(file) => Ok(file.clone_ref(py).into_any()),
+        }
     }
     #[getter]
     fn config(&self) -> Config {
@@ -925,9 +976,9 @@ impl RaftNode {
         self.node.propose_conf_change(&change.inner).map_err(to_py)
     }
     /// Applies a committed `CONF_CHANGE` entry and returns the configuration now in force.
-    fn apply_conf_change(&mut self, entry: &Entry) -> PyResult<ConfState> {
+    fn apply_conf_change(&mut self, py: Python<'_>, entry: &Entry) -> PyResult<ConfState> {
         let conf_state = self.node.apply_conf_change_entry(&entry.inner).map_err(to_py)?;
-        self.storage.inner.wl().set_conf_state(entry.inner.index, conf_state.clone());
+        self.storage.set_conf_state(py, entry.inner.index, conf_state.clone())?;
         Ok(ConfState { inner: conf_state })
     }
     /// A linearizable read barrier, answered in `Ready.read_states`.
@@ -963,8 +1014,8 @@ impl RaftNode {
     }
     /// Persists `rd` into this node's storage, then advances: for callers that send and apply
     /// themselves between `ready()` and this call.
-    fn persist_and_advance(&mut self, rd: &Ready) -> PyResult<()> {
-        persist_ready(&self.storage.inner, &rd.inner)?;
+    fn persist_and_advance(&mut self, py: Python<'_>, rd: &Ready) -> PyResult<()> {
+        self.storage.persist(py, &rd.inner)?;
         self.node.advance(rd.mark).map_err(to_py)
     }
     fn report_snapshot(&mut self, to: u64, ok: bool) {

@@ -1,0 +1,200 @@
+//! `consensus.raft.FileStorage`: the durable storage of `consensus-storage` (WAL + snapshots).
+//! Every file write and fsync runs with the GIL released; reads answer from memory.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use consensus_core::raft::{self as core, ConfState as CoreConfState, Entry as CoreEntry};
+use consensus_core::storage::MemStorage;
+use consensus_core::StorageError as CoreStorageError;
+use consensus_storage::{FileStorage as CoreFileStorage, FsyncPolicy, Options, SEGMENT_BYTES_MIN};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::errors::{config_error, storage_to_py};
+use crate::raft::{bytes_of, ConfState, Entry, HardState, Ready, Snapshot};
+
+/// Durable storage in a directory: a write-ahead log of CRC32C records plus snapshot files.
+/// Usable wherever `MemoryStorage` is; a node built on a reopened one restarts from disk.
+#[pyclass(name = "FileStorage", module = "consensus.raft", frozen)]
+pub struct FileStorage {
+    inner: Arc<Mutex<CoreFileStorage>>,
+    /// The in-memory part the node reads (shared with `inner`).
+    pub mem: MemStorage,
+    path: PathBuf,
+    options: Options,
+}
+
+impl FileStorage {
+    /// Runs `f` on the storage with the GIL released.
+    fn with<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut CoreFileStorage) -> Result<T, CoreStorageError> + Send,
+    ) -> PyResult<T> {
+        py.detach(|| {
+            // A panic while holding the lock is a bug; the storage refuses writes after one
+            // anyway only if it poisoned itself, so keep the data reachable.
+            let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            f(&mut guard)
+        })
+        .map_err(storage_to_py)
+    }
+
+    fn open_with(py: Python<'_>, path: PathBuf, options: Options) -> PyResult<FileStorage> {
+        let storage = py.detach(|| CoreFileStorage::open(&path, options)).map_err(storage_to_py)?;
+        let mem = storage.mem().clone();
+        Ok(FileStorage { inner: Arc::new(Mutex::new(storage)), mem, path, options })
+    }
+
+    pub fn persist_ready(&self, py: Python<'_>, rd: &core::Ready) -> PyResult<()> {
+        self.with(py, |s| s.persist(rd))
+    }
+
+    /// Records (durably) the configuration in force from `index`.
+    pub fn record_conf_state(&self, py: Python<'_>, index: u64, conf_state: CoreConfState) -> PyResult<()> {
+        self.with(py, move |s| s.set_conf_state(index, conf_state))
+    }
+}
+
+#[pymethods]
+impl FileStorage {
+    #[new]
+    #[pyo3(signature = (path, *, fsync = "always", segment_bytes = 67_108_864, batch_interval_ms = 10))]
+    fn new(py: Python<'_>, path: PathBuf, fsync: &str, segment_bytes: i64, batch_interval_ms: i64) -> PyResult<Self> {
+        let fsync = FsyncPolicy::parse(fsync)
+            .ok_or_else(|| config_error("fsync", format!("must be 'always', 'batch' or 'never' (got {fsync:?})")))?;
+        let segment_bytes = u64::try_from(segment_bytes)
+            .ok()
+            .filter(|b| *b >= SEGMENT_BYTES_MIN)
+            .ok_or_else(|| config_error("segment_bytes", format!("must be at least {SEGMENT_BYTES_MIN}")))?;
+        let batch_interval_ms =
+            u64::try_from(batch_interval_ms).map_err(|_| config_error("batch_interval_ms", "must not be negative"))?;
+        let options = Options { fsync, segment_bytes, batch_interval: Duration::from_millis(batch_interval_ms) };
+        FileStorage::open_with(py, path, options)
+    }
+
+    /// The data directory.
+    #[getter]
+    fn path(&self) -> String {
+        self.path.display().to_string()
+    }
+    #[getter]
+    fn fsync(&self) -> &'static str {
+        self.options.fsync.as_str()
+    }
+    #[getter]
+    fn closed(&self) -> bool {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).is_closed()
+    }
+
+    /// Persists a Ready: snapshot, then entries, then hard state; fsyncs per the policy.
+    fn persist(&self, py: Python<'_>, rd: &Ready) -> PyResult<()> {
+        self.persist_ready(py, &rd.inner)
+    }
+    fn append(&self, py: Python<'_>, entries: Vec<Entry>) -> PyResult<()> {
+        let entries: Vec<CoreEntry> = entries.into_iter().map(|e| e.inner).collect();
+        self.with(py, |s| s.append(&entries))
+    }
+    fn set_hard_state(&self, py: Python<'_>, hs: &HardState) -> PyResult<()> {
+        let hs = hs.inner;
+        self.with(py, move |s| s.set_hard_state(hs))
+    }
+    fn hard_state(&self) -> HardState {
+        HardState { inner: self.mem.rl().hard_state() }
+    }
+    fn conf_state(&self) -> ConfState {
+        ConfState { inner: self.mem.rl().conf_state() }
+    }
+    /// Entries in `[lo, hi)`.
+    #[pyo3(signature = (lo, hi, max_bytes = None))]
+    fn entries(&self, lo: u64, hi: u64, max_bytes: Option<u64>) -> PyResult<Vec<Entry>> {
+        let entries = self.mem.rl().entries(lo, hi, max_bytes.unwrap_or(u64::MAX)).map_err(storage_to_py)?;
+        Ok(entries.into_iter().map(|inner| Entry { inner }).collect())
+    }
+    fn term(&self, index: u64) -> PyResult<u64> {
+        self.mem.rl().term(index).map_err(storage_to_py)
+    }
+    fn first_index(&self) -> u64 {
+        self.mem.rl().first_index()
+    }
+    fn last_index(&self) -> u64 {
+        self.mem.rl().last_index()
+    }
+    /// Records a snapshot of the application's state at an applied `index`, drops the log up to
+    /// it and deletes the WAL segments it covers.
+    #[pyo3(signature = (index, data = None))]
+    fn compact(&self, py: Python<'_>, index: u64, data: Option<&[u8]>) -> PyResult<()> {
+        let data = bytes_of(data.unwrap_or_default());
+        self.with(py, move |s| s.compact(index, data))
+    }
+    fn apply_snapshot(&self, py: Python<'_>, snapshot: &Snapshot) -> PyResult<()> {
+        let snapshot = snapshot.inner.clone();
+        self.with(py, move |s| s.apply_snapshot(snapshot))
+    }
+    fn snapshot(&self) -> Snapshot {
+        Snapshot { inner: self.mem.rl().snapshot() }
+    }
+    /// Fsyncs pending writes: under "batch" once the batch interval has passed (call it on each
+    /// tick), under "always" at once, under "never" not at all.
+    fn sync(&self, py: Python<'_>) -> PyResult<()> {
+        self.with(py, |s| s.sync())
+    }
+    /// Syncs what is pending, closes the files and releases the directory lock. Reads keep
+    /// working; writes raise `StorageError`.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.with(py, |s| s.close())
+    }
+    /// Closes this storage and opens its directory again with the same options (a restart).
+    fn reopen(&self, py: Python<'_>) -> PyResult<FileStorage> {
+        self.close(py)?;
+        FileStorage::open_with(py, self.path.clone(), self.options)
+    }
+    /// Counters since open: fsyncs, fsync_seconds_total, bytes_written, segments,
+    /// torn_bytes_truncated (at open), last_sync_seconds.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let stats = self.inner.lock().unwrap_or_else(|e| e.into_inner()).stats();
+        let d = PyDict::new(py);
+        d.set_item("fsyncs", stats.fsyncs)?;
+        d.set_item("fsync_seconds_total", stats.fsync_seconds_total)?;
+        d.set_item("bytes_written", stats.bytes_written)?;
+        d.set_item("segments", stats.segments)?;
+        d.set_item("torn_bytes_truncated", stats.torn_bytes_truncated)?;
+        d.set_item("last_sync_seconds", stats.last_sync_seconds)?;
+        Ok(d)
+    }
+    /// Test hook: the next fsync fails with an I/O error (and poisons the storage).
+    fn _inject_sync_failure(&self) {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).inject_sync_failure();
+    }
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+    #[pyo3(signature = (exc_type, exc_value, traceback))]
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        exc_type: &Bound<'_, PyAny>,
+        exc_value: &Bound<'_, PyAny>,
+        traceback: &Bound<'_, PyAny>,
+    ) -> PyResult<bool> {
+        let _ = (exc_type, exc_value, traceback);
+        self.close(py)?;
+        Ok(false)
+    }
+    fn __repr__(&self) -> String {
+        let core = self.mem.rl();
+        format!(
+            "FileStorage(path={:?}, fsync={:?}, first_index={}, last_index={})",
+            self.path.display().to_string(),
+            self.options.fsync.as_str(),
+            core.first_index(),
+            core.last_index()
+        )
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("RaftFileStorage", m.py().get_type::<FileStorage>())
+}
