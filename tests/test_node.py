@@ -325,3 +325,60 @@ def test_blocking_facade_serves_callers_on_several_threads() -> None:
         assert node.call(lambda: len(node.node.state_machine.commands)) == 80
     finally:
         node.stop()
+
+
+def test_acknowledgements_and_votes_leave_only_after_what_they_promise_is_durable() -> None:
+    """Raft Figure 2 ("persistent state ... updated on stable storage before responding to RPCs"):
+    the one Ready function sends an append acknowledgement only once its entries are in storage,
+    and a granted vote only once the vote is. The leader alone may send appends before its own
+    write completes (thesis §10.2.1)."""
+
+    violations: List[str] = []
+    checked = {"acks": 0, "votes": 0}
+
+    class Recording:
+        def __init__(self, inner: Any, node_id: int, storages: Dict[int, Any]) -> None:
+            self.inner, self.node_id, self.storages = inner, node_id, storages
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+        def __setattr__(self, name: str, value: Any) -> None:
+            if name in ("inner", "node_id", "storages"):
+                object.__setattr__(self, name, value)
+            else:
+                setattr(self.inner, name, value)
+
+        def send(self, to: int, frame: bytes) -> bool:
+            msg = raft.decode(frame)
+            storage = self.storages[self.node_id]
+            if msg.type == raft.MessageType.APPEND_ENTRIES_RESPONSE and not msg.reject:
+                checked["acks"] += 1
+                if storage.last_index() < msg.index:
+                    violations.append(f"n{self.node_id} acked {msg.index} with {storage.last_index()} durable")
+            if msg.type == raft.MessageType.REQUEST_VOTE_RESPONSE and not msg.reject:
+                checked["votes"] += 1
+                hs = storage.hard_state()
+                if hs.vote != to or hs.term < msg.term:
+                    violations.append(f"n{self.node_id} granted a vote to {to} in term {msg.term} before persisting it")
+            return self.inner.send(to, frame)
+
+    async def scenario() -> None:
+        c = Cluster()
+        for i, node in c.nodes.items():
+            node.transport = Recording(node.transport, i, c.storages)
+        await c.start()
+        try:
+            leader = await c.leader()
+            await asyncio.gather(*(leader.propose(b"x%d" % i) for i in range(100)))
+            c.net.isolate(leader.id)
+            others = [n for n in c.nodes.values() if n is not leader]
+            await eventually(lambda: any(n.is_leader for n in others))
+            new = next(n for n in others if n.is_leader)
+            await asyncio.gather(*(new.propose(b"y%d" % i) for i in range(50)))
+        finally:
+            await c.stop()
+
+    run(scenario)
+    assert checked["acks"] > 0 and checked["votes"] > 0
+    assert violations == []

@@ -51,6 +51,9 @@ def _log_erfc(x: float) -> float:
     return -x * x - math.log(x) - _LOG_SQRT_PI + math.log(series)
 
 
+#: Heartbeats between exact recomputations of the running sums.
+_RESUM_EVERY = 64
+
 class PhiAccrualDetector:
     """The φ accrual failure detector (Hayashibara, Défago, Yared, Katayama, 2004).
 
@@ -79,6 +82,9 @@ class PhiAccrualDetector:
         self.acceptable_pause = _check_number("acceptable_pause", acceptable_pause, minimum=0.0, inclusive=True)
         self.first_interval = _check_number("first_interval", first_interval, minimum=0.0, inclusive=False)
         self._intervals: Deque[float] = deque(maxlen=max_samples)
+        #: Running sums over `_intervals`, so a heartbeat costs O(1) (one per frame received).
+        self._sum = 0.0
+        self._sum_squares = 0.0
         self._last: Optional[float] = None
         self._mean = first_interval
         self._std_dev = max(first_interval / 4.0, self.min_std_dev)
@@ -107,10 +113,22 @@ class PhiAccrualDetector:
         if self._last is not None:
             if now < self._last:
                 raise ValueError(f"time went backwards: {now} < {self._last}")
-            self._intervals.append(now - self._last)
-            count = len(self._intervals)
-            mean = sum(self._intervals) / count
-            variance = sum((interval - mean) ** 2 for interval in self._intervals) / count
+            intervals = self._intervals
+            interval = now - self._last
+            if len(intervals) == intervals.maxlen:
+                dropped = intervals[0]
+                self._sum -= dropped
+                self._sum_squares -= dropped * dropped
+            intervals.append(interval)
+            self._sum += interval
+            self._sum_squares += interval * interval
+            count = len(intervals)
+            if count % _RESUM_EVERY == 0:
+                # Running sums drift by rounding; recompute them exactly now and then.
+                self._sum = math.fsum(intervals)
+                self._sum_squares = math.fsum(i * i for i in intervals)
+            mean = self._sum / count
+            variance = max(self._sum_squares / count - mean * mean, 0.0)
             self._mean = mean
             self._std_dev = max(math.sqrt(variance), self.min_std_dev)
         self._last = now

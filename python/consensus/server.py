@@ -132,4 +132,11 @@ def run(cfg: NodeConfig, *, join: bool = False) -> int:
         level=getattr(logging, cfg.log_level.upper(), logging.INFO),
         format=f"%(asctime)s n{cfg.id} %(levelname)s %(name)s: %(message)s",
     )
-    return asyncio.run(serve(cfg, join=join))
+    try:
+        import uvloop  # a dependency where it exists (not on Windows); same code, faster loop
+    except ImportError:
+        return asyncio.run(serve(cfg, join=join))
+    if os.environ.get("CONSENSUS_EVENT_LOOP", "") == "asyncio":  # to compare, or to debug
+        return asyncio.run(serve(cfg, join=join))
+    log.info("event loop: uvloop %s", uvloop.__version__)
+    return uvloop.run(serve(cfg, join=join))

@@ -140,6 +140,8 @@ class _Connection(asyncio.Protocol):
         self.handshake_timer: Optional[asyncio.TimerHandle] = None
         self.writer_task: Optional[asyncio.Task[None]] = None
         self.write_paused = False
+        #: Loop time of the last write: a keepalive goes out only after a quiet interval.
+        self.last_write = 0.0
         self.resume_waiter: Optional[asyncio.Future[None]] = None
 
     # ------------------------------------------------------------------ asyncio callbacks
@@ -334,12 +336,21 @@ class _Connection(asyncio.Protocol):
                     continue
                 if not queue:
                     peer.frames_waiter = self.loop.create_future()
-                    done, _ = await asyncio.wait((peer.frames_waiter,), timeout=self.owner.keepalive_interval)
-                    if not done and not queue and self.state == _STATE_OPEN and not self.write_paused:
+                    interval = self.owner.keepalive_interval
+                    done, _ = await asyncio.wait((peer.frames_waiter,), timeout=interval)
+                    if (
+                        not done
+                        and not queue
+                        and self.state == _STATE_OPEN
+                        and not self.write_paused
+                        and self.loop.time() - self.last_write >= interval
+                    ):
                         transport.write(KEEPALIVE_FRAME)  # type: ignore[union-attr]
+                        self.last_write = self.loop.time()
                     continue
                 batch = queue.take(WRITE_BATCH_BYTES_MAX)
                 transport.writelines(batch)  # type: ignore[union-attr]
+                self.last_write = self.loop.time()
                 stats.frames_sent += len(batch)
                 stats.bytes_sent += sum(map(len, batch))
                 # Let readers and other writers run between batches.
@@ -480,7 +491,19 @@ class TcpTransport(Transport):
             self.dropped_unknown_peer += 1
             return False
         size = check_frame(frame)
-        if self._closed or size > self.max_frame_bytes or not peer.queue.offer(frame, size):
+        if self._closed or size > self.max_frame_bytes:
+            peer.stats.dropped += 1
+            return False
+        connection = peer.connection
+        if connection is not None and not peer.queue and not connection.write_paused:
+            # Idle connection: write now rather than wake the writer task (one loop turn less on
+            # every message's path). Order holds: nothing is queued ahead of this frame.
+            connection.transport.write(frame)  # type: ignore[union-attr]
+            connection.last_write = connection.loop.time()
+            peer.stats.frames_sent += 1
+            peer.stats.bytes_sent += size
+            return True
+        if not peer.queue.offer(frame, size):
             peer.stats.dropped += 1
             return False
         peer.wake_writer()
