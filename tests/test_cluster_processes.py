@@ -397,3 +397,94 @@ def test_snapshot_save_and_restore_seed_a_new_cluster_with_the_same_data(cluster
         run(check())
     finally:
         fresh.stop_all()
+
+
+def test_mutual_tls_cluster_serves_and_refuses_a_peer_without_a_certificate(tmp_path: Any) -> None:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    for node_id in (1, 2, 3):
+        cert = ca.issue_cert("127.0.0.1", f"node{node_id}.consensus")
+        cert.private_key_pem.write_to_path(str(tmp_path / f"node{node_id}.key"))
+        cert.cert_chain_pems[0].write_to_path(str(tmp_path / f"node{node_id}.pem"))
+    tls = {"cert": str(tmp_path / "node{id}.pem"), "key": str(tmp_path / "node{id}.key"), "ca": str(tmp_path / "ca.pem")}
+    c = ProcessCluster(3, base_dir=str(tmp_path / "cluster"), settings=dict(SETTINGS), tls=tls)
+    c.start_all()
+    try:
+
+        async def scenario() -> None:
+            async with KVClient(c.urls) as client:
+                await client.wait_for_leader()
+                revision = await client.put("secure", "yes")
+                # A plaintext peer (no certificate at all) is refused; the cluster keeps serving.
+                host, port = c.nodes[3].peer.split(":")
+                reader, writer = await asyncio.open_connection(host, int(port))
+                writer.write(b"CNSP" + b"\x00" * 60)
+                await writer.drain()
+                assert await asyncio.wait_for(reader.read(), 10) == b""  # closed by the node
+                writer.close()
+                for node in c.nodes.values():
+                    async with KVClient([node.url]) as one:
+                        assert await one.get("secure") == ("yes", revision)
+
+        run(scenario())
+    finally:
+        c.stop_all()
+
+
+def test_leadership_transfer_and_member_removal_at_runtime(cluster: ProcessCluster) -> None:
+    async def scenario() -> None:
+        async with KVClient(cluster.urls) as client:
+            leader, _ = await client.wait_for_leader()
+            await client.put("before", "1")
+            target = next(i for i in cluster.nodes if i != leader)
+            answer = await client.call("POST", "/v1/leader/transfer", {"to": target})
+            assert answer["transferring_to"] == target
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 30
+            while (await client.status(cluster.nodes[target].url))["role"] != "leader":
+                assert loop.time() < deadline, "leadership did not move"
+                await asyncio.sleep(0.05)
+            removed = await client.call("DELETE", f"/v1/members/{leader}")
+            assert leader not in removed["voters"]
+            cluster.stop(leader)
+            # Two voters left: both needed, both alive.
+            await client.put("after", "2")
+            members = await client.call("GET", "/v1/members")
+            assert sorted(m["id"] for m in members["members"]) == sorted(i for i in cluster.nodes if i != leader)
+
+    run(scenario())
+
+
+def test_status_command_and_metrics_endpoint_report_the_node(cluster: ProcessCluster) -> None:
+    async def scenario() -> str:
+        async with KVClient(cluster.urls) as client:
+            _, url = await client.wait_for_leader()
+            await client.put("k", "v")
+            status, _ = await raw(url, "GET", "/v1/status")
+            assert status == 200
+            async with aiohttp.ClientSession() as session:
+                async with session.get(url + "/metrics") as resp:
+                    assert resp.status == 200
+                    return await resp.text()
+
+    metrics = run(scenario())
+    for name in (
+        "consensus_term",
+        'consensus_role{role="leader"} 1.0',
+        "consensus_commit_index",
+        "consensus_applied_index",
+        "consensus_elections_total",
+        "consensus_proposals_total",
+        "consensus_proposal_seconds_bucket",
+        "consensus_persist_sync_seconds_bucket",
+        "consensus_storage_fsyncs_total",
+        "consensus_peer_up",
+        "consensus_peer_phi",
+    ):
+        assert name in metrics, name
+    result = subprocess.run(
+        [sys.executable, "-m", "consensus", "status"] + cluster.urls, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("term=") == 3 and "leader" in result.stdout

@@ -74,7 +74,7 @@ def test_design_example_file_loads_with_defaults(tmp_path: Path) -> None:
         Member(2, "127.0.0.1:9002", "127.0.0.1:8002"),
         Member(3, "127.0.0.1:9003", "127.0.0.1:8003"),
     )
-    assert cfg.tls is None and cfg.peer_listen is None and cfg.snapshot_entries == 10_000
+    assert cfg.tls is None and cfg.peer_listen is None and cfg.snapshot_entries == 100_000
     assert cfg.self_member == cfg.member(1)
     assert cfg.peers == {2: "127.0.0.1:9002", 3: "127.0.0.1:9003"}
     assert cfg.peer_listen_address == ("127.0.0.1", 9001)

@@ -382,3 +382,32 @@ def test_acknowledgements_and_votes_leave_only_after_what_they_promise_is_durabl
     run(scenario)
     assert checked["acks"] > 0 and checked["votes"] > 0
     assert violations == []
+
+
+def test_an_fsync_failure_stops_the_node_instead_of_continuing(tmp_path: Any) -> None:
+    """After a failed fsync the kernel may have dropped the dirty pages; a node that went on would
+    acknowledge writes that are not on disk. It stops, fails what was waiting, and refuses more."""
+
+    async def scenario() -> None:
+        storages = {i: raft.FileStorage(str(tmp_path / f"n{i}"), fsync="always") for i in (1, 2, 3)}
+        c = Cluster(storages=storages)
+        await c.start()
+        try:
+            leader = await c.leader()
+            await leader.propose(b"durable")
+            follower = next(n for n in c.nodes.values() if n is not leader)
+            follower.storage._inject_sync_failure()
+            # The next write that reaches the follower needs an fsync there, which fails.
+            await leader.propose(b"next")
+            await eventually(lambda: follower.failure is not None)
+            assert isinstance(follower.failure, consensus.StorageError)
+            with pytest.raises(NodeStoppedError):
+                await follower.read_index()
+            with pytest.raises(consensus.StorageError):
+                await follower.wait_stopped()
+            # The rest of the cluster keeps a quorum and keeps serving.
+            assert (await leader.propose(b"after"))["count"] == 3
+        finally:
+            await c.stop()
+
+    run(scenario)

@@ -33,11 +33,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ceiling_server import CeilingServer  # noqa: E402
 from cluster_common import ClusterStartError  # noqa: E402
 from consensus_cluster import ConsensusCluster, consensus_version  # noqa: E402
+from consensus_embedded import EmbeddedConsensusCluster  # noqa: E402
 from etcd_cluster import EtcdCluster, etcd_version  # noqa: E402
 from loadgen import BUILDERS, LoadResult, run_load, time_until_write  # noqa: E402
 from pysyncobj_bench import PySyncObjCluster, pysyncobj_version  # noqa: E402
 
-SYSTEMS = ("consensus", "etcd", "pysyncobj")
+# "consensus-api" is consensus through its own in-process API, the like-for-like peer of PySyncObj's row.
+SYSTEMS = ("consensus", "consensus-api", "etcd", "pysyncobj")
 # Selectable with --systems but not run by default: the HTTP ceiling (no replication, no disk).
 OPTIONAL_SYSTEMS = ("ceiling",)
 # The shared timing, in each system's own terms.
@@ -45,18 +47,21 @@ HEARTBEAT_MS = 50
 ELECTION_TIMEOUT_MS = 500
 TIMING = {
     "consensus": "tick_ms=10, heartbeat_ticks=5, election_ticks=50 (timeout drawn from [500, 1000) ms)",
+    "consensus-api": "as consensus",
     "etcd": "--heartbeat-interval=50 --election-timeout=500 (timeout drawn from [500, 1000) ms)",
     "pysyncobj": "appendEntriesPeriod=0.05, raftMinTimeout=0.5, raftMaxTimeout=1.0",
     "ceiling": "none (one process, no replication)",
 }
 DURABILITY = {
     "consensus": 'fsync = "always": the log is fsynced before a write is acknowledged',
+    "consensus-api": "as consensus (fsync always)",
     "etcd": "etcd fsyncs its WAL before a write is acknowledged (always on, not configurable)",
     "pysyncobj": "never fsyncs: its journal file is an mmap it does not msync; messages are pickled",
     "ceiling": "none: a dict in memory (shows the HTTP client+server ceiling of this machine)",
 }
 CLIENTS = {
     "consensus": "HTTP/1.1 keep-alive, this process's asyncio+aiohttp load generator, sent to the leader",
+    "consensus-api": "in-process API inside the leader's process (`await kv.put()`, N coroutines), like PySyncObj's row",
     "etcd": "HTTP/1.1 keep-alive JSON gateway (/v3/kv/put), the same load generator, sent to the leader",
     "pysyncobj": "in-process callback API inside the leader's process (no client hop; it has no client protocol)",
     "ceiling": "the consensus write API (PUT /v1/kv/{key}), the same load generator",
@@ -170,7 +175,20 @@ class PySyncObjSystem:
         return elapsed_s
 
 
+class EmbeddedSystem:
+    """consensus through its in-process API; its failover is the HTTP row's (same nodes)."""
+
+    def __init__(self, cluster: EmbeddedConsensusCluster) -> None:
+        self.name = "consensus-api"
+        self.cluster = cluster
+
+    def load(self, value_bytes: int, clients: int, duration_s: float, warmup_s: float) -> LoadResult:
+        return self.cluster.run_load(value_bytes, clients, duration_s, warmup_s)
+
+
 def make_cluster(name: str, workdir: Path, pysyncobj_batch: bool) -> Any:
+    if name == "consensus-api":
+        return EmbeddedConsensusCluster(workdir)
     if name == "consensus":
         return ConsensusCluster(workdir, tick_ms=10, heartbeat_ticks=5, election_ticks=50, fsync="always")
     if name == "etcd":
@@ -212,9 +230,15 @@ def run_system(
         record["reason"] = str(exc)
         log(f"[{name}] SKIPPED, did not start: {str(exc).splitlines()[0]}")
         return record
-    system = PySyncObjSystem(cluster) if name == "pysyncobj" else HttpSystem(name, cluster)
-    if name == "ceiling":
-        failover_trials = 0  # one process: nothing to fail over to
+    system: Any
+    if name == "pysyncobj":
+        system = PySyncObjSystem(cluster)
+    elif name == "consensus-api":
+        system = EmbeddedSystem(cluster)
+    else:
+        system = HttpSystem(name, cluster)
+    if name in ("ceiling", "consensus-api"):
+        failover_trials = 0  # ceiling: one process; consensus-api: the HTTP row measures the same nodes
         record["failover_s"] = None
     loads: List[Dict[str, Any]] = []
     record["load"] = loads
@@ -337,7 +361,8 @@ def evaluate_targets(
             add(f"p99 <= etcd ({where})", ours["latency_ms_p99"] <= etcd["latency_ms_p99"],
                 f"{ours['latency_ms_p99']:.2f} ms vs {etcd['latency_ms_p99']:.2f} ms")
     for clients in client_counts:
-        ours = _find(results, "consensus", 1024, clients)
+        # Like for like: both through their own in-process API inside the leader's process.
+        ours = _find(results, "consensus-api", 1024, clients)
         peer = _find(results, "pysyncobj", 1024, clients)
         where = f"1024 B, {clients} clients"
         if ours is None or peer is None:

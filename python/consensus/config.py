@@ -149,7 +149,7 @@ class NodeConfig:
     send_queue_frames: int = 4096
     max_pending_requests: int = 10_000
     #: Take a snapshot every N applied entries (0: never).
-    snapshot_entries: int = 10_000
+    snapshot_entries: int = 100_000
     pre_vote: bool = True
     check_quorum: bool = True
     phi_threshold: float = 8.0

@@ -106,7 +106,8 @@ class ProcessCluster:
             member = self.nodes[member_id]
             lines += ["", "[[members]]", f"id = {member_id}", f'peer = "{member.peer}"', f'client = "{member.client}"']
         if self.tls is not None:
-            lines += ["", "[tls]"] + [f"{k} = {_toml_value(v)}" for k, v in self.tls.items()]
+            # "{id}" in a path stands for the node's id: a certificate per node.
+            lines += ["", "[tls]"] + [f"{k} = {_toml_value(str(v).format(id=node_id))}" for k, v in self.tls.items()]
         with open(node.config_path, "w", encoding="utf-8") as f:
             f.write("\n".join(lines) + "\n")
         return node.config_path

@@ -23,7 +23,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import msgpack
 
@@ -73,7 +73,7 @@ class NodeOptions:
     #: Proposals and reads waiting at once; more are refused with `BusyError`.
     max_pending: int = 10_000
     #: Take a snapshot (and compact the log) every this many applied entries; 0: never.
-    snapshot_entries: int = 10_000
+    snapshot_entries: int = 100_000
     phi_threshold: float = 8.0
     seed: int = 0
 
@@ -187,6 +187,9 @@ class Node:
         self._wake: Optional[asyncio.Event] = None
         self._tasks: List[asyncio.Task] = []
         self._io = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"consensus-io-{id}")
+        #: Snapshots are encoded and written here, beside the IO thread, so Readies never wait.
+        self._snapshot_io = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"consensus-snap-{id}")
+        self._snapshot_task: "Optional[asyncio.Task[int]]" = None
         self._stopped = False
         self.failure: Optional[BaseException] = None
         self._done: Optional[asyncio.Future] = None
@@ -225,6 +228,7 @@ class Node:
         await self.transport.close()
         self._fail_everything(NodeStoppedError("the node stopped"))
         self._io.shutdown(wait=True)
+        self._snapshot_io.shutdown(wait=True)
         close = getattr(self.storage, "close", None)
         if close is not None:
             try:
@@ -712,14 +716,25 @@ class Node:
 
     def snapshot_bytes(self) -> bytes:
         """The node's replicated state (application + address book) as stored in a snapshot."""
-        return msgpack.packb(
-            {
-                "format": SNAPSHOT_FORMAT,
-                "app": self.state_machine.snapshot(),
-                "addresses": {str(i): [a.peer, a.client] for i, a in sorted(self.addresses.items())},
-            },
-            use_bin_type=True,
-        )
+        return self._snapshot_encoder()()
+
+    def _snapshot_encoder(self) -> Callable[[], bytes]:
+        """Captures the replicated state now; the returned function encodes it, on any thread.
+        A state machine with `snapshot_writer()` is captured cheaply and encoded off the loop;
+        one with only `snapshot()` is encoded here."""
+        writer = getattr(self.state_machine, "snapshot_writer", None)
+        app: Callable[[], bytes]
+        if writer is not None:
+            app = writer()
+        else:
+            data = self.state_machine.snapshot()
+            app = lambda: data  # noqa: E731
+        addresses = {str(i): [a.peer, a.client] for i, a in sorted(self.addresses.items())}
+
+        def encode() -> bytes:
+            return msgpack.packb({"format": SNAPSHOT_FORMAT, "app": app(), "addresses": addresses}, use_bin_type=True)
+
+        return encode
 
     def _restore_snapshot(self, data: bytes) -> None:
         if not data:
@@ -760,19 +775,42 @@ class Node:
 
     async def _maybe_snapshot(self) -> None:
         every = self.options.snapshot_entries
-        if every <= 0 or self.applied_index - self._snapshot_index < every:
+        if every <= 0 or self.applied_index - self._snapshot_index < every or self._snapshot_task is not None:
             return
-        await self.take_snapshot()
+        # In the background: the driver keeps persisting and applying while it is encoded and
+        # written (the storage writes the file without holding its lock).
+        self._snapshot_task = asyncio.ensure_future(self.take_snapshot())
+        self._snapshot_task.add_done_callback(self._snapshot_done)
+
+    def _snapshot_done(self, task: "asyncio.Task[int]") -> None:
+        self._snapshot_task = None
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if isinstance(exc, StorageError) and not self._stopped:
+            self._fatal(exc)
+        elif exc is not None and not self._stopped:
+            log.error("node %d: snapshot failed: %s", self.id, exc)
 
     async def take_snapshot(self) -> int:
         """Snapshots the state machine at the applied index and compacts the log up to it."""
         index = self.applied_index
         if index <= self._snapshot_index:
             return self._snapshot_index
-        data = self.snapshot_bytes()
+        encode = self._snapshot_encoder()
+        storage = self.storage
+
+        def write() -> None:
+            storage.compact(index, encode())
+
         assert self.loop is not None
-        await self.loop.run_in_executor(self._io, self.storage.compact, index, data)
-        self._snapshot_index = index
+        try:
+            await self.loop.run_in_executor(self._snapshot_io, write)
+        except StorageError as exc:
+            if "compacted" in str(exc).lower():
+                return self._snapshot_index  # a newer snapshot (from the leader) came first
+            raise
+        self._snapshot_index = max(self._snapshot_index, index)
         self.stats.snapshots_taken += 1
         return index
 

@@ -23,6 +23,7 @@ import zlib
 from collections import OrderedDict
 from typing import (
     Any,
+    Callable,
     Dict,
     ItemsView,
     Iterator,
@@ -293,8 +294,28 @@ def _check_encode_int(value: object, what: str, low: int, high: int) -> None:
 
 def _seal(tag: str, body: Dict[str, Any]) -> bytes:
     """Snapshot envelope: [tag, version, crc32(body), body], all canonical msgpack."""
-    packed = _pack(body)
-    return _pack([tag, SNAPSHOT_FORMAT_VERSION, zlib.crc32(packed), packed])
+    return _seal_packed(tag, _pack(body))
+
+
+def _seal_packed(tag: str, packed: bytes) -> bytes:
+    """The envelope around an already packed (canonical) body, without copying it more than once."""
+    packer = msgpack.Packer(use_bin_type=True)
+    head = packer.pack_array_header(4) + packer.pack(tag) + packer.pack(SNAPSHOT_FORMAT_VERSION)
+    head += packer.pack(zlib.crc32(packed)) + _bin_header(len(packed))
+    return head + packed
+
+
+def _bin_header(length: int) -> bytes:
+    """The msgpack header of a `bin` of `length` bytes (bin 8, bin 16 or bin 32, big-endian)."""
+    if length < 1 << 8:
+        return b"\xc4" + length.to_bytes(1, "big")
+    if length < 1 << 16:
+        return b"\xc5" + length.to_bytes(2, "big")
+    return b"\xc6" + length.to_bytes(4, "big")
+
+
+#: Rows per piece when a large table is encoded for a snapshot.
+_SNAPSHOT_CHUNK_ROWS = 2048
 
 
 def _unseal(tag: str, data: bytes) -> Dict[str, Any]:
@@ -499,15 +520,34 @@ class KVStore(_Attachable):
             self._clients.popitem(last=False)
 
     def snapshot(self) -> bytes:
-        body = {
-            "revision": self._revision,
-            "data": [[key, value, mod] for key, (value, mod) in sorted(self._data.items())],
-            # Eviction order (oldest first) is part of the state; a list keeps it.
-            "clients": [
-                [client, r.seq, r.fingerprint, r.answer, r.index] for client, r in self._clients.items()
-            ],
-        }
-        return _seal(self.SNAPSHOT_TAG, body)
+        return self.snapshot_writer()()
+
+    def snapshot_writer(self) -> Callable[[], bytes]:
+        """Captures the state now (a C-level copy of the table) and returns a function that
+        encodes it later, on any thread, to exactly the bytes `snapshot()` gives. The encoding
+        packs rows in chunks, so a thread doing it lets the event loop run in between."""
+        revision = self._revision
+        items = list(self._data.items())
+        # Eviction order (oldest first) is part of the state; a list keeps it.
+        clients = _canonical(
+            [[client, r.seq, r.fingerprint, r.answer, r.index] for client, r in self._clients.items()]
+        )
+        tag = self.SNAPSHOT_TAG
+
+        def encode() -> bytes:
+            items.sort()  # keys are unique: sorts by key
+            packer = msgpack.Packer(use_bin_type=True)
+            # The canonical body {"clients", "data", "revision"} (keys sorted), written piecewise.
+            parts = [packer.pack_map_header(3), packer.pack("clients"), packer.pack(clients), packer.pack("data")]
+            parts.append(packer.pack_array_header(len(items)))
+            pack = packer.pack
+            for start in range(0, len(items), _SNAPSHOT_CHUNK_ROWS):
+                chunk = items[start : start + _SNAPSHOT_CHUNK_ROWS]
+                parts.append(b"".join([pack([key, value, mod]) for key, (value, mod) in chunk]))
+            parts += [packer.pack("revision"), packer.pack(revision)]
+            return _seal_packed(tag, b"".join(parts))
+
+        return encode
 
     def restore(self, data: bytes) -> None:
         tag = self.SNAPSHOT_TAG

@@ -305,12 +305,12 @@ class _Connection(asyncio.Protocol):
                 break
             frame = bytes(source[position : position + length])
             position += length
-            stats.frames_received += 1
-            stats.bytes_received += length
             if owner.on_arrival is not None:
                 owner.on_arrival(peer.id)
             if length == len(KEEPALIVE_FRAME) and frame[5] == KEEPALIVE_PROTOCOL:
-                continue
+                continue  # not counted: the statistics are of protocol frames
+            stats.frames_received += 1
+            stats.bytes_received += length
             if not deliver_frame(owner._deliver, peer.id, frame):
                 stats.bad_frames += 1
                 self.close()

@@ -127,7 +127,12 @@ impl FileStorage {
     #[pyo3(signature = (index, data = None))]
     fn compact(&self, py: Python<'_>, index: u64, data: Option<&[u8]>) -> PyResult<()> {
         let data = bytes_of(data.unwrap_or_default());
-        self.with(py, move |s| s.compact(index, data))
+        // The snapshot file is written without the lock, so Readies keep being persisted while a
+        // large snapshot goes to disk.
+        let (snapshot, writer) =
+            self.with(py, move |s| Ok((s.prepare_compaction(index, data)?, s.snapshot_writer())))?;
+        let written = py.detach(|| writer.write(&snapshot));
+        self.with(py, move |s| s.finish_compaction(snapshot, written))
     }
     fn apply_snapshot(&self, py: Python<'_>, snapshot: &Snapshot) -> PyResult<()> {
         let snapshot = snapshot.inner.clone();

@@ -135,6 +135,43 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
     Syncer::default().sync_dir(dir).map_err(|e| io_error("cannot fsync directory", dir, e))
 }
 
+/// Writes snapshot files into a storage's `snap/` directory, without access to the storage.
+#[derive(Debug)]
+pub struct SnapshotWriter {
+    snap_dir: PathBuf,
+    syncer: Syncer,
+}
+
+/// What [`SnapshotWriter::write`] did: the failure (what, which file, the error) if any, and the
+/// fsync and byte counts to add to the storage's statistics.
+#[derive(Debug)]
+pub struct WriteOutcome {
+    pub result: Result<(), (&'static str, PathBuf, io::Error)>,
+    pub stats: Stats,
+}
+
+impl SnapshotWriter {
+    /// Temp file, write, fsync, rename, directory fsync.
+    pub fn write(mut self, snapshot: &Snapshot) -> WriteOutcome {
+        let result = self.write_file(snapshot);
+        WriteOutcome { result, stats: self.syncer.stats }
+    }
+
+    fn write_file(&mut self, snapshot: &Snapshot) -> Result<(), (&'static str, PathBuf, io::Error)> {
+        let name = snapshot_name(snapshot.index, snapshot.term);
+        let final_path = self.snap_dir.join(&name);
+        let tmp_path = self.snap_dir.join(format!("{name}.tmp"));
+        let bytes = encode_snapshot_file(snapshot);
+        let mut file = File::create(&tmp_path).map_err(|e| ("cannot create", tmp_path.clone(), e))?;
+        file.write_all(&bytes).map_err(|e| ("cannot write", tmp_path.clone(), e))?;
+        self.syncer.stats.bytes_written += bytes.len() as u64;
+        self.syncer.sync(&file, false).map_err(|e| ("cannot fsync", tmp_path.clone(), e))?;
+        drop(file);
+        fs::rename(&tmp_path, &final_path).map_err(|e| ("cannot rename", tmp_path.clone(), e))?;
+        self.syncer.sync_dir(&self.snap_dir).map_err(|e| ("cannot fsync directory", self.snap_dir.clone(), e))
+    }
+}
+
 /// The segment being appended to.
 #[derive(Debug)]
 struct Current {
@@ -523,27 +560,11 @@ impl FileStorage {
 
     /// Writes `snapshot` as `snap/<index>-<term>.snap` through a fsynced temporary file.
     fn write_snapshot_file(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
-        let name = snapshot_name(snapshot.index, snapshot.term);
-        let final_path = self.snap_dir.join(&name);
-        let tmp_path = self.snap_dir.join(format!("{name}.tmp"));
-        let bytes = encode_snapshot_file(snapshot);
-        let mut file = match File::create(&tmp_path) {
-            Ok(file) => file,
-            Err(e) => return Err(self.poison("cannot create", &tmp_path, e)),
-        };
-        if let Err(e) = file.write_all(&bytes) {
-            return Err(self.poison("cannot write", &tmp_path, e));
-        }
-        self.syncer.stats.bytes_written += bytes.len() as u64;
-        if let Err(e) = self.syncer.sync(&file, false) {
-            return Err(self.poison("cannot fsync", &tmp_path, e));
-        }
-        drop(file);
-        if let Err(e) = fs::rename(&tmp_path, &final_path) {
-            return Err(self.poison("cannot rename", &tmp_path, e));
-        }
-        let snap_dir = self.snap_dir.clone();
-        self.sync_dir_checked(&snap_dir)
+        let WriteOutcome { result, stats } = self.snapshot_writer().write(snapshot);
+        self.syncer.stats.fsyncs += stats.fsyncs;
+        self.syncer.stats.fsync_seconds_total += stats.fsync_seconds_total;
+        self.syncer.stats.bytes_written += stats.bytes_written;
+        result.map_err(|(what, path, error)| self.poison(what, &path, error))
     }
 
     /// Deletes all but the newest [`SNAPSHOTS_KEPT`] snapshot files.
@@ -604,33 +625,65 @@ impl FileStorage {
     /// Records a snapshot of the application at an applied (and committed) `index`, drops the log
     /// up to it and deletes the segments it made unnecessary.
     pub fn compact(&mut self, index: u64, data: Bytes) -> Result<(), StorageError> {
+        let snapshot = self.prepare_compaction(index, data)?;
+        let written = self.snapshot_writer().write(&snapshot);
+        self.finish_compaction(snapshot, written)
+    }
+
+    /// Step 1 of a compaction (brief): checks `index` and builds the snapshot to write.
+    ///
+    /// A compaction is split in three so a caller holding this storage behind a lock can write the
+    /// (possibly large) snapshot file without the lock, while Readies keep being persisted:
+    /// `prepare_compaction`, then [`SnapshotWriter::write`] unlocked, then `finish_compaction`.
+    pub fn prepare_compaction(&self, index: u64, data: Bytes) -> Result<Snapshot, StorageError> {
         self.check_writable()?;
-        let snapshot = {
-            let core = self.mem.rl();
-            let held = core.snapshot();
-            if index <= held.index {
-                return Err(StorageError::Compacted(index));
-            }
-            if index > core.last_index() {
-                return Err(StorageError::Unavailable(index));
-            }
-            if index > core.hard_state().commit {
-                return Err(StorageError::Other(format!(
-                    "cannot compact to {index}: above the commit index {}",
-                    core.hard_state().commit
-                )));
-            }
-            let conf_state = self
-                .conf_history
-                .iter()
-                .rev()
-                .find(|(i, _)| *i <= index)
-                .map(|(_, cs)| cs.clone())
-                .unwrap_or(held.conf_state);
-            Snapshot { index, term: core.term(index)?, conf_state, data: data.clone() }
-        };
-        self.write_snapshot_file(&snapshot)?;
-        self.mem.wl().compact(index, data)?;
+        let core = self.mem.rl();
+        let held = core.snapshot();
+        if index <= held.index {
+            return Err(StorageError::Compacted(index));
+        }
+        if index > core.last_index() {
+            return Err(StorageError::Unavailable(index));
+        }
+        if index > core.hard_state().commit {
+            return Err(StorageError::Other(format!(
+                "cannot compact to {index}: above the commit index {}",
+                core.hard_state().commit
+            )));
+        }
+        let conf_state = self
+            .conf_history
+            .iter()
+            .rev()
+            .find(|(i, _)| *i <= index)
+            .map(|(_, cs)| cs.clone())
+            .unwrap_or(held.conf_state);
+        Ok(Snapshot { index, term: core.term(index)?, conf_state, data })
+    }
+
+    /// Step 2: what writes snapshot files (temp file, fsync, rename, directory fsync); needs no
+    /// access to the storage while it writes.
+    pub fn snapshot_writer(&self) -> SnapshotWriter {
+        SnapshotWriter { snap_dir: self.snap_dir.clone(), syncer: Syncer::default() }
+    }
+
+    /// Step 3 (brief): with the file written, drops the log up to the snapshot, deletes the
+    /// segments it covers and older snapshot files. A write failure poisons the storage. If a newer
+    /// snapshot arrived meanwhile (installed from the leader), this one is simply superseded.
+    pub fn finish_compaction(&mut self, snapshot: Snapshot, written: WriteOutcome) -> Result<(), StorageError> {
+        let WriteOutcome { result, stats } = written;
+        self.syncer.stats.fsyncs += stats.fsyncs;
+        self.syncer.stats.fsync_seconds_total += stats.fsync_seconds_total;
+        self.syncer.stats.bytes_written += stats.bytes_written;
+        if let Err((what, path, error)) = result {
+            return Err(self.poison(what, &path, error));
+        }
+        self.check_writable()?;
+        let index = snapshot.index;
+        if index <= self.mem.rl().snapshot().index {
+            return self.prune_snapshots();
+        }
+        self.mem.wl().compact(index, snapshot.data)?;
         self.conf_history.retain(|(i, _)| *i > index);
         self.delete_segments_through(index, false)?;
         self.prune_snapshots()
