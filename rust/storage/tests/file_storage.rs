@@ -330,3 +330,44 @@ fn unreadable_path_is_an_error_not_a_panic() {
     assert!(open(&dir.0).is_err());
     let _ = fs::remove_file(&dir.0);
 }
+
+#[test]
+fn compaction_split_in_steps_lets_writes_through_while_the_file_is_written() {
+    let dir = TempDir::new("split");
+    let mut s = open(&dir.0).unwrap();
+    s.persist(&ready((1..=5).map(|i| ent(i, 1)).collect(), Some(HardState { term: 1, vote: 1, commit: 5 }))).unwrap();
+    let snapshot = s.prepare_compaction(4, Bytes::from_static(b"state at 4")).unwrap();
+    let written = s.snapshot_writer().write(&snapshot);
+    // Readies persisted between the steps are kept.
+    s.persist(&ready(vec![ent(6, 1)], Some(HardState { term: 1, vote: 1, commit: 6 }))).unwrap();
+    s.finish_compaction(snapshot, written).unwrap();
+    assert_eq!(s.mem().first_index(), 5);
+    assert_eq!(log_of(&s), vec![(5, 1), (6, 1)]);
+    s.close().unwrap();
+    let s = open(&dir.0).unwrap();
+    assert_eq!(s.mem().snapshot().data, Bytes::from_static(b"state at 4"));
+    assert_eq!(log_of(&s), vec![(5, 1), (6, 1)]);
+}
+
+#[test]
+fn compaction_overtaken_by_an_installed_snapshot_is_superseded_not_applied() {
+    let dir = TempDir::new("superseded");
+    let mut s = open(&dir.0).unwrap();
+    s.persist(&ready((1..=5).map(|i| ent(i, 1)).collect(), Some(HardState { term: 1, vote: 1, commit: 5 }))).unwrap();
+    let snapshot = s.prepare_compaction(3, Bytes::from_static(b"old")).unwrap();
+    let written = s.snapshot_writer().write(&snapshot);
+    let newer = Snapshot { index: 20, term: 2, conf_state: ConfState::default(), data: Bytes::from_static(b"new") };
+    let rd = Ready {
+        snapshot: Some(newer),
+        hard_state: Some(HardState { term: 2, vote: 0, commit: 20 }),
+        must_sync: true,
+        ..Default::default()
+    };
+    s.persist(&rd).unwrap();
+    s.finish_compaction(snapshot, written).unwrap();
+    assert_eq!(s.mem().snapshot().index, 20);
+    assert_eq!(s.mem().snapshot().data, Bytes::from_static(b"new"));
+    drop(s);
+    let s = open(&dir.0).unwrap();
+    assert_eq!(s.mem().snapshot().index, 20, "the newest snapshot file wins on reopen");
+}
