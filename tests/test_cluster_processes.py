@@ -103,6 +103,14 @@ def test_three_processes_elect_serve_writes_and_linearizable_reads_on_every_node
                     assert await one.get("k29") == ("v29", revisions[-1])
             status, body = await raw(cluster.urls[0], "GET", "/v1/kv/missing")
             assert status == 404 and body["code"] == "key_not_found" and body["indeterminate"] is False
+            # A follower forwards a write to the leader and answers as the leader would.
+            leader, leader_url = await client.wait_for_leader()
+            follower_url = next(u for u in cluster.urls if u != leader_url)
+            await wait_known_leader(client, follower_url)
+            status, body = await raw(follower_url, "PUT", "/v1/kv/via-follower", {"value": "f"})
+            assert status == 200 and body["revision"] == revisions[-1] + 1
+            async with KVClient([leader_url]) as one:
+                assert await one.get("via-follower") == ("f", body["revision"])
 
     run(scenario())
 

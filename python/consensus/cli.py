@@ -173,12 +173,16 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     args = parser.parse_args(argv)
     from consensus._core import ConsensusError
+    from consensus.client import ClientError
 
     try:
         return _run(args)
     except ConsensusError as exc:
         print(f"consensus {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
+    except ClientError as exc:
+        print(f"consensus {args.command}: {exc}", file=sys.stderr)
+        return 1
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional
 
+from consensus import protocols
 from consensus.client import KVClient
 from consensus.launcher import ProcessCluster
 
@@ -153,6 +154,7 @@ async def _scenario(cluster: ProcessCluster, writes: int, out: Out, election_tim
 
 
 def run_demo(*, writes: int = 500, protocol: str = "raft", out: Out = print) -> int:
+    protocols.get(protocol)  # an unknown or not yet available protocol fails here, with ConfigError
     tick_ms, election_ticks, heartbeat_ticks = 10, 30, 3
     settings = {
         "tick_ms": tick_ms,
