@@ -407,6 +407,75 @@ def test_an_fsync_failure_stops_the_node_instead_of_continuing(tmp_path: Any) ->
                 await follower.wait_stopped()
             # The rest of the cluster keeps a quorum and keeps serving.
             assert (await leader.propose(b"after"))["count"] == 3
+            # stop() after the failure still releases everything, the directory lock included.
+            await follower.stop()
+            raft.FileStorage(str(tmp_path / f"n{follower.id}"), fsync="always").close()
+        finally:
+            await c.stop()
+
+    run(scenario)
+
+
+def test_reads_from_several_followers_at_once_are_all_answered() -> None:
+    """The leader matches read answers by context: contexts must be unique across nodes (and
+    restarts), or one follower's read shadows another's and hangs or gets an older index."""
+
+    async def scenario() -> None:
+        c = Cluster()
+        await c.start()
+        try:
+            leader = await c.leader()
+            result = await leader.propose(b"w")
+            followers = [n for n in c.nodes.values() if n is not leader]
+            await eventually(lambda: all(f.leader == leader.id for f in followers))
+            for _ in range(10):
+                indexes = await asyncio.gather(*(f.read_index(timeout=5.0) for f in followers))
+                assert all(i >= result["index"] for i in indexes)
+            restarted = followers[0]
+            prefix = restarted._read_prefix
+            await restarted.stop()
+            c.nodes[restarted.id] = again = c.make(restarted.id)
+            assert again._read_prefix != prefix and again._read_prefix != followers[1]._read_prefix
+        finally:
+            await c.stop()
+
+    run(scenario)
+
+
+def test_a_leader_that_steps_down_fails_its_reads_at_once_instead_of_timing_out() -> None:
+    """CheckQuorum step-down keeps the term but drops the core's pending reads: they must fail
+    (retryable) rather than wait for the request timeout."""
+
+    async def scenario() -> None:
+        c = Cluster()
+        await c.start()
+        try:
+            leader = await c.leader()
+            await leader.propose(b"w")
+            c.net.isolate(leader.id)
+            with pytest.raises(consensus.ProposalDroppedError):
+                await leader.read_index(timeout=20.0)
+        finally:
+            await c.stop()
+
+    run(scenario)
+
+
+def test_max_pending_bounds_reads_too() -> None:
+    async def scenario() -> None:
+        c = Cluster(options=NodeOptions(tick_interval=0.002, max_pending=4, check_quorum=False))
+        await c.start()
+        try:
+            leader = await c.leader()
+            await leader.propose(b"w")
+            c.net.isolate(leader.id)
+            reads = [asyncio.ensure_future(leader.read_index(timeout=5.0)) for _ in range(4)]
+            await asyncio.sleep(0.05)  # handed to the core: one context in flight
+            with pytest.raises(BusyError):
+                await leader.read_index()
+            for r in reads:
+                r.cancel()
+            await asyncio.gather(*reads, return_exceptions=True)
         finally:
             await c.stop()
 

@@ -113,6 +113,7 @@ class KVClient:
         candidates = itertools.cycle(self.urls)
         url = self.preferred or next(candidates)
         delay = 0.02
+        redirects = 0
         last: Tuple[int, Dict[str, Any]] = (0, {"code": "unreachable"})
         while True:
             try:
@@ -120,7 +121,13 @@ class KVClient:
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
                 status, payload = 0, {"code": "unreachable", "error": str(exc)}
             if status == 307 and payload.get("location"):
+                if loop.time() >= deadline:
+                    raise ClientError(status, payload)
                 url = str(URL(payload["location"]).origin())
+                redirects += 1
+                if redirects > 3:  # nodes with stale views of the leader: give them a moment
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 0.25)
                 continue
             if 200 <= status < 300 or status == 404 and payload.get("code") == "key_not_found":
                 self.preferred = url

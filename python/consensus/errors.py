@@ -29,9 +29,12 @@ class BusyError(ProposalDroppedError):
 
 
 class NodeStoppedError(ConsensusError):
-    """The node stopped (shutdown, or a fatal storage error) before answering."""
+    """The node stopped (shutdown, or a fatal storage error). `indeterminate` is true for a
+    request that was already waiting (it may have been applied), false for one refused at once."""
 
-    indeterminate = True
+    def __init__(self, message: str, *, indeterminate: bool = False) -> None:
+        super().__init__(message)
+        self.indeterminate = indeterminate
 
 
 def not_leader(leader_hint: int) -> NotLeaderError:

@@ -128,9 +128,17 @@ class KVService:
         if isinstance(exc, RequestTimeoutError):
             return HttpError(504, "timeout", str(exc), indeterminate=True)
         if isinstance(exc, NodeStoppedError):
-            return HttpError(503, "stopped", str(exc), indeterminate=True)
-        if isinstance(exc, ProposalDroppedError):
+            if exc.indeterminate:
+                return HttpError(503, "leadership_lost", str(exc), indeterminate=True)
             return HttpError(503, "no_leader", str(exc))
+        if isinstance(exc, ProposalDroppedError):
+            # The core's reasons: no leader, a transfer in progress, or one of its limits.
+            reason = str(exc)
+            if "uncommitted" in reason:
+                return HttpError(429, "busy", reason)
+            if "max_entry_bytes" in reason:
+                return HttpError(413, "too_large", reason)
+            return HttpError(503, "no_leader", reason)
         return HttpError(500, "internal", str(exc), indeterminate=True)
 
     def leader_url(self, leader: int) -> Optional[str]:
@@ -401,5 +409,5 @@ class KVService:
         return web.Response(body=blob, content_type="application/octet-stream")
 
     async def take_snapshot(self, _request: web.Request) -> web.StreamResponse:
-        index = await self.node.take_snapshot()
+        index = await self.node.take_snapshot()  # a storage failure stops the node, as in the loop
         return web.json_response({"snapshot_index": index})

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -56,6 +57,10 @@ INBOX_FRAMES_MAX = 65_536
 #: less than this (a thread handoff costs ~0.1-0.2 ms); on slower disks it runs in the IO thread,
 #: with the GIL released, and the loop keeps serving meanwhile.
 INLINE_SYNC_SECONDS_MAX = 0.0005
+#: ... and bytes waiting (a slow fsync must not let a fast peer fill the memory).
+INBOX_BYTES_MAX = 256 * 1024 * 1024
+#: Read contexts in flight before the driver sweeps those nobody waits for any more.
+READS_INFLIGHT_SWEEP = 1024
 #: Proposals handed to the core in one call.
 PROPOSAL_BATCH_MAX = 4096
 
@@ -76,6 +81,8 @@ class NodeOptions:
     snapshot_entries: int = 100_000
     phi_threshold: float = 8.0
     seed: int = 0
+    #: The largest entry the core accepts (a command plus its envelope).
+    max_entry_bytes: int = 8 << 20
 
     def core_options(self) -> protocols.CoreOptions:
         return protocols.CoreOptions(
@@ -84,6 +91,7 @@ class NodeOptions:
             pre_vote=self.pre_vote,
             check_quorum=self.check_quorum,
             seed=self.seed,
+            max_entry_bytes=self.max_entry_bytes,
         )
 
 
@@ -164,6 +172,7 @@ class Node:
         self._snapshot_index = snapshot.index
 
         self._inbox: Deque[Tuple[int, bytes]] = deque()
+        self._inbox_bytes = 0
         self._proposals: Deque[Tuple[bytes, asyncio.Future]] = deque()
         #: index -> (term, future, start time) of proposals the core accepted.
         self._pending: Dict[int, Tuple[int, asyncio.Future, float]] = {}
@@ -172,6 +181,10 @@ class Node:
         #: (read index, waiters) whose index is known, waiting for the application to catch up.
         self._reads_applying: List[Tuple[int, List[Tuple[asyncio.Future, float]]]] = []
         self._read_seq = 0
+        self._reads_outstanding = 0
+        #: Read contexts are unique across nodes and restarts: the leader matches answers by
+        #: context alone, so a repeated one could be answered with another read's (older) index.
+        self._read_prefix = id.to_bytes(8, "little") + os.urandom(8)
         self._conf_waiters: Dict[int, Tuple[int, asyncio.Future, float]] = {}
 
         self.stats = _Stats()
@@ -191,6 +204,7 @@ class Node:
         self._snapshot_io = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"consensus-snap-{id}")
         self._snapshot_task: "Optional[asyncio.Task[int]]" = None
         self._stopped = False
+        self._closed = False
         self.failure: Optional[BaseException] = None
         self._done: Optional[asyncio.Future] = None
         self.loop: Optional[asyncio.AbstractEventLoop] = None
@@ -214,21 +228,28 @@ class Node:
         ]
 
     async def stop(self) -> None:
-        """Stops the node: pending requests fail with `NodeStoppedError`; storage is closed."""
-        if self._stopped:
+        """Stops the node: pending requests fail with `NodeStoppedError`; storage is closed.
+        Also the cleanup after a fatal error (which stops the node at once)."""
+        if self._closed:
             return
+        self._closed = True
         self._stopped = True
-        for task in self._tasks:
+        tasks = list(self._tasks)
+        if self._snapshot_task is not None:
+            tasks.append(self._snapshot_task)
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             try:
                 await task
             except (asyncio.CancelledError, Exception):  # noqa: BLE001 - shutting down
                 pass
         await self.transport.close()
-        self._fail_everything(NodeStoppedError("the node stopped"))
-        self._io.shutdown(wait=True)
-        self._snapshot_io.shutdown(wait=True)
+        self._fail_everything(NodeStoppedError("the node stopped", indeterminate=True))
+        # Waits for a snapshot being written; off the loop, which keeps serving meanwhile.
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self._io.shutdown, True)
+        await loop.run_in_executor(None, self._snapshot_io.shutdown, True)
         close = getattr(self.storage, "close", None)
         if close is not None:
             try:
@@ -253,8 +274,9 @@ class Node:
         for task in self._tasks:
             if task is not asyncio.current_task():
                 task.cancel()
-        self._fail_everything(NodeStoppedError(f"the node stopped: {exc}"))
+        self._fail_everything(NodeStoppedError(f"the node stopped: {exc}", indeterminate=True))
         if self.loop is not None:
+            # Stop talking to peers at once; `stop()` does the rest of the cleanup.
             self.loop.create_task(self.transport.close())
         if self._done is not None and not self._done.done():
             self._done.set_result(None)
@@ -286,7 +308,7 @@ class Node:
             raise NodeStoppedError(f"the node stopped{': ' + str(self.failure) if self.failure else ''}")
 
     def _check_capacity(self) -> None:
-        waiting = len(self._proposals) + len(self._pending) + len(self._reads_waiting) + len(self._reads_inflight)
+        waiting = len(self._proposals) + len(self._pending) + self._reads_outstanding
         if waiting >= self.options.max_pending:
             raise BusyError(f"{waiting} requests are waiting (max_pending = {self.options.max_pending})")
 
@@ -317,9 +339,14 @@ class Node:
         self._check_capacity()
         assert self.loop is not None and self._wake is not None
         future = self.loop.create_future()
+        self._reads_outstanding += 1
+        future.add_done_callback(self._read_finished)
         self._reads_waiting.append((future, time.perf_counter()))
         self._wake.set()
         return await self._await(future, timeout, "read")
+
+    def _read_finished(self, _future: asyncio.Future) -> None:
+        self._reads_outstanding -= 1
 
     async def change_membership(
         self,
@@ -406,10 +433,11 @@ class Node:
             self.health.heartbeat(peer, time.monotonic())
 
     def _on_frame(self, peer: int, frame: bytes) -> None:
-        if len(self._inbox) >= INBOX_FRAMES_MAX:
+        if len(self._inbox) >= INBOX_FRAMES_MAX or self._inbox_bytes + len(frame) > INBOX_BYTES_MAX:
             self.stats.frames_dropped += 1
             return
         self._inbox.append((peer, frame))
+        self._inbox_bytes += len(frame)
         if self._wake is not None:
             self._wake.set()
 
@@ -460,6 +488,7 @@ class Node:
         inbox = self._inbox
         while inbox:
             peer, frame = inbox.popleft()
+            self._inbox_bytes -= len(frame)
             try:
                 core.step(frame)
             except DecodeError as exc:
@@ -528,7 +557,7 @@ class Node:
     def _submit_reads(self) -> None:
         waiters, self._reads_waiting = self._reads_waiting, []
         self._read_seq += 1
-        context = self._read_seq.to_bytes(8, "little")
+        context = self._read_prefix + self._read_seq.to_bytes(8, "little")
         try:
             self.core.read_index(context)
         except (ProposalDroppedError, NotLeaderError) as exc:
@@ -543,6 +572,10 @@ class Node:
         if self._pending and len(self._pending) > self.options.max_pending // 2:
             for index in [i for i, (_t, f, _s) in self._pending.items() if f.done()]:
                 del self._pending[index]
+        if self._reads_inflight and len(self._reads_inflight) > READS_INFLIGHT_SWEEP:
+            # Contexts whose callers all gave up (their frames may have been lost): forget them.
+            for context in [c for c, ws in self._reads_inflight.items() if all(f.done() for f, _s in ws)]:
+                del self._reads_inflight[context]
 
     async def _handle_ready(self) -> None:
         """The Ready loop of DESIGN.md §2, the one place it is written: persist, then send, then
@@ -673,14 +706,15 @@ class Node:
                 self.stats.elections += 1
             if self._role == Role.LEADER and role != Role.LEADER:
                 self._leadership_lost(leader)
-            if term != self._term and self._reads_inflight:
-                # Reads in flight were tied to the old term's leader; they may never be answered.
-                err = ProposalDroppedError("leadership changed while the read was in flight; retry")
-                for waiters in self._reads_inflight.values():
-                    for future, _s in waiters:
-                        if not future.done():
-                            future.set_exception(err)
-                self._reads_inflight.clear()
+        if (role != self._role or term != self._term or leader != self._leader) and self._reads_inflight:
+            # Reads in flight were tied to the old leadership; the core dropped them (a step-down
+            # keeps the term but forgets pending reads). Definite: a read changes nothing; retry.
+            err = ProposalDroppedError("leadership changed while the read was in flight; retry")
+            for waiters in self._reads_inflight.values():
+                for future, _s in waiters:
+                    if not future.done():
+                        future.set_exception(err)
+            self._reads_inflight.clear()
         if leader != self._leader and leader != 0:
             self.stats.leader_changes += 1
         self._role, self._term, self._leader = role, term, leader
@@ -779,8 +813,20 @@ class Node:
             return
         # In the background: the driver keeps persisting and applying while it is encoded and
         # written (the storage writes the file without holding its lock).
-        self._snapshot_task = asyncio.ensure_future(self.take_snapshot())
-        self._snapshot_task.add_done_callback(self._snapshot_done)
+        self._start_snapshot()
+
+    def _start_snapshot(self) -> "asyncio.Task[int]":
+        if self._snapshot_task is None:
+            self._snapshot_task = asyncio.ensure_future(self._snapshot())
+            self._snapshot_task.add_done_callback(self._snapshot_done)
+        return self._snapshot_task
+
+    async def take_snapshot(self) -> int:
+        """Snapshots the state machine at the applied index and compacts the log up to it (or
+        waits for the snapshot already being taken); returns the snapshot's index. A storage
+        failure stops the node, as in the Ready loop."""
+        self._check_running()
+        return await asyncio.shield(self._start_snapshot())
 
     def _snapshot_done(self, task: "asyncio.Task[int]") -> None:
         self._snapshot_task = None
@@ -792,8 +838,7 @@ class Node:
         elif exc is not None and not self._stopped:
             log.error("node %d: snapshot failed: %s", self.id, exc)
 
-    async def take_snapshot(self) -> int:
-        """Snapshots the state machine at the applied index and compacts the log up to it."""
+    async def _snapshot(self) -> int:
         index = self.applied_index
         if index <= self._snapshot_index:
             return self._snapshot_index

@@ -25,6 +25,7 @@ class CoreOptions:
     pre_vote: bool = True
     check_quorum: bool = True
     seed: int = 0
+    max_entry_bytes: int = 8 << 20
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ def _raft_core(node_id: int, voters: Sequence[int], storage: Any, applied: int, 
         # The runtime answers writes on a follower itself (forward over HTTP or redirect), so the
         # core reports NotLeader instead of forwarding a proposal whose outcome nobody would await.
         disable_proposal_forwarding=True,
+        max_entry_bytes=options.max_entry_bytes,
         seed=options.seed or node_id,
     )
     return raft.RaftNode(id=node_id, voters=list(voters), config=config, storage=storage, applied=applied)

@@ -47,6 +47,8 @@ def node_options(cfg: NodeConfig) -> NodeOptions:
         max_pending=cfg.max_pending_requests,
         snapshot_entries=cfg.snapshot_entries,
         phi_threshold=cfg.phi_threshold,
+        # A value of max_value_bytes plus its key, request id and envelope always fits an entry.
+        max_entry_bytes=max(8 << 20, cfg.max_value_bytes + (64 << 10)),
     )
 
 
@@ -108,10 +110,15 @@ async def serve(cfg: NodeConfig, *, join: bool = False, stop: Optional[asyncio.E
             pass
     await node.start()
     runner = web.AppRunner(service.app, access_log=None, handle_signals=False)
-    await runner.setup()
-    host, port = split_address(cfg.client_listen or cfg.self_member.client)
-    site = web.TCPSite(runner, host, port, reuse_address=True)
-    await site.start()
+    try:
+        await runner.setup()
+        host, port = split_address(cfg.client_listen or cfg.self_member.client)
+        site = web.TCPSite(runner, host, port, reuse_address=True)
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        await node.stop()
+        raise
     log.info("node %d serving clients on %s:%d, peers on %s", cfg.id, host, port, cfg.peer_listen or cfg.self_member.peer)
     stopped = asyncio.ensure_future(node.wait_stopped())
     stopping = asyncio.ensure_future(stop.wait())
