@@ -112,9 +112,9 @@ class KVService:
         except web.HTTPException:
             raise
         except ConsensusError as exc:
-            err = self._map_error(exc)
-            self.metrics.http_errors.labels(err.code).inc()
-            return error_response(err)
+            mapped = self._map_error(exc)
+            self.metrics.http_errors.labels(mapped.code).inc()
+            return error_response(mapped)
         finally:
             self.metrics.observe("http", time.perf_counter() - started)
 
@@ -215,6 +215,11 @@ class KVService:
             raise HttpError(413, "too_large", f"field {name!r} exceeds {self.max_value_bytes} bytes")
         return value
 
+    def _required_text(self, data: Dict[str, Any], name: str) -> str:
+        value = self._text(data, name)
+        assert value is not None  # not nullable
+        return value
+
     @staticmethod
     def _request_id(request: web.Request) -> Optional[str]:
         rid = request.headers.get(REQUEST_ID_HEADER)
@@ -239,7 +244,7 @@ class KVService:
     async def put(self, request: web.Request) -> web.StreamResponse:
         key = self._key(request)
         data, body = await self._json(request)
-        value = self._text(data, "value")
+        value = self._required_text(data, "value")
         command = KVStore.encode_put(key, value, request_id=self._request_id(request))
         return await self._leader_only(request, body, lambda: self._propose(command))
 
@@ -252,7 +257,7 @@ class KVService:
         key = self._key(request)
         data, body = await self._json(request)
         expected = self._text(data, "expected", nullable=True)
-        value = self._text(data, "value")
+        value = self._required_text(data, "value")
         command = KVStore.encode_cas(key, expected, value, request_id=self._request_id(request))
         return await self._leader_only(request, body, lambda: self._propose(command))
 
@@ -341,13 +346,13 @@ class KVService:
     async def add_member(self, request: web.Request) -> web.StreamResponse:
         data, body = await self._json(request)
         member = self._member_id(data.get("id"))
-        peer = self._text(data, "peer")
-        client = self._text(data, "client")
+        peer = self._required_text(data, "peer")
+        client = self._required_text(data, "client")
 
         async def action() -> web.StreamResponse:
             if member in self.node.status()["members"]:
                 raise HttpError(409, "member_exists", f"node {member} is already a member")
-            await self.node.set_address(member, peer or "", client or "")
+            await self.node.set_address(member, peer, client)
             conf = await self.node.change_membership(add_learners=[member])
             return web.json_response({"id": member, "learner": True, "voters": list(conf.voters), "learners": list(conf.learners)})
 

@@ -65,7 +65,7 @@ def run(
     liveness: bool = True,
 ) -> Report:
     """Runs one seeded simulation and returns its report."""
-    return _report(_core.sim_run(protocol, nodes, seed, steps, faults, liveness))
+    return _report(_core.sim_run(protocol, nodes, seed, steps, faults if isinstance(faults, str) else dict(faults), liveness))
 
 
 @dataclass
@@ -100,7 +100,7 @@ def run_many(
         while i < len(seed_list) and seed_list[i] == stop and stop - start < CHUNK_SEEDS:
             stop += 1
             i += 1
-        raw = _core.sim_run_many(protocol, nodes, start, stop, steps, faults)
+        raw = _core.sim_run_many(protocol, nodes, start, stop, steps, faults if isinstance(faults, str) else dict(faults))
         summary.runs += raw["runs"]
         for key, value in raw.items():
             if key not in ("runs", "failures"):
