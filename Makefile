@@ -38,7 +38,7 @@ WITH_LIBPYTHON = LD_LIBRARY_PATH="$(PY_LIBDIR)$${LD_LIBRARY_PATH:+:$$LD_LIBRARY_
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
 .PHONY: help venv deps build run test test-rust test-python stubtest lint fmt-check clippy fmt \
-	bench bench-rust bench-python bench-asv bench-peers wheel sdist clean
+	typecheck bench bench-rust bench-python bench-asv bench-peers wheel sdist clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -86,8 +86,11 @@ test-python: build ## pytest (tests/ only; benches are not collected)
 stubtest: build ## Check python/consensus/_core.pyi against the compiled module
 	$(VENV_PY) -m mypy.stubtest consensus._core --allowlist stubtest-allowlist.txt
 
-# Not part of `test`: rustfmt and clippy are rustup components a machine may lack. CI runs both.
-lint: fmt-check clippy ## rustfmt --check and clippy -D warnings
+# Not part of `test`: rustfmt and clippy are rustup components a machine may lack. CI runs them.
+lint: fmt-check clippy typecheck ## rustfmt --check, clippy -D warnings, mypy on the package
+
+typecheck: build ## mypy on python/consensus
+	$(VENV_PY) -m mypy python/consensus --ignore-missing-imports
 
 fmt-check: ## rustfmt --check (needs the rustfmt component)
 	$(CARGO) fmt --all --check
