@@ -527,3 +527,22 @@ def test_built_in_state_machines_replicate_through_a_running_node(kind: str) -> 
             await c.stop()
 
     run(scenario)
+
+
+def test_a_node_given_no_addresses_keeps_the_peers_its_transport_was_built_with() -> None:
+    """The embedding example: the transport knows the peers, the node is given no address book."""
+
+    async def scenario() -> None:
+        net = MemoryNetwork()
+        nodes = [Node(i, [1, 2, 3], Journal(), net.transport(i), options=FAST) for i in (1, 2, 3)]
+        for node in nodes:
+            await node.start()
+        try:
+            await eventually(lambda: any(n.is_leader for n in nodes))
+            leader = next(n for n in nodes if n.is_leader)
+            assert (await leader.propose(b"x"))["count"] == 1
+        finally:
+            for node in nodes:
+                await node.stop()
+
+    run(scenario)

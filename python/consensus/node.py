@@ -442,7 +442,10 @@ class Node:
             self._wake.set()
 
     def _sync_peers(self) -> None:
-        """Points the transport at the current members (voters and learners) with known addresses."""
+        """Points the transport at the current members (voters and learners) with known addresses.
+        A node given no addresses leaves the transport's own peer list alone (the caller wired it)."""
+        if not self.addresses:
+            return
         conf = self.core.conf_state
         members = set(conf.voters) | set(conf.learners) | set(conf.voters_outgoing)
         members |= set(self._local_addresses)

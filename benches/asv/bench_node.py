@@ -1,0 +1,73 @@
+"""asv benchmarks of the asyncio runtime: a 3-node `consensus.Node` cluster in one process over the
+in-memory transport, writing 100-byte values to a `KVStore` through `kv.put` (= `Node.propose`)
+from 1 and 64 concurrent coroutines. Memory storage measures the runtime; file storage (fsync
+"always", in a temporary directory) adds the write-ahead log.
+
+    asv run --python=same --quick --bench bench_node
+
+``track_writes_per_s`` is writes per second over one round of ``WRITES`` writes. Skipped on
+commits older than the runtime (their package has no ``consensus.node``).
+"""
+
+import asyncio
+import shutil
+import tempfile
+import time
+
+try:
+    from consensus import KVStore, raft
+    from consensus.node import Node, NodeOptions
+    from consensus.transport import MemoryNetwork
+except ImportError:  # a commit from before the runtime
+    Node = None
+
+WRITES = 4_000
+VALUE = "v" * 100
+
+
+async def _round(storage_kind, clients):
+    directory = tempfile.mkdtemp(prefix="asv-node-") if storage_kind == "file" else None
+    network = MemoryNetwork()
+    options = NodeOptions(tick_interval=0.005, snapshot_entries=0)
+    nodes = []
+    try:
+        for i in (1, 2, 3):
+            storage = (
+                raft.FileStorage(f"{directory}/n{i}", fsync="always") if directory else raft.MemoryStorage()
+            )
+            nodes.append(Node(i, [1, 2, 3], KVStore(), network.transport(i), storage=storage, options=options))
+        for node in nodes:
+            await node.start()
+        nodes[0].core.campaign()
+        while not nodes[0].is_leader:
+            await asyncio.sleep(0.001)
+        kv = nodes[0].state_machine
+        per_client = WRITES // clients
+
+        async def client(c):
+            for i in range(per_client):
+                await kv.put(f"k{c}-{i}", VALUE)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(client(c) for c in range(clients)))
+        return per_client * clients / (time.perf_counter() - started)
+    finally:
+        for node in nodes:
+            await node.stop()
+        if directory:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+class NodeWrites:
+    params = (["memory", "file"], [1, 64])
+    param_names = ["storage", "clients"]
+    timeout = 300
+
+    def setup(self, storage, clients):
+        if Node is None:
+            raise NotImplementedError("no asyncio runtime in this commit")
+
+    def track_writes_per_s(self, storage, clients):
+        return asyncio.run(_round(storage, clients))
+
+    track_writes_per_s.unit = "writes/s"
