@@ -765,17 +765,9 @@ pub fn persist_ready(storage: &MemStorage, rd: &core::Ready) -> PyResult<()> {
 // -------------------------------------------------------------------- node
 
 /// Extracts a proposal batch: a list (or any sequence) of bytes-like objects, or a 2-D `uint8`
-/// NumPy array with one entry per row (copied in one piece, no Python object per row).
+/// NumPy array with one entry per row (copied in one piece, no Python object per row). A list is
+/// checked first, so the common case never imports NumPy.
 fn batch_from(batch: &Bound<'_, PyAny>) -> PyResult<Vec<Bytes>> {
-    if let Ok(array) = batch.extract::<PyReadonlyArray2<u8>>() {
-        let shape = array.shape();
-        let (rows, width) = (shape[0], shape[1]);
-        let whole = match array.as_slice() {
-            Ok(slice) => Bytes::copy_from_slice(slice),
-            Err(_) => Bytes::from(array.as_array().iter().copied().collect::<Vec<u8>>()),
-        };
-        return Ok((0..rows).map(|r| whole.slice(r * width..(r + 1) * width)).collect());
-    }
     if let Ok(list) = batch.cast::<PyList>() {
         let mut out = Vec::with_capacity(list.len());
         for item in list.iter() {
@@ -789,6 +781,15 @@ fn batch_from(batch: &Bound<'_, PyAny>) -> PyResult<Vec<Bytes>> {
             }
         }
         return Ok(out);
+    }
+    if let Ok(array) = batch.extract::<PyReadonlyArray2<u8>>() {
+        let shape = array.shape();
+        let (rows, width) = (shape[0], shape[1]);
+        let whole = match array.as_slice() {
+            Ok(slice) => Bytes::copy_from_slice(slice),
+            Err(_) => Bytes::from(array.as_array().iter().copied().collect::<Vec<u8>>()),
+        };
+        return Ok((0..rows).map(|r| whole.slice(r * width..(r + 1) * width)).collect());
     }
     let mut out = Vec::new();
     for item in batch.try_iter()? {
