@@ -204,11 +204,8 @@ pub fn read_record(buf: &[u8]) -> RecordRead {
     }
     let len = u32_at(buf, 0) as usize;
     if len > RECORD_PAYLOAD_BYTES_MAX {
-        // A length this large cannot have been written; if the buffer ends before it would, the
-        // caller treats it like any record that runs past the end.
-        if buf.len() < RECORD_HEADER_BYTES + len + RECORD_TRAILER_BYTES {
-            return RecordRead::Incomplete;
-        }
+        // The writer never writes such a length, and a torn write leaves a prefix of what was
+        // written (or zeros), never a larger length: this is damage, not a torn tail.
         return RecordRead::Bad(FormatError::new(format!("record length {len} above the bound")));
     }
     let total = RECORD_HEADER_BYTES + len + RECORD_TRAILER_BYTES;

@@ -13,6 +13,7 @@ mod replay;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -160,9 +161,16 @@ impl SnapshotWriter {
     fn write_file(&mut self, snapshot: &Snapshot) -> Result<(), (&'static str, PathBuf, io::Error)> {
         let name = snapshot_name(snapshot.index, snapshot.term);
         let final_path = self.snap_dir.join(&name);
-        let tmp_path = self.snap_dir.join(format!("{name}.tmp"));
+        // A name of its own per writer: two writers of the same snapshot never share a temp file.
+        static WRITERS: AtomicU64 = AtomicU64::new(0);
+        let unique = WRITERS.fetch_add(1, Ordering::Relaxed);
+        let tmp_path = self.snap_dir.join(format!("{name}.{}-{unique}.tmp", std::process::id()));
         let bytes = encode_snapshot_file(snapshot);
-        let mut file = File::create(&tmp_path).map_err(|e| ("cannot create", tmp_path.clone(), e))?;
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp_path)
+            .map_err(|e| ("cannot create", tmp_path.clone(), e))?;
         file.write_all(&bytes).map_err(|e| ("cannot write", tmp_path.clone(), e))?;
         self.syncer.stats.bytes_written += bytes.len() as u64;
         self.syncer.sync(&file, false).map_err(|e| ("cannot fsync", tmp_path.clone(), e))?;
@@ -315,8 +323,22 @@ impl FileStorage {
             syncer,
             lock: Some(lock),
         };
+        // The last replayed segment may hold writes that reached only the page cache before a
+        // crash; it stops being the last one now, so make it durable first.
+        if let Some(last) = storage.segments.last() {
+            let path = last.path.clone();
+            let synced = File::open(&path).and_then(|file| storage.syncer.sync(&file, true));
+            if let Err(e) = synced {
+                return Err(io_error("cannot fsync", &path, e));
+            }
+        }
         storage.roll(None)?;
         Ok(storage)
+    }
+
+    /// Whether bytes were written to the current segment since its last fsync.
+    pub fn has_unsynced(&self) -> bool {
+        self.current.as_ref().is_some_and(|c| c.unsynced)
     }
 
     /// What the node reads through (shared: it sees every change made here).
@@ -428,7 +450,9 @@ impl FileStorage {
     /// Starts a new segment holding the current hard state and configurations (and, after an
     /// installed snapshot, its marker first), fsyncs it and its directory.
     fn roll(&mut self, marker: Option<(u64, u64)>) -> Result<(), StorageError> {
-        if self.current.is_some() && self.options.fsync != FsyncPolicy::Never {
+        // Under every policy, `never` included: a segment that is not the last must be whole
+        // after a power loss, or the directory would be refused on the next open.
+        if self.current.is_some() {
             self.sync_current()?;
         }
         let sequence = self.segments.last().map_or(1, |s| s.sequence + 1);
@@ -497,13 +521,14 @@ impl FileStorage {
     /// updates the in-memory state the node reads.
     pub fn persist(&mut self, rd: &Ready) -> Result<(), StorageError> {
         self.check_writable()?;
+        let current_hs = self.mem.rl().hard_state();
+        let urgent = rd.snapshot.is_some()
+            || rd.hard_state.is_some_and(|hs| hs.term != current_hs.term || hs.vote != current_hs.vote);
         if let Some(snapshot) = &rd.snapshot {
             self.install_snapshot(snapshot.clone())?;
         }
         let mut buf = Vec::new();
         let entries = self.encode_entries(&mut buf, &rd.entries)?;
-        let current_hs = self.mem.rl().hard_state();
-        let urgent = rd.hard_state.is_some_and(|hs| hs.term != current_hs.term || hs.vote != current_hs.vote);
         if let Some(hs) = &rd.hard_state {
             put_hard_state(&mut buf, hs);
         }

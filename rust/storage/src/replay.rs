@@ -253,7 +253,22 @@ pub fn scan_segments(wal_dir: &Path, replay: &mut Replay) -> Result<ScanReport, 
                     replay.apply(record);
                     offset += len;
                 }
-                RecordRead::Incomplete if is_last => break,
+                RecordRead::Incomplete if is_last => {
+                    // A torn write leaves nothing valid after it. A record that only looks
+                    // incomplete because its length field was damaged is followed by intact ones.
+                    if let Some(found) = valid_record_after(rest) {
+                        return Err(corrupt(
+                            &path,
+                            offset as u64,
+                            format!(
+                                "record length runs past the end of the segment, but a valid record follows \
+                                 at offset {}: the length field is damaged",
+                                offset + found
+                            ),
+                        ));
+                    }
+                    break;
+                }
                 RecordRead::Incomplete => {
                     return Err(corrupt(
                         &path,
@@ -273,6 +288,13 @@ pub fn scan_segments(wal_dir: &Path, replay: &mut Replay) -> Result<ScanReport, 
         report.segments.push(segment);
     }
     Ok(report)
+}
+
+/// The offset (within `rest`) of a complete, checksum-valid record that starts after the first
+/// byte of `rest`, if any: evidence that `rest` is damaged rather than torn. Most offsets are
+/// rejected by their length field alone, so the scan is cheap.
+fn valid_record_after(rest: &[u8]) -> Option<usize> {
+    (1..rest.len()).find(|&at| matches!(read_record(&rest[at..]), RecordRead::Record(..)))
 }
 
 fn truncate_file(path: &Path, len: u64) -> Result<(), StorageError> {

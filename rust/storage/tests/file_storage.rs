@@ -371,3 +371,92 @@ fn compaction_overtaken_by_an_installed_snapshot_is_superseded_not_applied() {
     let s = open(&dir.0).unwrap();
     assert_eq!(s.mem().snapshot().index, 20, "the newest snapshot file wins on reopen");
 }
+
+fn five_synced_entries(dir: &Path) -> PathBuf {
+    let mut s = open(dir).unwrap();
+    for i in 1..=5 {
+        s.persist(&ready(vec![ent(i, 1)], Some(HardState { term: 1, vote: 1, commit: i - 1 }))).unwrap();
+    }
+    s.close().unwrap();
+    segments(dir).last().unwrap().clone()
+}
+
+#[test]
+fn a_damaged_length_above_the_bound_is_refused_not_truncated_as_torn() {
+    let dir = TempDir::new("length-above-bound");
+    let last = five_synced_entries(&dir.0);
+    let mut bytes = fs::read(&last).unwrap();
+    let first_record = consensus_storage::format::SEGMENT_HEADER_BYTES;
+    bytes[first_record + 3] ^= 0x80; // the top bit of the first record's length
+    fs::write(&last, &bytes).unwrap();
+    assert!(matches!(open(&dir.0), Err(StorageError::Corrupt { .. })));
+}
+
+#[test]
+fn a_damaged_length_running_past_the_end_is_refused_when_valid_records_follow() {
+    let dir = TempDir::new("length-past-end");
+    let last = five_synced_entries(&dir.0);
+    let mut bytes = fs::read(&last).unwrap();
+    let first_record = consensus_storage::format::SEGMENT_HEADER_BYTES;
+    let claimed = (bytes.len() as u32).to_le_bytes(); // in bounds, but past the end of the file
+    bytes[first_record..first_record + 4].copy_from_slice(&claimed);
+    fs::write(&last, &bytes).unwrap();
+    assert!(matches!(open(&dir.0), Err(StorageError::Corrupt { .. })));
+}
+
+#[test]
+fn batch_policy_syncs_a_ready_that_installs_a_snapshot_entries_included() {
+    let dir = TempDir::new("batch-snapshot");
+    let options = Options {
+        fsync: FsyncPolicy::Batch,
+        batch_interval: std::time::Duration::from_secs(3600),
+        ..Options::default()
+    };
+    let mut s = FileStorage::open(&dir.0, options).unwrap();
+    s.persist(&ready(vec![], Some(HardState { term: 5, vote: 2, commit: 0 }))).unwrap();
+    let snapshot = Snapshot {
+        index: 10,
+        term: 5,
+        conf_state: ConfState { voters: vec![1, 2, 3], ..Default::default() },
+        data: Bytes::new(),
+    };
+    let rd = Ready {
+        snapshot: Some(snapshot),
+        entries: vec![ent(11, 5)],
+        hard_state: Some(HardState { term: 5, vote: 2, commit: 10 }),
+        must_sync: true,
+        ..Default::default()
+    };
+    s.persist(&rd).unwrap();
+    assert!(!s.has_unsynced(), "entries persisted with an installed snapshot were left unsynced");
+}
+
+#[test]
+fn rollover_syncs_the_outgoing_segment_under_every_policy() {
+    let dir = TempDir::new("never-roll");
+    let options = Options { fsync: FsyncPolicy::Never, segment_bytes: 1024, ..Options::default() };
+    let mut s = FileStorage::open(&dir.0, options).unwrap();
+    let before = s.stats().fsyncs;
+    for i in 1..=60 {
+        s.persist(&ready(vec![ent(i, 1)], None)).unwrap();
+    }
+    let rolled = segments(&dir.0).len() as u64 - 1;
+    // Each roll fsyncs the outgoing segment, the new one and the directory.
+    assert!(s.stats().fsyncs - before >= 3 * rolled, "{} fsyncs for {rolled} rolls", s.stats().fsyncs - before);
+}
+
+#[test]
+fn two_writers_of_the_same_snapshot_never_share_a_temp_file() {
+    let dir = TempDir::new("two-writers");
+    let mut s = open(&dir.0).unwrap();
+    s.persist(&ready((1..=3).map(|i| ent(i, 1)).collect(), Some(HardState { term: 1, vote: 1, commit: 3 }))).unwrap();
+    let a = s.prepare_compaction(2, Bytes::from_static(b"a")).unwrap();
+    let b = s.prepare_compaction(2, Bytes::from_static(b"a")).unwrap();
+    let (wa, wb) = (s.snapshot_writer(), s.snapshot_writer());
+    let (ra, rb) = (wa.write(&a), wb.write(&b));
+    assert!(ra.result.is_ok() && rb.result.is_ok());
+    s.finish_compaction(a, ra).unwrap();
+    s.finish_compaction(b, rb).unwrap();
+    drop(s);
+    assert_eq!(open(&dir.0).unwrap().mem().snapshot().index, 2);
+}
