@@ -153,7 +153,7 @@ class Node:
         self.state_machine = state_machine
         self.transport = transport
         self.spec = protocols.get(protocol)
-        self.storage = storage if storage is not None else self.spec.memory_storage()
+        self.storage = storage if storage is not None else self.spec.memory_storage(list(members))
         self.health = health
         #: Receives latency observations: ``observe(name, seconds)`` (see `consensus.metrics`).
         self.metrics = metrics
@@ -174,8 +174,10 @@ class Node:
         self._inbox: Deque[Tuple[int, bytes]] = deque()
         self._inbox_bytes = 0
         self._proposals: Deque[Tuple[bytes, asyncio.Future]] = deque()
-        #: index -> (term, future, start time) of proposals the core accepted.
-        self._pending: Dict[int, Tuple[int, asyncio.Future, float]] = {}
+        #: index -> (term, future, start time) of the proposals the core accepted at that index, in
+        #: proposal order (one per index for Raft; a Paxos slot holds a batch).
+        self._pending: Dict[int, Deque[Tuple[int, asyncio.Future, float]]] = {}
+        self._pending_count = 0
         self._reads_waiting: List[Tuple[asyncio.Future, float]] = []
         self._reads_inflight: Dict[bytes, List[Tuple[asyncio.Future, float]]] = {}
         #: (read index, waiters) whose index is known, waiting for the application to catch up.
@@ -308,7 +310,7 @@ class Node:
             raise NodeStoppedError(f"the node stopped{': ' + str(self.failure) if self.failure else ''}")
 
     def _check_capacity(self) -> None:
-        waiting = len(self._proposals) + len(self._pending) + self._reads_outstanding
+        waiting = len(self._proposals) + self._pending_count + self._reads_outstanding
         if waiting >= self.options.max_pending:
             raise BusyError(f"{waiting} requests are waiting (max_pending = {self.options.max_pending})")
 
@@ -361,11 +363,10 @@ class Node:
         self._check_running()
         if self.core.role != Role.LEADER:
             raise not_leader(self.core.leader)
-        change = self.spec.conf_change(add_voters, remove_voters, add_learners, remove_learners)
-        index = self.core.propose_conf_change(change)
+        index = self.spec.propose_membership(self.core, add_voters, remove_voters, add_learners, remove_learners)
         assert self.loop is not None and self._wake is not None
         future = self.loop.create_future()
-        self._pending[index] = (self.core.term, future, time.perf_counter())
+        self._pending.setdefault(index, deque()).append((self.core.term, future, time.perf_counter()))
         self._wake.set()
         return await self._await(future, timeout, "membership change")
 
@@ -446,8 +447,7 @@ class Node:
         A node given no addresses leaves the transport's own peer list alone (the caller wired it)."""
         if not self.addresses:
             return
-        conf = self.core.conf_state
-        members = set(conf.voters) | set(conf.learners) | set(conf.voters_outgoing)
+        members = set(self.spec.members(self.core))
         members |= set(self._local_addresses)
         peers = {m: self.addresses[m].peer for m in members if m != self.id and m in self.addresses}
         self.transport.set_peers(peers)
@@ -547,8 +547,15 @@ class Node:
                 continue
             term = core.term
             now = time.perf_counter()
+            pending = self._pending
+            one_index = self.spec.batch_in_one_index
             for offset, (_data, future) in enumerate(batch):
-                self._pending[first + offset] = (term, future, now)
+                index = first if one_index else first + offset
+                waiters = pending.get(index)
+                if waiters is None:
+                    waiters = pending[index] = deque()
+                waiters.append((term, future, now))
+            self._pending_count += len(batch)
             self.stats.proposals += len(batch)
 
     def _fail_batch(self, batch: List[Tuple[bytes, asyncio.Future]], exc: BaseException) -> None:
@@ -572,9 +579,9 @@ class Node:
 
     def _check_timeouts(self) -> None:
         """Forgets requests whose callers gave up, so the tables stay bounded."""
-        if self._pending and len(self._pending) > self.options.max_pending // 2:
-            for index in [i for i, (_t, f, _s) in self._pending.items() if f.done()]:
-                del self._pending[index]
+        if self._pending and self._pending_count > self.options.max_pending // 2:
+            for index in [i for i, ws in self._pending.items() if all(f.done() for _t, f, _s in ws)]:
+                self._pending_count -= len(self._pending.pop(index))
         if self._reads_inflight and len(self._reads_inflight) > READS_INFLIGHT_SWEEP:
             # Contexts whose callers all gave up (their frames may have been lost): forget them.
             for context in [c for c, ws in self._reads_inflight.items() if all(f.done() for f, _s in ws)]:
@@ -641,7 +648,7 @@ class Node:
         index = entry.index
         result: Any = None
         if entry.kind == self.spec.conf_change_kind:
-            result = self.core.apply_conf_change(entry)
+            result = self.spec.apply_membership(self.core, entry)
             self._sync_peers()
         else:
             data = entry.data
@@ -653,10 +660,15 @@ class Node:
                     result = self._apply_system(data[1:])
                 else:
                     log.error("entry %d has an unknown envelope %#x; skipped", index, tag)
+        if index != self.applied_index:
+            self._fail_unanswered(self.applied_index)
         self.applied_index = index
-        pending = self._pending.pop(index, None)
-        if pending is not None:
-            term, future, started = pending
+        waiters = self._pending.get(index)
+        if waiters:
+            term, future, started = waiters.popleft()
+            self._pending_count -= 1
+            if not waiters:
+                del self._pending[index]
             if future.done():
                 return
             if entry.term == term:
@@ -664,6 +676,17 @@ class Node:
                 self._observe("proposal", time.perf_counter() - started)
             else:
                 future.set_exception(LeadershipLostError(f"entry {index} was replaced by a later leader's"))
+
+    def _fail_unanswered(self, index: int) -> None:
+        """Proposals at `index` still waiting once the application moved past it: the value chosen
+        there held fewer commands than were proposed into it (another leader's value won)."""
+        waiters = self._pending.pop(index, None)
+        if not waiters:
+            return
+        self._pending_count -= len(waiters)
+        for _term, future, _s in waiters:
+            if not future.done():
+                future.set_exception(LeadershipLostError(f"index {index} was decided without this proposal"))
 
     def _apply_system(self, payload: bytes) -> Any:
         try:
@@ -724,17 +747,19 @@ class Node:
 
     def _leadership_lost(self, leader: int) -> None:
         err = LeadershipLostError(f"node {self.id} lost its leadership (leader now {leader or 'unknown'})")
-        for _index, (_term, future, _s) in list(self._pending.items()):
-            if not future.done():
-                future.set_exception(err)
+        for waiters in self._pending.values():
+            for _term, future, _s in waiters:
+                if not future.done():
+                    future.set_exception(err)
         self._pending.clear()
+        self._pending_count = 0
         while self._proposals:
             _data, future = self._proposals.popleft()
             if not future.done():
                 future.set_exception(not_leader(leader))
 
     def _fail_everything(self, exc: BaseException) -> None:
-        futures = [f for _t, f, _s in self._pending.values()]
+        futures = [f for ws in self._pending.values() for _t, f, _s in ws]
         futures += [f for _d, f in self._proposals]
         futures += [f for f, _s in self._reads_waiting]
         futures += [f for ws in self._reads_inflight.values() for f, _s in ws]
@@ -744,6 +769,7 @@ class Node:
                 future.set_exception(exc)
                 future.exception()  # nobody may be waiting any more; do not warn about it
         self._pending.clear()
+        self._pending_count = 0
         self._proposals.clear()
         self._reads_waiting.clear()
         self._reads_inflight.clear()
@@ -796,9 +822,11 @@ class Node:
         self._snapshot_index = snapshot.index
         self.stats.snapshots_installed += 1
         for index in [i for i in self._pending if i <= snapshot.index]:
-            _term, future, _s = self._pending.pop(index)
-            if not future.done():
-                future.set_exception(LeadershipLostError(f"entry {index} was covered by an installed snapshot"))
+            waiters = self._pending.pop(index)
+            self._pending_count -= len(waiters)
+            for _term, future, _s in waiters:
+                if not future.done():
+                    future.set_exception(LeadershipLostError(f"entry {index} was covered by an installed snapshot"))
         self._sync_peers()
 
     async def _maybe_sync(self) -> None:

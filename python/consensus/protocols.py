@@ -33,14 +33,23 @@ class ProtocolSpec:
     name: str
     #: `(data_dir, fsync)` -> a durable storage that reopens what was persisted there.
     open_storage: Callable[[str, str], Any]
-    memory_storage: Callable[[], Any]
+    #: `(members)` -> an in-memory storage for a member of a new cluster of `members`.
+    memory_storage: Callable[[Sequence[int]], Any]
     #: `(id, voters, storage, applied, options)` -> the core node.
     make_core: Callable[[int, Sequence[int], Any, int, CoreOptions], Any]
-    #: `(add_voters, remove_voters, add_learners, remove_learners)` -> a membership change.
-    conf_change: Callable[..., Any]
+    #: `(core, add_voters, remove_voters, add_learners, remove_learners)` -> proposes a membership
+    #: change; returns the index whose application completes it.
+    propose_membership: Callable[..., int]
+    #: `(core, entry)` -> applies a committed membership entry; returns the configuration.
+    apply_membership: Callable[[Any, Any], Any]
+    #: `(core)` -> every member the node talks to (voters, learners, outgoing voters).
+    members: Callable[[Any], Sequence[int]]
     conf_change_kind: Any
     snapshot: Callable[..., Any]
     conf_state: Callable[..., Any]
+    #: Whether `propose_many` puts the whole batch at one index (Paxos: a slot holds a batch), so
+    #: several commands are applied with the same index; otherwise one index per command (Raft).
+    batch_in_one_index: bool = False
 
 
 def _raft_core(node_id: int, voters: Sequence[int], storage: Any, applied: int, options: CoreOptions) -> Any:
@@ -62,17 +71,31 @@ def _raft_storage(data_dir: str, fsync: str) -> Any:
     return raft.FileStorage(os.fspath(data_dir), fsync=fsync)
 
 
-RAFT = ProtocolSpec(
-    name="raft",
-    open_storage=_raft_storage,
-    memory_storage=raft.MemoryStorage,
-    make_core=_raft_core,
-    conf_change=lambda add_voters=(), remove_voters=(), add_learners=(), remove_learners=(): raft.ConfChange(
+def _raft_propose_membership(
+    core: Any, add_voters: Sequence[int], remove_voters: Sequence[int], add_learners: Sequence[int], remove_learners: Sequence[int]
+) -> int:
+    change = raft.ConfChange(
         add_voters=list(add_voters),
         remove_voters=list(remove_voters),
         add_learners=list(add_learners),
         remove_learners=list(remove_learners),
-    ),
+    )
+    return int(core.propose_conf_change(change))
+
+
+def _raft_members(core: Any) -> Sequence[int]:
+    conf = core.conf_state
+    return sorted(set(conf.voters) | set(conf.learners) | set(conf.voters_outgoing))
+
+
+RAFT = ProtocolSpec(
+    name="raft",
+    open_storage=_raft_storage,
+    memory_storage=lambda members: raft.MemoryStorage(),
+    make_core=_raft_core,
+    propose_membership=_raft_propose_membership,
+    apply_membership=lambda core, entry: core.apply_conf_change(entry),
+    members=_raft_members,
     conf_change_kind=raft.EntryKind.CONF_CHANGE,
     snapshot=raft.Snapshot,
     conf_state=raft.ConfState,
