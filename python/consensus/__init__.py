@@ -18,7 +18,7 @@ from consensus._core import (
     __version__,
 )
 
-from consensus import raft, sim  # noqa: E402  (submodules are part of the public surface)
+from consensus import paxos, raft, sim  # noqa: E402  (submodules are part of the public surface)
 from consensus.errors import BusyError, LeadershipLostError, NodeStoppedError, RequestTimeoutError  # noqa: E402
 from consensus.node import BlockingNode, Node, NodeOptions  # noqa: E402
 from consensus.statemachine import Counter, KVStore, Lock, ReplicatedDict, StateMachine  # noqa: E402
@@ -45,6 +45,7 @@ __all__ = [
     "StateMachine",
     "StorageError",
     "__version__",
+    "paxos",
     "raft",
     "sim",
 ]

@@ -164,7 +164,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     demo.add_argument("--in-process", action="store_true", help="the in-process variant (no sockets, no disk)")
 
     simulate = commands.add_parser("simulate", help="run the deterministic simulator over many seeds")
-    simulate.add_argument("--protocol", default="raft", choices=["raft"])
+    simulate.add_argument("--protocol", default="raft", choices=["raft", "paxos"])
     simulate.add_argument("--seeds", type=_parse_seeds, default=range(0, 100))
     simulate.add_argument("--nodes", type=int, default=5)
     simulate.add_argument("--steps", type=int, default=None)

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Sequence
 
-from consensus import raft
+from consensus import paxos, raft
 from consensus._core import ConfigError
 
 
@@ -101,10 +101,62 @@ RAFT = ProtocolSpec(
     conf_state=raft.ConfState,
 )
 
-PROTOCOLS: Dict[str, ProtocolSpec] = {"raft": RAFT}
+def _paxos_core(node_id: int, voters: Sequence[int], storage: Any, applied: int, options: CoreOptions) -> Any:
+    config = paxos.Config(
+        election_tick=options.election_ticks,
+        heartbeat_tick=options.heartbeat_ticks,
+        check_quorum=options.check_quorum,
+        disable_proposal_forwarding=True,
+        max_entry_bytes=options.max_entry_bytes,
+        seed=options.seed or node_id,
+    )
+    return paxos.PaxosNode(id=node_id, members=list(voters), config=config, storage=storage, applied=applied)
+
+
+def _paxos_storage(data_dir: str, fsync: str) -> Any:
+    err = ConfigError(
+        "protocol: 'paxos' runs in-process on paxos.MemoryStorage in this version; its durable storage "
+        "(and so `consensus serve`) comes next"
+    )
+    err.field = "protocol"
+    raise err
+
+
+def _paxos_propose_membership(
+    core: Any, add_voters: Sequence[int], remove_voters: Sequence[int], add_learners: Sequence[int], remove_learners: Sequence[int]
+) -> int:
+    if add_learners or remove_learners:
+        err = ConfigError("learners: Multi-Paxos members are all acceptors; add or remove voters")
+        err.field = "learners"
+        raise err
+    members = (set(core.members) | set(add_voters)) - set(remove_voters)
+    return int(core.propose_reconfig(sorted(members)))
+
+
+def _paxos_apply_membership(core: Any, entry: Any) -> Any:
+    # The core installs the configuration itself, alpha slots later (the α-window); the caller
+    # gets the member list it will install, in Raft's shape.
+    return raft.ConfState(voters=list(entry.reconfig()[1]), learners=[], voters_outgoing=[])
+
+
+PAXOS = ProtocolSpec(
+    name="paxos",
+    open_storage=_paxos_storage,
+    memory_storage=lambda members: paxos.MemoryStorage(list(members)),
+    make_core=_paxos_core,
+    propose_membership=_paxos_propose_membership,
+    apply_membership=_paxos_apply_membership,
+    members=lambda core: list(core.members),
+    conf_change_kind=paxos.EntryKind.CONF_CHANGE,
+    snapshot=paxos.Snapshot,
+    conf_state=lambda voters, learners, outgoing: list(voters),
+    batch_in_one_index=True,
+)
+
+PROTOCOLS: Dict[str, ProtocolSpec] = {"raft": RAFT, "paxos": PAXOS}
 
 #: Named by the configuration surface; they plug in here as their cores land.
-PLANNED = ("paxos", "zab")
+PLANNED = ("zab",)
 
 
 def get(name: str) -> ProtocolSpec:

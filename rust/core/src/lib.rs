@@ -6,6 +6,7 @@
 pub mod codec;
 pub mod error;
 pub mod log;
+pub mod paxos;
 pub mod quorum;
 pub mod raft;
 pub mod rng;

@@ -5,6 +5,7 @@
 use pyo3::prelude::*;
 
 mod errors;
+mod paxos;
 mod raft;
 mod role;
 mod sim;
@@ -16,6 +17,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     m.add_class::<role::Role>()?;
     raft::register(m)?;
+    paxos::register(m)?;
     sim::register(m)?;
     storage::register(m)?;
     Ok(())

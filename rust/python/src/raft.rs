@@ -317,6 +317,12 @@ pub struct ReadState {
     context: Bytes,
 }
 
+impl ReadState {
+    pub fn from_parts(index: u64, context: Bytes) -> Self {
+        ReadState { index, context }
+    }
+}
+
 #[pymethods]
 impl ReadState {
     #[new]

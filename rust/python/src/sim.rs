@@ -51,7 +51,7 @@ fn config_from(nodes: usize, seed: u64, steps: Option<u64>, faults: Faults, live
 }
 
 /// The protocols the simulator can run.
-const PROTOCOLS: &[&str] = &["raft"];
+const PROTOCOLS: &[&str] = &["raft", "paxos"];
 
 fn check_protocol(protocol: &str) -> PyResult<()> {
     if PROTOCOLS.contains(&protocol) {
@@ -65,6 +65,7 @@ fn check_protocol(protocol: &str) -> PyResult<()> {
 fn run_protocol(protocol: &str, cfg: &SimConfig) -> Report {
     match protocol {
         "raft" => sim::raft::run_raft(cfg),
+        "paxos" => sim::paxos::run_paxos(cfg),
         other => unreachable!("protocol {other:?} passed check_protocol"),
     }
 }

@@ -18,6 +18,7 @@
 mod engine;
 pub mod invariants;
 pub mod network;
+pub mod paxos;
 pub mod raft;
 pub mod trace;
 
@@ -27,6 +28,10 @@ use bytes::Bytes;
 
 pub use self::engine::{run, ClusterView};
 pub use self::invariants::{AppState, AppliedHistory, DurableFacts, SafetyChecker};
+pub use self::paxos::{
+    run_paxos, run_paxos_with_lease_reads, run_paxos_with_reconfiguration, PaxosAdapter, PaxosChecker,
+    PaxosLeaseAdapter, PaxosReconfigAdapter,
+};
 pub use self::raft::{run_raft, RaftAdapter, RaftChecker};
 use crate::role::Role;
 
