@@ -636,6 +636,13 @@ class Node:
             self._read_states(rd.read_states)
         for entry in rd.committed_entries:
             self._apply(entry)
+        # A protocol whose decided indexes may carry nothing to apply (Paxos no-op slots) says how
+        # far this Ready decided; the application is then at that index.
+        through = getattr(rd, "committed_through", 0)
+        if through > self.applied_index:
+            for index in [i for i in self._pending if i <= through]:
+                self._fail_unanswered(index)
+            self.applied_index = through
         # 4. Advance.
         core.advance(rd)
         self._resolve_reads()

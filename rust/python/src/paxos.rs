@@ -1,0 +1,710 @@
+//! `consensus.paxos`: the Multi-Paxos core (`consensus_core::paxos`) with the same shape as
+//! `consensus.raft` — `PaxosNode` driven by `tick`, `step` and `propose`, whose `Ready` the caller
+//! persists, sends and applies before `advance`. Classes are registered in `_core` as `Paxos*` and
+//! aliased in `python/consensus/paxos.py`.
+
+use bytes::Bytes;
+use consensus_core::paxos::{
+    self as core, Ballot as CoreBallot, Config as CoreConfig, HardState as CoreHardState, MemStorage,
+    Message as CoreMessage, MessageType as CoreMessageType, RawNode, Snapshot as CoreSnapshot,
+};
+use consensus_core::raft::ReadOnlyOption;
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList};
+
+use crate::errors::{config_error, storage_to_py, to_py};
+use crate::raft::{bytes_of, EntryKind, ReadState};
+use crate::role::Role;
+
+// -------------------------------------------------------------------- values
+
+/// A ballot `(round, node)`, totally ordered by round, then node.
+#[pyclass(name = "Ballot", module = "consensus.paxos", from_py_object, frozen, eq, ord, hash)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Ballot {
+    pub inner: CoreBallot,
+}
+
+#[pymethods]
+impl Ballot {
+    #[new]
+    fn new(round: u64, node: u64) -> Self {
+        Ballot { inner: CoreBallot::new(round, node) }
+    }
+    #[getter]
+    fn round(&self) -> u64 {
+        self.inner.round
+    }
+    #[getter]
+    fn node(&self) -> u64 {
+        self.inner.node
+    }
+    fn __repr__(&self) -> String {
+        format!("Ballot(round={}, node={})", self.inner.round, self.inner.node)
+    }
+}
+
+/// One applied command: `index` is its slot, `term` the round of the ballot that first proposed
+/// the slot's value (the same on every replica), `kind` NORMAL or CONF_CHANGE.
+#[pyclass(name = "Entry", module = "consensus.paxos", from_py_object, frozen, eq)]
+#[derive(Clone, PartialEq)]
+pub struct Entry {
+    pub inner: core::Entry,
+}
+
+#[pymethods]
+impl Entry {
+    #[getter]
+    fn index(&self) -> u64 {
+        self.inner.index
+    }
+    #[getter]
+    fn term(&self) -> u64 {
+        self.inner.term
+    }
+    #[getter]
+    fn data<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.inner.data)
+    }
+    #[getter]
+    fn kind(&self) -> EntryKind {
+        match self.inner.kind {
+            core::EntryKind::Normal => EntryKind::NORMAL,
+            core::EntryKind::ConfChange => EntryKind::CONF_CHANGE,
+        }
+    }
+    /// `(alpha, members)` of a CONF_CHANGE entry: the configuration it installs, which governs the
+    /// slots after this one's slot + alpha (the α-window).
+    fn reconfig(&self) -> PyResult<(u64, Vec<u64>)> {
+        core::decode_reconfig(&self.inner.data).map_err(|e| to_py(e.into()))
+    }
+    fn __repr__(&self) -> String {
+        format!("Entry(index={}, term={}, {} bytes)", self.inner.index, self.inner.term, self.inner.data.len())
+    }
+}
+
+/// What must be durable before a message that depends on it leaves: the promised ballot and the
+/// commit (decided) slot.
+#[pyclass(name = "HardState", module = "consensus.paxos", from_py_object, frozen, eq)]
+#[derive(Clone, Copy, PartialEq)]
+pub struct HardState {
+    pub inner: CoreHardState,
+}
+
+#[pymethods]
+impl HardState {
+    #[getter]
+    fn promised(&self) -> Ballot {
+        Ballot { inner: self.inner.promised }
+    }
+    /// The promised round (what `term` means for Paxos).
+    #[getter]
+    fn term(&self) -> u64 {
+        self.inner.promised.round
+    }
+    /// The promised ballot's node (the proposer this node promised to).
+    #[getter]
+    fn vote(&self) -> u64 {
+        self.inner.promised.node
+    }
+    #[getter]
+    fn commit(&self) -> u64 {
+        self.inner.commit
+    }
+    fn __repr__(&self) -> String {
+        format!("HardState(promised={}, commit={})", self.inner.promised, self.inner.commit)
+    }
+}
+
+/// The application's state at slot `index` and the members governing the slots after it.
+#[pyclass(name = "Snapshot", module = "consensus.paxos", from_py_object, frozen, eq)]
+#[derive(Clone, PartialEq)]
+pub struct Snapshot {
+    pub inner: CoreSnapshot,
+}
+
+#[pymethods]
+impl Snapshot {
+    #[new]
+    #[pyo3(signature = (index, term, members, data = None))]
+    fn new(index: u64, term: u64, members: Vec<u64>, data: Option<&[u8]>) -> Self {
+        Snapshot {
+            inner: CoreSnapshot { index, term, members, pending: Vec::new(), data: bytes_of(data.unwrap_or_default()) },
+        }
+    }
+    #[getter]
+    fn index(&self) -> u64 {
+        self.inner.index
+    }
+    #[getter]
+    fn term(&self) -> u64 {
+        self.inner.term
+    }
+    #[getter]
+    fn members(&self) -> Vec<u64> {
+        self.inner.members.clone()
+    }
+    #[getter]
+    fn data<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.inner.data)
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "Snapshot(index={}, term={}, members={:?}, {} bytes)",
+            self.inner.index,
+            self.inner.term,
+            self.inner.members,
+            self.inner.data.len()
+        )
+    }
+}
+
+// -------------------------------------------------------------------- messages
+
+#[pyclass(name = "MessageType", module = "consensus.paxos", from_py_object, eq, eq_int, frozen, hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(non_camel_case_types, clippy::upper_case_acronyms)]
+pub enum MessageType {
+    PREPARE = 1,
+    PROMISE = 2,
+    ACCEPT = 3,
+    ACCEPTED = 4,
+    COMMIT = 5,
+    COMMIT_ACK = 6,
+    NACK = 7,
+    CATCH_UP = 8,
+    SNAPSHOT = 9,
+    PROPOSE = 10,
+    READ_INDEX = 11,
+    READ_INDEX_RESPONSE = 12,
+}
+
+impl From<CoreMessageType> for MessageType {
+    fn from(t: CoreMessageType) -> Self {
+        match t {
+            CoreMessageType::Prepare => MessageType::PREPARE,
+            CoreMessageType::Promise => MessageType::PROMISE,
+            CoreMessageType::Accept => MessageType::ACCEPT,
+            CoreMessageType::Accepted => MessageType::ACCEPTED,
+            CoreMessageType::Commit => MessageType::COMMIT,
+            CoreMessageType::CommitAck => MessageType::COMMIT_ACK,
+            CoreMessageType::Nack => MessageType::NACK,
+            CoreMessageType::CatchUp => MessageType::CATCH_UP,
+            CoreMessageType::Snapshot => MessageType::SNAPSHOT,
+            CoreMessageType::Propose => MessageType::PROPOSE,
+            CoreMessageType::ReadIndex => MessageType::READ_INDEX,
+            CoreMessageType::ReadIndexResponse => MessageType::READ_INDEX_RESPONSE,
+        }
+    }
+}
+
+/// A decoded peer message (read-only: frames are built by the core).
+#[pyclass(name = "Message", module = "consensus.paxos", frozen)]
+pub struct Message {
+    pub inner: CoreMessage,
+}
+
+#[pymethods]
+impl Message {
+    #[getter]
+    fn r#type(&self) -> MessageType {
+        self.inner.msg_type.into()
+    }
+    #[getter]
+    fn from_(&self) -> u64 {
+        self.inner.from
+    }
+    #[getter]
+    fn to(&self) -> u64 {
+        self.inner.to
+    }
+    #[getter]
+    fn ballot(&self) -> Ballot {
+        Ballot { inner: self.inner.ballot }
+    }
+    #[getter]
+    fn index(&self) -> u64 {
+        self.inner.index
+    }
+    #[getter]
+    fn last_index(&self) -> u64 {
+        self.inner.last_index
+    }
+    #[getter]
+    fn commit(&self) -> u64 {
+        self.inner.commit
+    }
+    /// `(slot, ballot, number of commands)` of each slot the message carries.
+    #[getter]
+    fn slots(&self) -> Vec<(u64, Ballot, usize)> {
+        self.inner.entries.iter().map(|s| (s.slot, Ballot { inner: s.ballot }, s.value.commands.len())).collect()
+    }
+    #[getter]
+    fn context<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.inner.context)
+    }
+    fn encode<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &core::wire::encode(&self.inner))
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "Message({:?}, from_={}, to={}, ballot={}, index={}, commit={})",
+            self.inner.msg_type, self.inner.from, self.inner.to, self.inner.ballot, self.inner.index, self.inner.commit
+        )
+    }
+}
+
+/// Decodes a Multi-Paxos frame; malformed bytes raise `DecodeError`.
+#[pyfunction]
+pub fn paxos_decode(frame: &[u8]) -> PyResult<Message> {
+    let inner = core::wire::decode(&bytes_of(frame)).map_err(|e| to_py(e.into()))?;
+    Ok(Message { inner })
+}
+
+// -------------------------------------------------------------------- config
+
+fn unsigned(field: &'static str, value: i64) -> PyResult<u64> {
+    u64::try_from(value).map_err(|_| config_error(field, "must not be negative"))
+}
+
+/// Multi-Paxos settings. `election_tick`, `heartbeat_tick` and `seed` mean what they mean for Raft;
+/// `max_inflight_slots` is also the α of reconfiguration (docs/paxos.md).
+#[pyclass(name = "Config", module = "consensus.paxos", from_py_object, frozen)]
+#[derive(Clone)]
+pub struct Config {
+    pub inner: CoreConfig,
+}
+
+#[pymethods]
+impl Config {
+    #[new]
+    #[pyo3(signature = (*, election_tick = 10, heartbeat_tick = 1, max_inflight_slots = 256, max_batch_commands = 1024,
+                        max_batch_bytes = 1 << 20, max_size_per_msg = 1 << 20, max_uncommitted_bytes = 64 << 20,
+                        max_entry_bytes = 8 << 20, max_committed_bytes_per_ready = 64 << 20, max_pending_reads = 4096,
+                        read_only_option = "safe", check_quorum = true, disable_proposal_forwarding = false, seed = 0))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        election_tick: i64,
+        heartbeat_tick: i64,
+        max_inflight_slots: i64,
+        max_batch_commands: i64,
+        max_batch_bytes: i64,
+        max_size_per_msg: i64,
+        max_uncommitted_bytes: i64,
+        max_entry_bytes: i64,
+        max_committed_bytes_per_ready: i64,
+        max_pending_reads: i64,
+        read_only_option: &str,
+        check_quorum: bool,
+        disable_proposal_forwarding: bool,
+        seed: i64,
+    ) -> PyResult<Self> {
+        let read_only_option = match read_only_option {
+            "safe" => ReadOnlyOption::Safe,
+            "lease_based" => ReadOnlyOption::LeaseBased,
+            other => {
+                return Err(config_error(
+                    "read_only_option",
+                    format!("must be 'safe' or 'lease_based' (got {other:?})"),
+                ))
+            }
+        };
+        let inner = CoreConfig {
+            election_tick: unsigned("election_tick", election_tick)?,
+            heartbeat_tick: unsigned("heartbeat_tick", heartbeat_tick)?,
+            max_inflight_slots: unsigned("max_inflight_slots", max_inflight_slots)?,
+            max_batch_commands: unsigned("max_batch_commands", max_batch_commands)? as usize,
+            max_batch_bytes: unsigned("max_batch_bytes", max_batch_bytes)?,
+            max_size_per_msg: unsigned("max_size_per_msg", max_size_per_msg)?,
+            max_uncommitted_bytes: unsigned("max_uncommitted_bytes", max_uncommitted_bytes)?,
+            max_entry_bytes: unsigned("max_entry_bytes", max_entry_bytes)?,
+            max_committed_bytes_per_ready: unsigned("max_committed_bytes_per_ready", max_committed_bytes_per_ready)?,
+            max_pending_reads: unsigned("max_pending_reads", max_pending_reads)? as usize,
+            read_only_option,
+            check_quorum,
+            disable_proposal_forwarding,
+            seed: seed as u64,
+        };
+        inner.validate().map_err(to_py)?;
+        Ok(Config { inner })
+    }
+    #[getter]
+    fn election_tick(&self) -> u64 {
+        self.inner.election_tick
+    }
+    #[getter]
+    fn heartbeat_tick(&self) -> u64 {
+        self.inner.heartbeat_tick
+    }
+    #[getter]
+    fn max_inflight_slots(&self) -> u64 {
+        self.inner.max_inflight_slots
+    }
+    #[getter]
+    fn seed(&self) -> u64 {
+        self.inner.seed
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "Config(election_tick={}, heartbeat_tick={}, max_inflight_slots={}, seed={})",
+            self.inner.election_tick, self.inner.heartbeat_tick, self.inner.max_inflight_slots, self.inner.seed
+        )
+    }
+}
+
+// -------------------------------------------------------------------- ready
+
+#[pyclass(name = "Ready", module = "consensus.paxos", frozen)]
+pub struct Ready {
+    pub inner: core::Ready,
+    mark: core::ReadyMark,
+}
+
+#[pymethods]
+impl Ready {
+    /// `[(to, frame)]`, to send after persisting.
+    #[getter]
+    fn messages<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        PyList::new(py, self.inner.messages.iter().map(|(to, frame)| (*to, PyBytes::new(py, frame))))
+    }
+    #[getter]
+    fn committed_entries(&self) -> Vec<Entry> {
+        self.inner.committed_entries.iter().map(|e| Entry { inner: e.clone() }).collect()
+    }
+    #[getter]
+    fn hard_state(&self) -> Option<HardState> {
+        self.inner.hard_state.map(|inner| HardState { inner })
+    }
+    #[getter]
+    fn snapshot(&self) -> Option<Snapshot> {
+        self.inner.snapshot.clone().map(|inner| Snapshot { inner })
+    }
+    #[getter]
+    fn read_states(&self) -> Vec<ReadState> {
+        self.inner.read_states.iter().map(|rs| ReadState::from_parts(rs.index, rs.context.clone())).collect()
+    }
+    /// Accepted slots to store: `(slot, ballot, number of commands)`.
+    #[getter]
+    fn accepted(&self) -> Vec<(u64, Ballot, usize)> {
+        self.inner.accepted.iter().map(|s| (s.slot, Ballot { inner: s.ballot }, s.value.commands.len())).collect()
+    }
+    /// Raft's name for what must be stored; for Paxos, the accepted slots.
+    #[getter]
+    fn entries(&self) -> Vec<u64> {
+        self.inner.accepted.iter().map(|s| s.slot).collect()
+    }
+    #[getter]
+    fn must_sync(&self) -> bool {
+        self.inner.must_sync
+    }
+    /// The last slot this Ready decides for the application (no-op slots included, which have no
+    /// entry): the applied index once it is advanced. 0 when none.
+    #[getter]
+    fn committed_through(&self) -> u64 {
+        self.inner.committed_through
+    }
+    #[getter]
+    fn role(&self) -> Option<Role> {
+        self.inner.role.map(Role::from)
+    }
+    #[getter]
+    fn leader(&self) -> u64 {
+        self.inner.leader
+    }
+    #[getter]
+    fn ballot(&self) -> Ballot {
+        Ballot { inner: self.inner.ballot }
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "Ready(messages={}, accepted={}, committed={}, snapshot={}, must_sync={})",
+            self.inner.messages.len(),
+            self.inner.accepted.len(),
+            self.inner.committed_entries.len(),
+            self.inner.snapshot.is_some(),
+            self.inner.must_sync
+        )
+    }
+}
+
+// -------------------------------------------------------------------- storage
+
+/// In-memory storage: the promise, the accepted slots, the commit slot, the snapshot and the
+/// membership. A node built on a non-empty storage restarts from it.
+#[pyclass(name = "MemoryStorage", module = "consensus.paxos", from_py_object, frozen)]
+#[derive(Clone)]
+pub struct MemoryStorage {
+    pub inner: MemStorage,
+}
+
+pub fn persist_ready(storage: &MemStorage, rd: &core::Ready) -> PyResult<()> {
+    let mut core = storage.wl();
+    if let Some(snapshot) = &rd.snapshot {
+        core.apply_snapshot(snapshot.clone()).map_err(storage_to_py)?;
+    }
+    core.put_accepted(&rd.accepted);
+    if let Some(hs) = rd.hard_state {
+        core.set_hard_state(hs);
+    }
+    Ok(())
+}
+
+#[pymethods]
+impl MemoryStorage {
+    /// `members`: the initial configuration of a new cluster (empty for a node that joins one).
+    #[new]
+    #[pyo3(signature = (members = Vec::new()))]
+    fn new(members: Vec<u64>) -> Self {
+        MemoryStorage { inner: MemStorage::new(&members) }
+    }
+    fn persist(&self, rd: &Ready) -> PyResult<()> {
+        persist_ready(&self.inner, &rd.inner)
+    }
+    fn hard_state(&self) -> HardState {
+        HardState { inner: self.inner.rl().hard_state() }
+    }
+    fn snapshot(&self) -> Snapshot {
+        Snapshot { inner: self.inner.rl().snapshot().clone() }
+    }
+    fn first_index(&self) -> u64 {
+        self.inner.rl().snapshot().index + 1
+    }
+    /// The highest accepted slot held (the snapshot index when none).
+    fn last_index(&self) -> u64 {
+        let core = self.inner.rl();
+        core.accepted().keys().next_back().copied().unwrap_or(core.snapshot().index)
+    }
+    /// The ballot this storage accepted `slot` at, if it holds one.
+    fn accepted_ballot(&self, slot: u64) -> Option<Ballot> {
+        self.inner.rl().accepted().get(&slot).map(|s| Ballot { inner: s.ballot })
+    }
+    /// Records a snapshot of the application at an applied `index` and drops the slots up to it.
+    #[pyo3(signature = (index, data = None))]
+    fn compact(&self, index: u64, data: Option<&[u8]>) -> PyResult<()> {
+        self.inner.compact(index, bytes_of(data.unwrap_or_default())).map_err(storage_to_py)
+    }
+    fn apply_snapshot(&self, snapshot: &Snapshot) -> PyResult<()> {
+        self.inner.wl().apply_snapshot(snapshot.inner.clone()).map_err(storage_to_py)
+    }
+    fn __repr__(&self) -> String {
+        let core = self.inner.rl();
+        format!("MemoryStorage(snapshot_index={}, accepted={})", core.snapshot().index, core.accepted().len())
+    }
+}
+
+// -------------------------------------------------------------------- node
+
+fn batch_of(batch: &Bound<'_, PyAny>) -> PyResult<Vec<Bytes>> {
+    let mut out = Vec::new();
+    for item in batch.try_iter()? {
+        let item = item?;
+        let data = item.cast::<PyBytes>().map_err(|_| PyTypeError::new_err("propose_many takes bytes"))?;
+        out.push(bytes_of(data.as_bytes()));
+    }
+    Ok(out)
+}
+
+/// A Multi-Paxos node: the same methods and Ready contract as `raft.RaftNode`.
+#[pyclass(name = "PaxosNode", module = "consensus.paxos")]
+pub struct PaxosNode {
+    node: RawNode<MemStorage>,
+    storage: MemoryStorage,
+    config: Config,
+}
+
+#[pymethods]
+impl PaxosNode {
+    #[new]
+    #[pyo3(signature = (id, members = Vec::new(), config = None, storage = None, applied = 0))]
+    fn new(
+        id: i64,
+        members: Vec<i64>,
+        config: Option<Config>,
+        storage: Option<MemoryStorage>,
+        applied: u64,
+    ) -> PyResult<Self> {
+        let id = u64::try_from(id)
+            .ok()
+            .filter(|id| *id > 0)
+            .ok_or_else(|| config_error("id", "must be a positive integer"))?;
+        let members: Vec<u64> = members
+            .into_iter()
+            .map(|m| {
+                u64::try_from(m)
+                    .ok()
+                    .filter(|m| *m > 0)
+                    .ok_or_else(|| config_error("members", "ids must be positive integers"))
+            })
+            .collect::<PyResult<_>>()?;
+        let config = config.unwrap_or_else(|| Config { inner: CoreConfig::default() });
+        let storage = storage.unwrap_or_else(|| MemoryStorage { inner: MemStorage::new(&members) });
+        let node = RawNode::new(id, config.inner.clone(), storage.inner.clone(), &members, applied).map_err(to_py)?;
+        Ok(PaxosNode { node, storage, config })
+    }
+
+    #[getter]
+    fn id(&self) -> u64 {
+        self.node.status().id
+    }
+    #[getter]
+    fn role(&self) -> Role {
+        self.node.status().role.into()
+    }
+    /// The current ballot's round (what `term` means for Paxos).
+    #[getter]
+    fn term(&self) -> u64 {
+        self.node.status().ballot.round
+    }
+    #[getter]
+    fn ballot(&self) -> Ballot {
+        Ballot { inner: self.node.status().ballot }
+    }
+    #[getter]
+    fn leader(&self) -> u64 {
+        self.node.status().leader
+    }
+    #[getter]
+    fn commit_index(&self) -> u64 {
+        self.node.status().commit
+    }
+    #[getter]
+    fn applied_index(&self) -> u64 {
+        self.node.status().applied
+    }
+    #[getter]
+    fn last_index(&self) -> u64 {
+        self.node.status().last_slot
+    }
+    #[getter]
+    fn first_index(&self) -> u64 {
+        self.node.status().first_slot
+    }
+    #[getter]
+    fn members(&self) -> Vec<u64> {
+        self.node.status().members
+    }
+    #[getter]
+    fn storage(&self) -> MemoryStorage {
+        self.storage.clone()
+    }
+    #[getter]
+    fn config(&self) -> Config {
+        self.config.clone()
+    }
+
+    fn tick(&mut self) {
+        self.node.tick();
+    }
+    fn tick_many(&mut self, n: u64) {
+        for _ in 0..n {
+            self.node.tick();
+        }
+    }
+    /// Starts Phase 1 now with a ballot above every one seen.
+    fn campaign(&mut self) {
+        self.node.campaign();
+    }
+    /// Proposes one command; returns the slot it joins on the leader, 0 when forwarded.
+    fn propose(&mut self, data: &[u8]) -> PyResult<u64> {
+        self.node.propose(bytes_of(data)).map_err(to_py)
+    }
+    /// Proposes commands in one call (batched into slot values); returns the first one's slot.
+    fn propose_many(&mut self, batch: &Bound<'_, PyAny>) -> PyResult<u64> {
+        let batch = batch_of(batch)?;
+        self.node.propose_many(batch).map_err(to_py)
+    }
+    /// Proposes a new member list (the α-window rule: it governs slots from its slot + α + 1).
+    fn propose_reconfig(&mut self, members: Vec<u64>) -> PyResult<u64> {
+        self.node.propose_reconfig(&members).map_err(to_py)
+    }
+    fn read_index(&mut self, ctx: &[u8]) -> PyResult<()> {
+        self.node.read_index(bytes_of(ctx)).map_err(to_py)
+    }
+    /// Steps one frame from a peer; malformed bytes raise `DecodeError`.
+    fn step(&mut self, frame: &[u8]) -> PyResult<()> {
+        self.node.step(&bytes_of(frame)).map_err(to_py)
+    }
+    fn step_many(&mut self, frames: &Bound<'_, PyAny>) -> PyResult<()> {
+        for frame in frames.try_iter()? {
+            let frame = frame?;
+            let frame = frame.cast::<PyBytes>().map_err(|_| PyTypeError::new_err("step_many takes bytes frames"))?;
+            self.node.step(&bytes_of(frame.as_bytes())).map_err(to_py)?;
+        }
+        Ok(())
+    }
+    fn has_ready(&self) -> bool {
+        self.node.has_ready()
+    }
+    fn ready(&mut self) -> PyResult<Ready> {
+        let inner = self.node.ready().map_err(to_py)?;
+        let mark = inner.mark();
+        Ok(Ready { inner, mark })
+    }
+    fn advance(&mut self, rd: &Ready) -> PyResult<()> {
+        self.node.advance(rd.mark.clone()).map_err(to_py)
+    }
+    /// Persists `rd` into this node's storage, then advances.
+    fn persist_and_advance(&mut self, rd: &Ready) -> PyResult<()> {
+        persist_ready(&self.storage.inner, &rd.inner)?;
+        self.node.advance(rd.mark.clone()).map_err(to_py)
+    }
+    fn report_snapshot(&mut self, to: u64, ok: bool) {
+        self.node.report_snapshot(to, ok);
+    }
+    fn report_unreachable(&mut self, to: u64) {
+        self.node.report_unreachable(to);
+    }
+    fn status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.node.status();
+        let d = PyDict::new(py);
+        d.set_item("id", s.id)?;
+        d.set_item("role", s.role.as_str())?;
+        d.set_item("term", s.ballot.round)?;
+        d.set_item("ballot", (s.ballot.round, s.ballot.node))?;
+        d.set_item("leader", s.leader)?;
+        d.set_item("commit", s.commit)?;
+        d.set_item("applied", s.applied)?;
+        d.set_item("first_index", s.first_slot)?;
+        d.set_item("last_index", s.last_slot)?;
+        d.set_item("voters", s.members.clone())?;
+        d.set_item("learners", Vec::<u64>::new())?;
+        d.set_item("uncommitted_bytes", s.uncommitted_bytes)?;
+        let progress = PyDict::new(py);
+        for p in &s.progress {
+            let entry = PyDict::new(py);
+            entry.set_item("match", p.decided)?;
+            entry.set_item("recent_active", p.recent_active)?;
+            progress.set_item(p.id, entry)?;
+        }
+        d.set_item("progress", progress)?;
+        Ok(d)
+    }
+    fn __repr__(&self) -> String {
+        let s = self.node.status();
+        format!(
+            "PaxosNode(id={}, role={}, ballot={}, leader={}, commit={})",
+            s.id,
+            s.role.as_str(),
+            s.ballot,
+            s.leader,
+            s.commit
+        )
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("PaxosBallot", py.get_type::<Ballot>())?;
+    m.add("PaxosEntry", py.get_type::<Entry>())?;
+    m.add("PaxosHardState", py.get_type::<HardState>())?;
+    m.add("PaxosSnapshot", py.get_type::<Snapshot>())?;
+    m.add("PaxosMessageType", py.get_type::<MessageType>())?;
+    m.add("PaxosMessage", py.get_type::<Message>())?;
+    m.add("PaxosConfig", py.get_type::<Config>())?;
+    m.add("PaxosReady", py.get_type::<Ready>())?;
+    m.add("PaxosMemoryStorage", py.get_type::<MemoryStorage>())?;
+    m.add("PaxosNode", py.get_type::<PaxosNode>())?;
+    m.add_function(wrap_pyfunction!(paxos_decode, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,167 @@
+"""consensus.Node running Multi-Paxos: the same runtime, tests and transport as Raft (DESIGN §1:
+the protocols are interchangeable behind one interface)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Callable, Dict, List
+
+import pytest
+
+import consensus
+from consensus import paxos
+from consensus.node import Node, NodeOptions
+from consensus.transport import MemoryNetwork
+
+FAST = NodeOptions(tick_interval=0.002, election_ticks=10, heartbeat_ticks=1)
+
+
+class Journal:
+    def __init__(self) -> None:
+        self.commands: List[bytes] = []
+
+    def apply(self, index: int, command: bytes) -> Any:
+        self.commands.append(command)
+        return {"slot": index, "count": len(self.commands)}
+
+    def snapshot(self) -> bytes:
+        return b"\n".join(self.commands)
+
+    def restore(self, data: bytes) -> None:
+        self.commands = data.split(b"\n") if data else []
+
+
+def run(test: Callable[[], Any]) -> None:
+    asyncio.run(asyncio.wait_for(test(), 60))
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    async def loop() -> None:
+        while not check():
+            await asyncio.sleep(0.005)
+
+    await asyncio.wait_for(loop(), timeout)
+
+
+def cluster(options: NodeOptions = FAST) -> "tuple[MemoryNetwork, Dict[int, Node]]":
+    net = MemoryNetwork()
+    nodes = {i: Node(i, [1, 2, 3], Journal(), net.transport(i), protocol="paxos", options=options) for i in (1, 2, 3)}
+    return net, nodes
+
+
+def test_paxos_nodes_elect_batch_concurrent_proposals_into_slots_and_answer_each() -> None:
+    async def scenario() -> None:
+        net, nodes = cluster()
+        for node in nodes.values():
+            await node.start()
+        try:
+            await eventually(lambda: any(n.is_leader for n in nodes.values()))
+            leader = next(n for n in nodes.values() if n.is_leader)
+            results = await asyncio.gather(*(leader.propose(b"c%d" % i) for i in range(200)))
+            assert sorted(r["count"] for r in results) == list(range(1, 201))
+            slots = {r["slot"] for r in results}
+            assert len(slots) < 200, "concurrent commands share slots (batching)"
+            await eventually(lambda: all(len(n.state_machine.commands) == 200 for n in nodes.values()))
+            assert len({tuple(n.state_machine.commands) for n in nodes.values()}) == 1
+        finally:
+            for node in nodes.values():
+                await node.stop()
+
+    run(scenario)
+
+
+def test_paxos_follower_refuses_with_the_leader_hint_and_serves_linearizable_reads() -> None:
+    async def scenario() -> None:
+        net, nodes = cluster()
+        for node in nodes.values():
+            await node.start()
+        try:
+            await eventually(lambda: any(n.is_leader for n in nodes.values()))
+            leader = next(n for n in nodes.values() if n.is_leader)
+            result = await leader.propose(b"w")
+            follower = next(n for n in nodes.values() if n is not leader)
+            await eventually(lambda: follower.leader == leader.id)
+            with pytest.raises(consensus.NotLeaderError) as info:
+                await follower.propose(b"x")
+            assert info.value.leader_hint == leader.id
+            assert await follower.read_index() >= result["slot"]
+            assert follower.state_machine.commands[-1] == b"w"
+        finally:
+            for node in nodes.values():
+                await node.stop()
+
+    run(scenario)
+
+
+def test_paxos_majority_elects_a_new_leader_when_the_leader_is_cut_off() -> None:
+    async def scenario() -> None:
+        net, nodes = cluster()
+        for node in nodes.values():
+            await node.start()
+        try:
+            await eventually(lambda: any(n.is_leader for n in nodes.values()))
+            old = next(n for n in nodes.values() if n.is_leader)
+            await old.propose(b"before")
+            net.isolate(old.id)
+            others = [n for n in nodes.values() if n is not old]
+            await eventually(lambda: any(n.is_leader for n in others), timeout=20)
+            new = next(n for n in others if n.is_leader)
+            await new.propose(b"after")
+            net.heal()
+            await eventually(lambda: old.state_machine.commands[-1:] == [b"after"], timeout=20)
+            assert old.state_machine.commands == new.state_machine.commands
+        finally:
+            for node in nodes.values():
+                await node.stop()
+
+    run(scenario)
+
+
+def test_paxos_ballots_order_by_round_then_node_and_bad_input_gets_typed_errors() -> None:
+    assert paxos.Ballot(2, 1) > paxos.Ballot(1, 9) > paxos.Ballot(1, 3)
+    node = paxos.PaxosNode(id=1, members=[1, 2, 3])
+    with pytest.raises(consensus.DecodeError):
+        node.step(b"\x00" * 40)
+    with pytest.raises(consensus.DecodeError):
+        paxos.decode(b"garbage")
+    with pytest.raises(consensus.ConfigError) as info:
+        paxos.Config(election_tick=1, heartbeat_tick=1)
+    assert info.value.field == "election_tick"
+    with pytest.raises(consensus.ConfigError) as info:
+        paxos.PaxosNode(id=0, members=[1])
+    assert info.value.field == "id"
+
+
+def test_paxos_ready_loop_in_process_commits_on_every_node() -> None:
+    """The Ready contract of DESIGN §2, driven by hand as in the Raft quickstart."""
+    nodes = {i: paxos.PaxosNode(id=i, members=[1, 2, 3], config=paxos.Config(seed=i)) for i in (1, 2, 3)}
+    applied: Dict[int, List[bytes]] = {i: [] for i in nodes}
+
+    def loop() -> None:
+        busy = True
+        while busy:
+            busy = False
+            for i, node in nodes.items():
+                if node.has_ready():
+                    busy = True
+                    rd = node.ready()
+                    node.storage.persist(rd)
+                    for to, frame in rd.messages:
+                        nodes[to].step(frame)
+                    applied[i].extend(e.data for e in rd.committed_entries)
+                    node.advance(rd)
+
+    nodes[1].campaign()
+    loop()
+    assert nodes[1].role == consensus.Role.LEADER
+    nodes[1].propose_many([b"a", b"b", b"c"])
+    loop()
+    for _ in range(3):
+        for node in nodes.values():
+            node.tick()
+        loop()
+    assert all(applied[i] == [b"a", b"b", b"c"] for i in nodes)
+    # Every acceptor persisted its promise of the leader's ballot and the decided slot.
+    for node in nodes.values():
+        assert node.storage.hard_state().promised == nodes[1].ballot
+        assert node.storage.hard_state().commit >= 1
