@@ -1,7 +1,7 @@
 """asv benchmarks of the asyncio runtime: a 3-node `consensus.Node` cluster in one process over the
 in-memory transport, writing 100-byte values to a `KVStore` through `kv.put` (= `Node.propose`)
-from 1 and 64 concurrent coroutines. Memory storage measures the runtime; file storage (fsync
-"always", in a temporary directory) adds the write-ahead log.
+from 1 and 64 concurrent coroutines, for each protocol. Memory storage measures the runtime; file
+storage (fsync "always", in a temporary directory) adds the write-ahead log (Raft only so far).
 
     asv run --python=same --quick --bench bench_node
 
@@ -20,22 +20,30 @@ try:
     from consensus.transport import MemoryNetwork
 except ImportError:  # a commit from before the runtime
     Node = None
+try:
+    from consensus import paxos
+except ImportError:  # a commit from before Multi-Paxos
+    paxos = None
 
 WRITES = 4_000
 VALUE = "v" * 100
 
 
-async def _round(storage_kind, clients):
+async def _round(storage_kind, clients, protocol="raft"):
     directory = tempfile.mkdtemp(prefix="asv-node-") if storage_kind == "file" else None
     network = MemoryNetwork()
     options = NodeOptions(tick_interval=0.005, snapshot_entries=0)
     nodes = []
     try:
         for i in (1, 2, 3):
-            storage = (
-                raft.FileStorage(f"{directory}/n{i}", fsync="always") if directory else raft.MemoryStorage()
-            )
-            nodes.append(Node(i, [1, 2, 3], KVStore(), network.transport(i), storage=storage, options=options))
+            if directory:
+                storage = raft.FileStorage(f"{directory}/n{i}", fsync="always")
+            elif protocol == "paxos":
+                storage = paxos.MemoryStorage([1, 2, 3])
+            else:
+                storage = raft.MemoryStorage()
+            node = Node(i, [1, 2, 3], KVStore(), network.transport(i), protocol=protocol, storage=storage, options=options)
+            nodes.append(node)
         for node in nodes:
             await node.start()
         nodes[0].core.campaign()
@@ -59,15 +67,19 @@ async def _round(storage_kind, clients):
 
 
 class NodeWrites:
-    params = (["memory", "file"], [1, 64])
-    param_names = ["storage", "clients"]
+    params = (["raft", "paxos"], ["memory", "file"], [1, 64])
+    param_names = ["protocol", "storage", "clients"]
     timeout = 300
 
-    def setup(self, storage, clients):
+    def setup(self, protocol, storage, clients):
         if Node is None:
             raise NotImplementedError("no asyncio runtime in this commit")
+        if protocol == "paxos" and paxos is None:
+            raise NotImplementedError("no Multi-Paxos in this commit")
+        if protocol == "paxos" and storage == "file":
+            raise NotImplementedError("no durable Multi-Paxos storage yet")
 
-    def track_writes_per_s(self, storage, clients):
-        return asyncio.run(_round(storage, clients))
+    def track_writes_per_s(self, protocol, storage, clients):
+        return asyncio.run(_round(storage, clients, protocol))
 
     track_writes_per_s.unit = "writes/s"
