@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import signal
 import socket
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 # How much of a member's log a start failure quotes.
 log_tail_bytes_max = 4000
@@ -95,3 +98,92 @@ class MemberProcess:
         code = self.process.poll() if self.process else None
         state = "not started" if self.process is None else ("running" if code is None else f"exited {code}")
         return f"--- {self.name} ({state}), {self.log_path}:\n{log_tail(self.log_path)}"
+
+
+class HttpCluster:
+    """What the consensus and etcd clusters share: member processes with client URLs, finding and
+    killing the leader, restarting a member and waiting until it applied the leader's log. A
+    subclass names its request builder and how its status answer reads."""
+
+    #: The system's name in error messages.
+    name = "cluster"
+
+    def __init__(self) -> None:
+        self.members: List[MemberProcess] = []
+        self.client_urls: List[str] = []
+
+    def requests(self) -> Any:
+        """The loadgen request builder that speaks this system's API."""
+        raise NotImplementedError
+
+    def status(self, index: int) -> Optional[Dict[str, Any]]:
+        """The member's status answer, or None when it does not answer."""
+        raise NotImplementedError
+
+    def knows_leader(self, status: Dict[str, Any]) -> bool:
+        raise NotImplementedError
+
+    def commit_index(self, status: Dict[str, Any]) -> int:
+        raise NotImplementedError
+
+    def applied_index(self, status: Dict[str, Any]) -> int:
+        raise NotImplementedError
+
+    def leader_index(self, timeout_s: float = 30.0, among: Optional[List[int]] = None) -> int:
+        """Index of the member that leads (only `among` those indices when given)."""
+        from loadgen import find_leader
+
+        indices = among if among is not None else [i for i, m in enumerate(self.members) if m.running()]
+        found = asyncio.run(find_leader(self.requests(), [self.client_urls[i] for i in indices], timeout_s))
+        return indices[found]
+
+    def kill(self, index: int) -> float:
+        """SIGKILL one member; returns the monotonic time of the kill."""
+        return self.members[index].kill()
+
+    def restart(self, index: int, timeout_s: float = 60.0) -> None:
+        """Start a killed member again on its data directory; wait until it has applied the leader's log.
+
+        Catching up matters for the next failover trial: a lagging member would have to receive the
+        backlog before it could help commit the first write under a new leader.
+        """
+        self.members[index].start()
+        deadline = time.monotonic() + timeout_s
+        target_index = -1
+        while True:
+            status = self.status(index)
+            if status is not None and self.knows_leader(status):
+                if target_index < 0:
+                    others = [i for i, m in enumerate(self.members) if i != index and m.running()]
+                    leader_status = self.status(self.leader_index(timeout_s=10.0, among=others))
+                    target_index = self.commit_index(leader_status or {})
+                if self.applied_index(status) >= target_index:
+                    return
+            if time.monotonic() > deadline or not self.members[index].running():
+                raise ClusterStartError(f"{self.name} member did not catch up:\n{self.members[index].describe_failure()}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        for member in self.members:
+            member.stop()
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> "HttpCluster":
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def http_json(url: str, data: Optional[bytes] = None) -> Optional[Dict[str, Any]]:
+    """GET (or POST `data`) and decode a JSON object; None when there is no answer or no object."""
+    request = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
+    try:
+        with urllib.request.urlopen(request, timeout=2) as answer:
+            body = json.loads(answer.read())
+    except (OSError, ValueError):
+        return None
+    return body if isinstance(body, dict) else None

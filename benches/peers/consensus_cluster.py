@@ -9,20 +9,18 @@ election_ticks=50 (500 ms), the same heartbeat and election timeout as the etcd 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cluster_common import ClusterStartError, MemberProcess, free_ports  # noqa: E402
-from loadgen import ConsensusRequests, find_leader  # noqa: E402
+from cluster_common import ClusterStartError, HttpCluster, MemberProcess, free_ports, http_json  # noqa: E402
+from loadgen import ConsensusRequests  # noqa: E402
 
 
 def consensus_version(python: str = sys.executable) -> str:
@@ -66,7 +64,7 @@ def node_toml(
     return "\n".join(lines) + "\n"
 
 
-class ConsensusCluster:
+class ConsensusCluster(HttpCluster):
     """Start, inspect, kill and restart a local `consensus serve` cluster. Use as a context manager."""
 
     name = "consensus"
@@ -143,57 +141,21 @@ class ConsensusCluster:
             self.stop()
             raise ClusterStartError(f"consensus serve did not elect a leader: {exc}\n{logs}") from None
 
-    def leader_index(self, timeout_s: float = 30.0, among: Optional[List[int]] = None) -> int:
-        """Index of the node whose `/v1/status` says `role == "leader"` (only `among` when given)."""
-        indices = among if among is not None else [i for i, m in enumerate(self.members) if m.running()]
-        found = asyncio.run(find_leader(ConsensusRequests(), [self.client_urls[i] for i in indices], timeout_s))
-        return indices[found]
+    def requests(self) -> ConsensusRequests:
+        return ConsensusRequests()
 
-    def kill(self, index: int) -> float:
-        """SIGKILL one node; returns the monotonic time of the kill."""
-        return self.members[index].kill()
-
-    def restart(self, index: int, timeout_s: float = 60.0) -> None:
-        """Start a killed node again on its data directory; wait until it has applied the leader's log.
-
-        Catching up matters for the next failover trial: a lagging node would have to receive the
-        backlog before it could help commit the first write under a new leader.
-        """
-        self.members[index].start()
-        deadline = time.monotonic() + timeout_s
-        target_index = -1
-        while True:
-            status = self._status(index)
-            if status is not None and int(status.get("leader", 0) or 0) != 0:
-                if target_index < 0:
-                    others = [i for i, m in enumerate(self.members) if i != index and m.running()]
-                    leader_status = self._status(self.leader_index(timeout_s=10.0, among=others))
-                    target_index = int((leader_status or {}).get("commit_index", 0) or 0)
-                if int(status.get("applied_index", 0) or 0) >= target_index:
-                    return
-            if time.monotonic() > deadline or not self.members[index].running():
-                raise ClusterStartError(f"consensus node did not catch up:\n{self.members[index].describe_failure()}")
-            time.sleep(0.1)
-
-    def _status(self, index: int) -> Optional[Dict[str, Any]]:
+    def status(self, index: int) -> Optional[Dict[str, Any]]:
         """The node's `/v1/status` answer, or None when it does not answer."""
-        try:
-            with urllib.request.urlopen(f"{self.client_urls[index]}/v1/status", timeout=2) as answer:
-                body = json.loads(answer.read())
-        except (OSError, ValueError):
-            return None
-        return body if isinstance(body, dict) else None
+        return http_json(f"{self.client_urls[index]}/v1/status")
 
-    def stop(self) -> None:
-        for member in self.members:
-            member.stop()
+    def knows_leader(self, status: Dict[str, Any]) -> bool:
+        return int(status.get("leader", 0) or 0) != 0
 
-    def __enter__(self) -> "ConsensusCluster":
-        self.start()
-        return self
+    def commit_index(self, status: Dict[str, Any]) -> int:
+        return int(status.get("commit_index", 0) or 0)
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    def applied_index(self, status: Dict[str, Any]) -> int:
+        return int(status.get("applied_index", 0) or 0)
 
 
 def main() -> int:

@@ -8,21 +8,18 @@ always does; the heartbeat and election timeout are passed in (the benchmark use
 
 from __future__ import annotations
 
-import asyncio
-import json
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cluster_common import ClusterStartError, MemberProcess, free_ports  # noqa: E402
-from loadgen import EtcdRequests, find_leader  # noqa: E402
+from cluster_common import ClusterStartError, HttpCluster, MemberProcess, free_ports, http_json  # noqa: E402
+from loadgen import EtcdRequests  # noqa: E402
 
 etcd_binary = "/usr/bin/etcd"
 
@@ -36,7 +33,7 @@ def etcd_version(binary: str = etcd_binary) -> str:
     return output.splitlines()[0].strip() if output else ""
 
 
-class EtcdCluster:
+class EtcdCluster(HttpCluster):
     """Start, inspect, kill and restart a local etcd cluster. Use as a context manager."""
 
     name = "etcd"
@@ -102,60 +99,21 @@ class EtcdCluster:
             self.stop()
             raise ClusterStartError(f"etcd did not elect a leader: {exc}\n{logs}") from None
 
-    def leader_index(self, timeout_s: float = 30.0, among: Optional[List[int]] = None) -> int:
-        """Index of the member that leads (only `among` those indices when given)."""
-        indices = among if among is not None else [i for i, m in enumerate(self.members) if m.running()]
-        found = asyncio.run(find_leader(EtcdRequests(), [self.client_urls[i] for i in indices], timeout_s))
-        return indices[found]
+    def requests(self) -> EtcdRequests:
+        return EtcdRequests()
 
-    def kill(self, index: int) -> float:
-        """SIGKILL one member; returns the monotonic time of the kill."""
-        return self.members[index].kill()
-
-    def restart(self, index: int, timeout_s: float = 60.0) -> None:
-        """Start a killed member again on its data directory; wait until it has applied the leader's log.
-
-        Catching up matters for the next failover trial: a lagging member would have to receive the
-        backlog before it could help commit the first write under a new leader.
-        """
-        self.members[index].start()
-        deadline = time.monotonic() + timeout_s
-        target_index = -1
-        while True:
-            status = self._status(index)
-            if status is not None and str(status.get("leader", "0")) not in ("", "0"):
-                if target_index < 0:
-                    others = [i for i, m in enumerate(self.members) if i != index and m.running()]
-                    leader_status = self._status(self.leader_index(timeout_s=10.0, among=others))
-                    target_index = int((leader_status or {}).get("raftIndex", 0))
-                if int(status.get("raftAppliedIndex", 0)) >= target_index:
-                    return
-            if time.monotonic() > deadline or not self.members[index].running():
-                raise ClusterStartError(f"etcd member did not catch up:\n{self.members[index].describe_failure()}")
-            time.sleep(0.1)
-
-    def _status(self, index: int) -> Optional[Dict[str, Any]]:
+    def status(self, index: int) -> Optional[Dict[str, Any]]:
         """The member's `/v3/maintenance/status` answer, or None when it does not answer."""
-        request = urllib.request.Request(
-            f"{self.client_urls[index]}/v3/maintenance/status", data=b"{}", method="POST"
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=2) as answer:
-                body = json.loads(answer.read())
-        except (OSError, ValueError):
-            return None
-        return body if isinstance(body, dict) else None
+        return http_json(f"{self.client_urls[index]}/v3/maintenance/status", data=b"{}")
 
-    def stop(self) -> None:
-        for member in self.members:
-            member.stop()
+    def knows_leader(self, status: Dict[str, Any]) -> bool:
+        return str(status.get("leader", "0")) not in ("", "0")
 
-    def __enter__(self) -> "EtcdCluster":
-        self.start()
-        return self
+    def commit_index(self, status: Dict[str, Any]) -> int:
+        return int(status.get("raftIndex", 0))
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    def applied_index(self, status: Dict[str, Any]) -> int:
+        return int(status.get("raftAppliedIndex", 0))
 
 
 def main() -> int:
