@@ -5,7 +5,7 @@
 //! debug builds); `SIM_SEED_START` its first seed. A failing seed prints its report with the trace.
 
 use consensus_core::sim::{
-    run_paxos, run_paxos_with_lease_reads, run_paxos_with_reconfiguration, Faults, Report, SimConfig,
+    self, run_paxos, run_paxos_with_lease_reads, run_paxos_with_reconfiguration, Faults, Report, SimConfig,
 };
 
 fn env_u64(name: &str) -> Option<u64> {
@@ -14,23 +14,11 @@ fn env_u64(name: &str) -> Option<u64> {
 
 /// Runs `count` seeds from `start` on all cores; returns the failing reports.
 fn run_seeds(start: u64, count: u64, config: &(dyn Fn(u64) -> SimConfig + Sync)) -> Vec<Report> {
-    let threads = std::thread::available_parallelism().map_or(4, |n| n.get()).min(16) as u64;
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                scope.spawn(move || {
-                    (start..start + count)
-                        .filter(|seed| seed % threads == t)
-                        .map(|seed| run_paxos(&config(seed)))
-                        .filter(|report| !report.ok)
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        let mut failures: Vec<Report> = handles.into_iter().flat_map(|h| h.join().expect("no panic")).collect();
-        failures.sort_by_key(|r| r.seed);
-        failures
-    })
+    failures(sim::run_seeds(run_paxos, start..start + count, config))
+}
+
+fn failures(reports: Vec<Report>) -> Vec<Report> {
+    reports.into_iter().filter(|r| !r.ok).collect()
 }
 
 fn assert_no_failures(failures: &[Report]) {
@@ -112,21 +100,7 @@ fn the_same_seed_gives_the_identical_run() {
 fn membership_changes_under_every_fault_are_safe() {
     let count = env_u64("SIM_RECONFIG_SEEDS").unwrap_or(if cfg!(debug_assertions) { 50 } else { 500 });
     let config = |seed| SimConfig { liveness: false, propose_percent: 30, ..SimConfig::new(seed) };
-    let threads = std::thread::available_parallelism().map_or(4, |n| n.get()).min(16) as u64;
-    let failures: Vec<Report> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                scope.spawn(move || {
-                    (20_000..20_000 + count)
-                        .filter(|seed| seed % threads == t)
-                        .map(|seed| run_paxos_with_reconfiguration(&config(seed)))
-                        .filter(|report| !report.ok)
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().expect("no panic")).collect()
-    });
+    let failures = failures(sim::run_seeds(run_paxos_with_reconfiguration, 20_000..20_000 + count, &config));
     assert_no_failures(&failures);
 }
 
@@ -138,25 +112,9 @@ fn lease_reads_without_pauses_are_linearizable() {
         faults: Faults { pauses: false, ..Faults::all() },
         ..SimConfig::new(seed)
     };
-    let threads = std::thread::available_parallelism().map_or(4, |n| n.get()).min(16) as u64;
-    let (failures, answered): (Vec<Report>, u64) = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                scope.spawn(move || {
-                    let reports: Vec<Report> = (30_000..30_000 + count)
-                        .filter(|seed| seed % threads == t)
-                        .map(|seed| run_paxos_with_lease_reads(&config(seed)))
-                        .collect();
-                    let answered = reports.iter().map(|r| r.reads_answered).sum::<u64>();
-                    (reports.into_iter().filter(|r| !r.ok).collect::<Vec<_>>(), answered)
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().expect("no panic")).fold((Vec::new(), 0), |(mut f, a), (g, b)| {
-            f.extend(g);
-            (f, a + b)
-        })
-    });
+    let reports = sim::run_seeds(run_paxos_with_lease_reads, 30_000..30_000 + count, &config);
+    let answered: u64 = reports.iter().map(|r| r.reads_answered).sum();
+    let failures = failures(reports);
     assert_no_failures(&failures);
     assert!(answered > count * 5, "lease reads were answered ({answered})");
 }

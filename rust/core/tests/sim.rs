@@ -8,7 +8,7 @@ use bytes::Bytes;
 use consensus_core::role::Role;
 use consensus_core::sim::raft::{check_append_only, check_leader_completeness, check_log_matching, LogView};
 use consensus_core::sim::{
-    invariants::entry_hash, run, run_raft, ClusterView, DurableFacts, Faults, NodeOptions, Protocol, RaftAdapter,
+    self, invariants::entry_hash, run, run_raft, ClusterView, DurableFacts, Faults, NodeOptions, Protocol, RaftAdapter,
     Report, SafetyChecker, SimConfig,
 };
 use consensus_core::storage::MemStorage;
@@ -19,23 +19,7 @@ fn env_u64(name: &str) -> Option<u64> {
 
 /// Runs `count` seeds from `start` on all cores; returns the failing reports.
 fn run_seeds(start: u64, count: u64, config: &(dyn Fn(u64) -> SimConfig + Sync)) -> Vec<Report> {
-    let threads = std::thread::available_parallelism().map_or(4, |n| n.get()).min(16) as u64;
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                scope.spawn(move || {
-                    (start..start + count)
-                        .filter(|seed| seed % threads == t)
-                        .map(|seed| run_raft(&config(seed)))
-                        .filter(|report| !report.ok)
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        let mut failures: Vec<Report> = handles.into_iter().flat_map(|h| h.join().expect("no panic")).collect();
-        failures.sort_by_key(|r| r.seed);
-        failures
-    })
+    sim::run_seeds(run_raft, start..start + count, config).into_iter().filter(|r| !r.ok).collect()
 }
 
 fn assert_no_failures(failures: &[Report]) {

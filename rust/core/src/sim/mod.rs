@@ -35,6 +35,29 @@ pub use self::paxos::{
 pub use self::raft::{run_raft, RaftAdapter, RaftChecker};
 use crate::role::Role;
 
+/// Runs `runner` once per seed of `seeds`, spread over the machine's cores (at most 16 threads),
+/// and returns every report in seed order. The test suites and tools run seed sweeps with it.
+pub fn run_seeds(
+    runner: fn(&SimConfig) -> Report,
+    seeds: std::ops::Range<u64>,
+    config: &(dyn Fn(u64) -> SimConfig + Sync),
+) -> Vec<Report> {
+    let threads = std::thread::available_parallelism().map_or(4, |n| n.get()).min(16) as u64;
+    let mut reports: Vec<Report> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let seeds = seeds.clone();
+                scope.spawn(move || {
+                    seeds.filter(|seed| seed % threads == t).map(|seed| runner(&config(seed))).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().expect("a simulation panicked")).collect()
+    });
+    reports.sort_by_key(|r| r.seed);
+    reports
+}
+
 /// What a node is built with: the protocol-independent part of its configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NodeOptions {
