@@ -8,24 +8,12 @@ use consensus_core::sim::{
     self, run_paxos, run_paxos_with_lease_reads, run_paxos_with_reconfiguration, Faults, Report, SimConfig,
 };
 
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|v| v.parse().ok())
-}
+mod common;
+use common::{assert_no_failures, env_u64, failures};
 
 /// Runs `count` seeds from `start` on all cores; returns the failing reports.
 fn run_seeds(start: u64, count: u64, config: &(dyn Fn(u64) -> SimConfig + Sync)) -> Vec<Report> {
     failures(sim::run_seeds(run_paxos, start..start + count, config))
-}
-
-fn failures(reports: Vec<Report>) -> Vec<Report> {
-    reports.into_iter().filter(|r| !r.ok).collect()
-}
-
-fn assert_no_failures(failures: &[Report]) {
-    if let Some(first) = failures.first() {
-        let seeds: Vec<u64> = failures.iter().map(|r| r.seed).collect();
-        panic!("{} failing seeds {seeds:?}; first:\n{first}", failures.len());
-    }
 }
 
 #[test]

@@ -13,20 +13,12 @@ use consensus_core::sim::{
 };
 use consensus_core::storage::MemStorage;
 
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|v| v.parse().ok())
-}
+mod common;
+use common::{assert_no_failures, env_u64, failures};
 
 /// Runs `count` seeds from `start` on all cores; returns the failing reports.
 fn run_seeds(start: u64, count: u64, config: &(dyn Fn(u64) -> SimConfig + Sync)) -> Vec<Report> {
-    sim::run_seeds(run_raft, start..start + count, config).into_iter().filter(|r| !r.ok).collect()
-}
-
-fn assert_no_failures(failures: &[Report]) {
-    if let Some(first) = failures.first() {
-        let seeds: Vec<u64> = failures.iter().map(|r| r.seed).collect();
-        panic!("{} failing seeds {seeds:?}; first:\n{first}", failures.len());
-    }
+    failures(sim::run_seeds(run_raft, start..start + count, config))
 }
 
 #[test]
