@@ -160,7 +160,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     demo = commands.add_parser("demo", help="3 node processes through a leader SIGKILL (the main job)")
     demo.add_argument("--writes", type=int, default=500, help="writes before and again after the failover")
-    demo.add_argument("--protocol", default="raft", help="raft (paxos and zab as they land)")
+    demo.add_argument("--protocol", default="raft", help="raft or paxos (zab as it lands)")
     demo.add_argument("--in-process", action="store_true", help="the in-process variant (no sockets, no disk)")
 
     simulate = commands.add_parser("simulate", help="run the deterministic simulator over many seeds")

@@ -20,6 +20,7 @@ Design and reasons: docs/paxos.md.
 from consensus._core import PaxosBallot as Ballot
 from consensus._core import PaxosConfig as Config
 from consensus._core import PaxosEntry as Entry
+from consensus._core import PaxosFileStorage as FileStorage
 from consensus._core import PaxosHardState as HardState
 from consensus._core import PaxosMemoryStorage as MemoryStorage
 from consensus._core import PaxosMessage as Message
@@ -36,6 +37,7 @@ __all__ = [
     "Config",
     "Entry",
     "EntryKind",
+    "FileStorage",
     "HardState",
     "MemoryStorage",
     "Message",

@@ -114,12 +114,7 @@ def _paxos_core(node_id: int, voters: Sequence[int], storage: Any, applied: int,
 
 
 def _paxos_storage(data_dir: str, fsync: str) -> Any:
-    err = ConfigError(
-        "protocol: 'paxos' runs in-process on paxos.MemoryStorage in this version; its durable storage "
-        "(and so `consensus serve`) comes next"
-    )
-    err.field = "protocol"
-    raise err
+    return paxos.FileStorage(os.fspath(data_dir), fsync=fsync)
 
 
 def _paxos_propose_membership(

@@ -16,6 +16,7 @@ use pyo3::types::{PyBytes, PyDict, PyList};
 use crate::errors::{config_error, storage_to_py, to_py};
 use crate::raft::{bytes_of, EntryKind, ReadState};
 use crate::role::Role;
+use crate::storage::PaxosFileStorage;
 
 // -------------------------------------------------------------------- values
 
@@ -450,6 +451,68 @@ pub fn persist_ready(storage: &MemStorage, rd: &core::Ready) -> PyResult<()> {
     Ok(())
 }
 
+/// The highest accepted slot `storage` holds (the snapshot index when none).
+pub fn last_slot(storage: &MemStorage) -> u64 {
+    let core = storage.rl();
+    core.accepted().keys().next_back().copied().unwrap_or(core.snapshot().index)
+}
+
+/// The ballot `storage` accepted `slot` at, if it holds one.
+pub fn accepted_ballot(storage: &MemStorage, slot: u64) -> Option<Ballot> {
+    storage.rl().accepted().get(&slot).map(|s| Ballot { inner: s.ballot })
+}
+
+/// The Python storage a node was built on. The node reads the in-memory part of either; writes
+/// go through this so a `FileStorage` makes them durable.
+enum NodeStorage {
+    Memory(MemoryStorage),
+    File(Py<PaxosFileStorage>),
+}
+
+impl NodeStorage {
+    fn from_py(storage: Option<&Bound<'_, PyAny>>, members: &[u64]) -> PyResult<NodeStorage> {
+        let Some(storage) = storage else {
+            return Ok(NodeStorage::Memory(MemoryStorage { inner: MemStorage::new(members) }));
+        };
+        if let Ok(memory) = storage.cast::<MemoryStorage>() {
+            return Ok(NodeStorage::Memory(memory.get().clone()));
+        }
+        if let Ok(file) = storage.cast::<PaxosFileStorage>() {
+            return Ok(NodeStorage::File(file.clone().unbind()));
+        }
+        Err(PyTypeError::new_err("storage must be a paxos.MemoryStorage or a paxos.FileStorage"))
+    }
+
+    fn mem(&self) -> MemStorage {
+        match self {
+            NodeStorage::Memory(memory) => memory.inner.clone(),
+            NodeStorage::File(file) => file.get().mem.clone(),
+        }
+    }
+
+    /// Records the members of a new cluster when the storage knows none, so a restart from this
+    /// storage finds them.
+    fn bootstrap(&self, py: Python<'_>, members: &[u64]) -> PyResult<()> {
+        if members.is_empty() || self.mem().rl().membership().is_some() {
+            return Ok(());
+        }
+        match self {
+            NodeStorage::Memory(memory) => {
+                memory.inner.wl().set_initial_members(members);
+                Ok(())
+            }
+            NodeStorage::File(file) => file.get().record_initial_members(py, members),
+        }
+    }
+
+    fn persist(&self, py: Python<'_>, rd: &core::Ready) -> PyResult<()> {
+        match self {
+            NodeStorage::Memory(memory) => persist_ready(&memory.inner, rd),
+            NodeStorage::File(file) => file.get().persist_ready(py, rd),
+        }
+    }
+}
+
 #[pymethods]
 impl MemoryStorage {
     /// `members`: the initial configuration of a new cluster (empty for a node that joins one).
@@ -472,12 +535,11 @@ impl MemoryStorage {
     }
     /// The highest accepted slot held (the snapshot index when none).
     fn last_index(&self) -> u64 {
-        let core = self.inner.rl();
-        core.accepted().keys().next_back().copied().unwrap_or(core.snapshot().index)
+        last_slot(&self.inner)
     }
     /// The ballot this storage accepted `slot` at, if it holds one.
     fn accepted_ballot(&self, slot: u64) -> Option<Ballot> {
-        self.inner.rl().accepted().get(&slot).map(|s| Ballot { inner: s.ballot })
+        accepted_ballot(&self.inner, slot)
     }
     /// Records a snapshot of the application at an applied `index` and drops the slots up to it.
     #[pyo3(signature = (index, data = None))]
@@ -509,7 +571,7 @@ fn batch_of(batch: &Bound<'_, PyAny>) -> PyResult<Vec<Bytes>> {
 #[pyclass(name = "PaxosNode", module = "consensus.paxos")]
 pub struct PaxosNode {
     node: RawNode<MemStorage>,
-    storage: MemoryStorage,
+    storage: NodeStorage,
     config: Config,
 }
 
@@ -518,10 +580,11 @@ impl PaxosNode {
     #[new]
     #[pyo3(signature = (id, members = Vec::new(), config = None, storage = None, applied = 0))]
     fn new(
+        py: Python<'_>,
         id: i64,
         members: Vec<i64>,
         config: Option<Config>,
-        storage: Option<MemoryStorage>,
+        storage: Option<&Bound<'_, PyAny>>,
         applied: u64,
     ) -> PyResult<Self> {
         let id = u64::try_from(id)
@@ -538,8 +601,9 @@ impl PaxosNode {
             })
             .collect::<PyResult<_>>()?;
         let config = config.unwrap_or_else(|| Config { inner: CoreConfig::default() });
-        let storage = storage.unwrap_or_else(|| MemoryStorage { inner: MemStorage::new(&members) });
-        let node = RawNode::new(id, config.inner.clone(), storage.inner.clone(), &members, applied).map_err(to_py)?;
+        let storage = NodeStorage::from_py(storage, &members)?;
+        let node = RawNode::new(id, config.inner.clone(), storage.mem(), &members, applied).map_err(to_py)?;
+        storage.bootstrap(py, &members)?;
         Ok(PaxosNode { node, storage, config })
     }
 
@@ -585,8 +649,12 @@ impl PaxosNode {
         self.node.status().members
     }
     #[getter]
-    fn storage(&self) -> MemoryStorage {
-        self.storage.clone()
+    /// The storage given to the constructor (a `MemoryStorage` or a `FileStorage`).
+    fn storage(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        match &self.storage {
+            NodeStorage::Memory(memory) => Ok(Py::new(py, memory.clone())?.into_any()),
+            NodeStorage::File(file) => Ok(file.clone_ref(py).into_any()),
+        }
     }
     #[getter]
     fn config(&self) -> Config {
@@ -645,8 +713,8 @@ impl PaxosNode {
         self.node.advance(rd.mark.clone()).map_err(to_py)
     }
     /// Persists `rd` into this node's storage, then advances.
-    fn persist_and_advance(&mut self, rd: &Ready) -> PyResult<()> {
-        persist_ready(&self.storage.inner, &rd.inner)?;
+    fn persist_and_advance(&mut self, py: Python<'_>, rd: &Ready) -> PyResult<()> {
+        self.storage.persist(py, &rd.inner)?;
         self.node.advance(rd.mark.clone()).map_err(to_py)
     }
     fn report_snapshot(&mut self, to: u64, ok: bool) {

@@ -1,10 +1,8 @@
-//! The on-disk encodings (normative description: docs/storage-format.md). Every integer is fixed
-//! little-endian. Decoding is total: any byte string ends in a value or a `FormatError`.
-
-use bytes::Bytes;
-use consensus_core::codec::{FrameReader, FrameWriter};
-use consensus_core::raft::wire::{decode_conf_state, decode_hard_state, encode_conf_state, encode_hard_state};
-use consensus_core::raft::{ConfState, Entry, EntryKind, HardState, Snapshot};
+//! The framing every data directory shares, whatever protocol wrote it (normative description:
+//! docs/storage-format.md): the segment header, records framed as (length, type, payload, CRC32C)
+//! and the snapshot-file container. What a record's payload or a snapshot's body means is the
+//! protocol's (`raft::records`, `paxos::records`). Every integer is fixed little-endian; decoding
+//! is total: any byte string ends in a value or a `FormatError`.
 
 /// First bytes of every WAL segment.
 pub const SEGMENT_MAGIC: [u8; 4] = *b"CWAL";
@@ -12,32 +10,50 @@ pub const SEGMENT_MAGIC: [u8; 4] = *b"CWAL";
 pub const SNAPSHOT_MAGIC: [u8; 4] = *b"CSNP";
 /// Version of the segment and snapshot layouts; a reader refuses any other.
 pub const FORMAT_VERSION: u16 = 1;
-/// magic (4) + version (2) + reserved (2) + sequence (8) + first index (8) + CRC32C (4).
+/// magic (4) + version (2) + protocol (1) + reserved (1) + sequence (8) + first key (8) + CRC32C (4).
 pub const SEGMENT_HEADER_BYTES: usize = 28;
 /// length (4) + type (1) before the payload.
 pub const RECORD_HEADER_BYTES: usize = 5;
 /// CRC32C (4) after the payload.
 pub const RECORD_TRAILER_BYTES: usize = 4;
-/// Bound on one record's payload. Larger entry batches are split over several records; a length
-/// field above it is damage, not a record.
+/// Bound on one record's payload. Larger batches are split over several records; a length field
+/// above it is damage, not a record.
 pub const RECORD_PAYLOAD_BYTES_MAX: usize = 256 << 20;
-/// magic (4) + version (2) + reserved (2) + body length (8).
+/// magic (4) + version (2) + protocol (1) + reserved (1) + body length (8).
 pub const SNAPSHOT_HEADER_BYTES: usize = 16;
 
-pub const RECORD_ENTRIES: u8 = 1;
-pub const RECORD_HARD_STATE: u8 = 2;
-pub const RECORD_CONF_STATE: u8 = 3;
-pub const RECORD_SNAPSHOT: u8 = 4;
+/// Which protocol's records a segment or snapshot file holds (byte 6 of both headers). A data
+/// directory belongs to one protocol; opening it as another's is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Protocol {
+    Raft = 0,
+    Paxos = 1,
+}
 
-/// Bytes an entry takes in an ENTRIES record besides its data: index, term, kind, data length.
-pub const ENTRY_OVERHEAD_BYTES: usize = 8 + 8 + 1 + 4;
+impl Protocol {
+    pub fn from_u8(value: u8) -> Option<Protocol> {
+        match value {
+            0 => Some(Protocol::Raft),
+            1 => Some(Protocol::Paxos),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Raft => "raft",
+            Protocol::Paxos => "paxos",
+        }
+    }
+}
 
 /// Why a byte string is not a valid record, header or snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FormatError(pub String);
 
 impl FormatError {
-    fn new(reason: impl Into<String>) -> Self {
+    pub fn new(reason: impl Into<String>) -> Self {
         FormatError(reason.into())
     }
 }
@@ -48,12 +64,25 @@ impl From<consensus_core::DecodeError> for FormatError {
     }
 }
 
+pub(crate) fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(bytes[at..at + 4].try_into().expect("four bytes"))
+}
+
+pub(crate) fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(bytes[at..at + 8].try_into().expect("eight bytes"))
+}
+
+fn protocol_at(bytes: &[u8], at: usize) -> Result<Protocol, FormatError> {
+    Protocol::from_u8(bytes[at]).ok_or_else(|| FormatError::new(format!("unknown protocol byte {}", bytes[at])))
+}
+
 // ------------------------------------------------------------------------------- segment header
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SegmentHeader {
+    pub protocol: Protocol,
     pub sequence: u64,
-    /// The index the segment's log starts at (last index + 1 when it was created); informative.
+    /// The log index (Raft) or slot (Paxos) the segment starts at when it was created; informative.
     pub first_index: u64,
 }
 
@@ -61,6 +90,7 @@ pub fn encode_segment_header(header: &SegmentHeader) -> [u8; SEGMENT_HEADER_BYTE
     let mut out = [0u8; SEGMENT_HEADER_BYTES];
     out[..4].copy_from_slice(&SEGMENT_MAGIC);
     out[4..6].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out[6] = header.protocol as u8;
     out[8..16].copy_from_slice(&header.sequence.to_le_bytes());
     out[16..24].copy_from_slice(&header.first_index.to_le_bytes());
     let crc = crc32c::crc32c(&out[..24]);
@@ -85,40 +115,10 @@ pub fn decode_segment_header(bytes: &[u8]) -> Result<SegmentHeader, FormatError>
     if version != FORMAT_VERSION {
         return Err(FormatError::new(format!("unsupported segment format version {version}")));
     }
-    Ok(SegmentHeader { sequence: u64_at(bytes, 8), first_index: u64_at(bytes, 16) })
-}
-
-fn u32_at(bytes: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(bytes[at..at + 4].try_into().expect("four bytes"))
-}
-
-fn u64_at(bytes: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(bytes[at..at + 8].try_into().expect("eight bytes"))
+    Ok(SegmentHeader { protocol: protocol_at(bytes, 6)?, sequence: u64_at(bytes, 8), first_index: u64_at(bytes, 16) })
 }
 
 // ------------------------------------------------------------------------------- records
-
-/// One decoded WAL record.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Record {
-    /// A contiguous batch. `prev_term` is the term of the entry just before the first one (0 when
-    /// unknown), so replay can check log matching at a batch that starts a buffer over.
-    Entries {
-        prev_term: u64,
-        entries: Vec<Entry>,
-    },
-    HardState(HardState),
-    /// The configuration in force from `index` on.
-    ConfState {
-        index: u64,
-        conf_state: ConfState,
-    },
-    /// The log was reset to a snapshot installed from the leader at (index, term).
-    Snapshot {
-        index: u64,
-        term: u64,
-    },
-}
 
 /// Appends one framed record (length, type, payload, CRC32C over type + payload) to `out`.
 pub fn put_record(out: &mut Vec<u8>, record_type: u8, payload: &[u8]) {
@@ -131,74 +131,19 @@ pub fn put_record(out: &mut Vec<u8>, record_type: u8, payload: &[u8]) {
     out.extend_from_slice(&crc.to_le_bytes());
 }
 
-/// Appends ENTRIES records for `entries`, splitting them so that no payload exceeds
-/// `payload_bytes_max` (an entry larger than that on its own still gets a record of its own, up
-/// to [`RECORD_PAYLOAD_BYTES_MAX`]).
-pub fn put_entries(out: &mut Vec<u8>, prev_term: u64, entries: &[Entry], payload_bytes_max: usize) {
-    let mut prev_term = prev_term;
-    let mut rest = entries;
-    while !rest.is_empty() {
-        let mut size = 12;
-        let mut count = 0;
-        for entry in rest {
-            let entry_size = ENTRY_OVERHEAD_BYTES + entry.data.len();
-            if count > 0 && size + entry_size > payload_bytes_max {
-                break;
-            }
-            size += entry_size;
-            count += 1;
-        }
-        let (batch, tail) = rest.split_at(count);
-        let mut w = FrameWriter::unframed(size);
-        w.put_u64(prev_term);
-        w.put_count(batch.len());
-        for entry in batch {
-            w.put_u64(entry.index);
-            w.put_u64(entry.term);
-            w.put_u8(match entry.kind {
-                EntryKind::Normal => 0,
-                EntryKind::ConfChange => 1,
-            });
-            w.put_bytes(&entry.data);
-        }
-        put_record(out, RECORD_ENTRIES, &w.finish());
-        prev_term = batch.last().map_or(prev_term, |e| e.term);
-        rest = tail;
-    }
-}
-
-pub fn put_hard_state(out: &mut Vec<u8>, hs: &HardState) {
-    put_record(out, RECORD_HARD_STATE, &encode_hard_state(hs));
-}
-
-pub fn put_conf_state(out: &mut Vec<u8>, index: u64, conf_state: &ConfState) {
-    let body = encode_conf_state(conf_state);
-    let mut payload = Vec::with_capacity(8 + body.len());
-    payload.extend_from_slice(&index.to_le_bytes());
-    payload.extend_from_slice(&body);
-    put_record(out, RECORD_CONF_STATE, &payload);
-}
-
-pub fn put_snapshot_marker(out: &mut Vec<u8>, index: u64, term: u64) {
-    let mut payload = [0u8; 16];
-    payload[..8].copy_from_slice(&index.to_le_bytes());
-    payload[8..].copy_from_slice(&term.to_le_bytes());
-    put_record(out, RECORD_SNAPSHOT, &payload);
-}
-
 /// What reading one record at the start of a buffer found.
 #[derive(Debug)]
-pub enum RecordRead {
-    /// A valid record and the bytes it took.
-    Record(Record, usize),
+pub enum RecordRead<'a> {
+    /// A record whose checksum holds: its type, its payload and the bytes it took.
+    Record { record_type: u8, payload: &'a [u8], len: usize },
     /// The length field or the body reaches past the end of the buffer.
     Incomplete,
-    /// A complete record that is not valid (bad checksum, unknown type, bad payload).
+    /// A complete record that is not valid (bad checksum, length above the bound).
     Bad(FormatError),
 }
 
-/// Reads the record at the start of `buf`.
-pub fn read_record(buf: &[u8]) -> RecordRead {
+/// Reads the record at the start of `buf` (its payload is decoded by the protocol).
+pub fn read_record(buf: &[u8]) -> RecordRead<'_> {
     if buf.len() < RECORD_HEADER_BYTES {
         return RecordRead::Incomplete;
     }
@@ -220,91 +165,30 @@ pub fn read_record(buf: &[u8]) -> RecordRead {
             "record checksum mismatch: stored {stored:#010x}, computed {computed:#010x}"
         )));
     }
-    match decode_payload(body[0], &body[1..]) {
-        Ok(record) => RecordRead::Record(record, total),
-        Err(e) => RecordRead::Bad(e),
-    }
-}
-
-fn decode_payload(record_type: u8, payload: &[u8]) -> Result<Record, FormatError> {
-    match record_type {
-        RECORD_ENTRIES => decode_entries(payload),
-        RECORD_HARD_STATE => Ok(Record::HardState(decode_hard_state(payload)?)),
-        RECORD_CONF_STATE => {
-            if payload.len() < 8 {
-                return Err(FormatError::new("conf state record shorter than its index"));
-            }
-            let index = u64_at(payload, 0);
-            let conf_state = decode_conf_state(&Bytes::copy_from_slice(&payload[8..]))?;
-            Ok(Record::ConfState { index, conf_state })
-        }
-        RECORD_SNAPSHOT => {
-            if payload.len() != 16 {
-                return Err(FormatError::new(format!("snapshot marker of {} bytes, expected 16", payload.len())));
-            }
-            Ok(Record::Snapshot { index: u64_at(payload, 0), term: u64_at(payload, 8) })
-        }
-        other => Err(FormatError::new(format!("unknown record type {other}"))),
-    }
-}
-
-fn decode_entries(payload: &[u8]) -> Result<Record, FormatError> {
-    let payload = Bytes::copy_from_slice(payload);
-    let mut r = FrameReader::unframed(&payload);
-    let prev_term = r.get_u64()?;
-    let count = r.get_count("entries.count", usize::MAX, ENTRY_OVERHEAD_BYTES)?;
-    let mut entries: Vec<Entry> = Vec::with_capacity(count);
-    for _ in 0..count {
-        let index = r.get_u64()?;
-        let term = r.get_u64()?;
-        let kind = match r.get_u8()? {
-            0 => EntryKind::Normal,
-            1 => EntryKind::ConfChange,
-            other => return Err(FormatError::new(format!("unknown entry kind {other}"))),
-        };
-        let data = r.get_bytes(usize::MAX)?;
-        if let Some(last) = entries.last() {
-            if index != last.index + 1 {
-                return Err(FormatError::new(format!("entry {index} does not follow entry {}", last.index)));
-            }
-        }
-        if index == 0 {
-            return Err(FormatError::new("entry with index 0"));
-        }
-        entries.push(Entry { index, term, kind, data });
-    }
-    r.finish()?;
-    if entries.is_empty() {
-        return Err(FormatError::new("empty entries record"));
-    }
-    Ok(Record::Entries { prev_term, entries })
+    RecordRead::Record { record_type: body[0], payload: &body[1..], len: total }
 }
 
 // ------------------------------------------------------------------------------- snapshot files
 
-/// A whole snapshot file: header, body (index, term, conf state, data), CRC32C over everything
-/// before it.
-pub fn encode_snapshot_file(snapshot: &Snapshot) -> Vec<u8> {
-    let conf = encode_conf_state(&snapshot.conf_state);
-    let body_len = 8 + 8 + 4 + conf.len() + 8 + snapshot.data.len();
+/// A whole snapshot file: header, body (`head` then `data`: the protocol's layout), CRC32C over
+/// everything before it. The data is copied once, into the file image.
+pub fn encode_snapshot_file(protocol: Protocol, head: &[u8], data: &[u8]) -> Vec<u8> {
+    let body_len = head.len() + data.len();
     let mut out = Vec::with_capacity(SNAPSHOT_HEADER_BYTES + body_len + 4);
     out.extend_from_slice(&SNAPSHOT_MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(&[protocol as u8, 0]);
     out.extend_from_slice(&(body_len as u64).to_le_bytes());
-    out.extend_from_slice(&snapshot.index.to_le_bytes());
-    out.extend_from_slice(&snapshot.term.to_le_bytes());
-    out.extend_from_slice(&(conf.len() as u32).to_le_bytes());
-    out.extend_from_slice(&conf);
-    out.extend_from_slice(&(snapshot.data.len() as u64).to_le_bytes());
-    out.extend_from_slice(&snapshot.data);
+    out.extend_from_slice(head);
+    out.extend_from_slice(data);
     let crc = crc32c::crc32c(&out);
     out.extend_from_slice(&crc.to_le_bytes());
     out
 }
 
-/// Decodes a whole snapshot file; any damage is an error (a snapshot is never partly trusted).
-pub fn decode_snapshot_file(bytes: &[u8]) -> Result<Snapshot, (u64, FormatError)> {
+/// Checks a whole snapshot file and returns its protocol and body; any damage is an error with the
+/// offset it was found at (a snapshot is never partly trusted).
+pub fn open_snapshot_file(bytes: &[u8]) -> Result<(Protocol, &[u8]), (u64, FormatError)> {
     let at = |offset: usize, reason: String| (offset as u64, FormatError(reason));
     if bytes.len() < SNAPSHOT_HEADER_BYTES + 4 {
         return Err(at(0, format!("snapshot file of {} bytes is shorter than its header", bytes.len())));
@@ -330,87 +214,24 @@ pub fn decode_snapshot_file(bytes: &[u8]) -> Result<Snapshot, (u64, FormatError)
             format!("snapshot checksum mismatch: stored {stored:#010x}, computed {computed:#010x}"),
         ));
     }
-    let body = &bytes[SNAPSHOT_HEADER_BYTES..crc_at];
-    let bad = |reason: &str| at(SNAPSHOT_HEADER_BYTES, format!("bad snapshot body: {reason}"));
-    if body.len() < 20 {
-        return Err(bad("too short"));
-    }
-    let index = u64_at(body, 0);
-    let term = u64_at(body, 8);
-    let conf_len = u32_at(body, 16) as usize;
-    let conf_end =
-        20usize.checked_add(conf_len).filter(|end| end + 8 <= body.len()).ok_or_else(|| bad("conf state"))?;
-    let conf_state = decode_conf_state(&Bytes::copy_from_slice(&body[20..conf_end]))
-        .map_err(|e| bad(&format!("conf state: {e}")))?;
-    let data_len = u64_at(body, conf_end);
-    if data_len != (body.len() - conf_end - 8) as u64 {
-        return Err(bad("data length"));
-    }
-    let data = Bytes::copy_from_slice(&body[conf_end + 8..]);
-    if index == 0 {
-        return Err(bad("index 0"));
-    }
-    Ok(Snapshot { index, term, conf_state, data })
+    let protocol = protocol_at(bytes, 6).map_err(|e| at(6, e.0))?;
+    Ok((protocol, &bytes[SNAPSHOT_HEADER_BYTES..crc_at]))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn ent(index: u64, term: u64, data: &'static [u8]) -> Entry {
-        Entry::new(index, term, EntryKind::Normal, Bytes::from_static(data))
-    }
-
-    fn read_all(mut buf: &[u8]) -> Vec<Record> {
-        let mut out = Vec::new();
-        while !buf.is_empty() {
-            match read_record(buf) {
-                RecordRead::Record(r, n) => {
-                    out.push(r);
-                    buf = &buf[n..];
-                }
-                other => panic!("unexpected {other:?}"),
-            }
-        }
-        out
-    }
-
-    #[test]
-    fn every_record_type_round_trips() {
-        let mut buf = Vec::new();
-        let entries = vec![ent(5, 2, b"a"), Entry::new(6, 3, EntryKind::ConfChange, Bytes::from_static(b"cc"))];
-        put_entries(&mut buf, 2, &entries, RECORD_PAYLOAD_BYTES_MAX);
-        let hs = HardState { term: 3, vote: 2, commit: 5 };
-        put_hard_state(&mut buf, &hs);
-        let cs = ConfState { voters: vec![1, 2, 3], learners: vec![4], ..Default::default() };
-        put_conf_state(&mut buf, 6, &cs);
-        put_snapshot_marker(&mut buf, 9, 4);
-        assert_eq!(
-            read_all(&buf),
-            vec![
-                Record::Entries { prev_term: 2, entries },
-                Record::HardState(hs),
-                Record::ConfState { index: 6, conf_state: cs },
-                Record::Snapshot { index: 9, term: 4 },
-            ]
-        );
-    }
-
-    #[test]
-    fn large_entry_batches_split_into_bounded_records() {
-        let mut buf = Vec::new();
-        let entries: Vec<Entry> = (1..=10).map(|i| ent(i, 1, b"0123456789")).collect();
-        put_entries(&mut buf, 0, &entries, 12 + 2 * (ENTRY_OVERHEAD_BYTES + 10));
-        let records = read_all(&buf);
-        assert_eq!(records.len(), 5);
-        let Record::Entries { prev_term, entries: second } = &records[1] else { panic!("not entries") };
-        assert_eq!((*prev_term, second[0].index), (1, 3));
-    }
-
     #[test]
     fn record_cut_short_is_incomplete_and_a_flipped_bit_is_bad() {
         let mut buf = Vec::new();
-        put_hard_state(&mut buf, &HardState { term: 1, vote: 1, commit: 0 });
+        put_record(&mut buf, 7, b"payload");
+        match read_record(&buf) {
+            RecordRead::Record { record_type, payload, len } => {
+                assert_eq!((record_type, payload, len), (7, &b"payload"[..], buf.len()))
+            }
+            other => panic!("unexpected {other:?}"),
+        }
         assert!(matches!(read_record(&buf[..buf.len() - 1]), RecordRead::Incomplete));
         buf[7] ^= 0x10;
         assert!(matches!(read_record(&buf), RecordRead::Bad(_)));
@@ -418,28 +239,24 @@ mod tests {
 
     #[test]
     fn segment_header_round_trips_and_rejects_damage() {
-        let header = SegmentHeader { sequence: 7, first_index: 42 };
-        let mut bytes = encode_segment_header(&header);
-        assert_eq!(decode_segment_header(&bytes), Ok(header));
-        bytes[10] ^= 1;
-        assert!(decode_segment_header(&bytes).is_err());
+        for protocol in [Protocol::Raft, Protocol::Paxos] {
+            let header = SegmentHeader { protocol, sequence: 7, first_index: 42 };
+            let mut bytes = encode_segment_header(&header);
+            assert_eq!(decode_segment_header(&bytes), Ok(header));
+            bytes[10] ^= 1;
+            assert!(decode_segment_header(&bytes).is_err());
+        }
     }
 
     #[test]
-    fn snapshot_file_round_trips_and_rejects_any_flipped_bit() {
-        let snapshot = Snapshot {
-            index: 10,
-            term: 3,
-            conf_state: ConfState { voters: vec![1, 2], ..Default::default() },
-            data: Bytes::from_static(b"state"),
-        };
-        let bytes = encode_snapshot_file(&snapshot);
-        assert_eq!(decode_snapshot_file(&bytes).unwrap(), snapshot);
+    fn snapshot_container_round_trips_and_rejects_any_flipped_bit() {
+        let bytes = encode_snapshot_file(Protocol::Paxos, b"head", b"data");
+        assert_eq!(open_snapshot_file(&bytes).unwrap(), (Protocol::Paxos, &b"headdata"[..]));
         for at in 0..bytes.len() {
             let mut damaged = bytes.clone();
             damaged[at] ^= 0x04;
-            assert!(decode_snapshot_file(&damaged).is_err(), "flip at {at} accepted");
+            assert!(open_snapshot_file(&damaged).is_err(), "flip at {at} accepted");
         }
-        assert!(decode_snapshot_file(&bytes[..bytes.len() - 1]).is_err());
+        assert!(open_snapshot_file(&bytes[..bytes.len() - 1]).is_err());
     }
 }

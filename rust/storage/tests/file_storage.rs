@@ -3,7 +3,6 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use consensus_core::raft::{ConfState, Entry, EntryKind, HardState, Ready, Snapshot};
@@ -11,24 +10,8 @@ use consensus_core::storage::Storage;
 use consensus_core::StorageError;
 use consensus_storage::{FileStorage, FsyncPolicy, Options};
 
-/// A directory removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("consensus-storage-{name}-{}-{n}", std::process::id()));
-        let _ = fs::remove_dir_all(&path);
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
+mod common;
+use common::{flip_bit, segments, TempDir};
 
 fn ent(index: u64, term: u64) -> Entry {
     Entry::new(index, term, EntryKind::Normal, Bytes::from(format!("entry-{index}-{term}")))
@@ -50,12 +33,6 @@ fn log_of(storage: &FileStorage) -> Vec<(u64, u64)> {
     let mem = storage.mem();
     let (first, last) = (mem.first_index(), mem.last_index());
     mem.entries(first, last + 1, u64::MAX).unwrap().iter().map(|e| (e.index, e.term)).collect()
-}
-
-fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = fs::read_dir(dir.join("wal")).unwrap().map(|e| e.unwrap().path()).collect();
-    out.sort();
-    out
 }
 
 /// The newest segment holding more than the header records an open writes.
@@ -131,12 +108,6 @@ fn zero_filled_tail_is_truncated() {
     assert_eq!(log_of(&s).len(), 4);
     assert_eq!(s.stats().torn_bytes_truncated, 4096);
     assert_eq!(fs::metadata(&segment).unwrap().len() as usize, bytes.len() - 4096);
-}
-
-fn flip_bit(path: &Path, offset: usize) {
-    let mut bytes = fs::read(path).unwrap();
-    bytes[offset] ^= 0x20;
-    fs::write(path, bytes).unwrap();
 }
 
 #[test]

@@ -82,6 +82,14 @@ impl MemStorageCore {
     /// Records the application's state at the applied, committed slot `index` and drops the slots
     /// up to it.
     pub fn compact(&mut self, index: u64, data: Bytes) -> Result<(), StorageError> {
+        let snapshot = self.snapshot_at(index, data)?;
+        self.apply_snapshot(snapshot)
+    }
+
+    /// The snapshot `compact(index, data)` would install, without changing anything (a file
+    /// storage writes it to disk first): the membership governing `index + 1` and the
+    /// configurations chosen at or below `index` that take effect later.
+    pub fn snapshot_at(&self, index: u64, data: Bytes) -> Result<Snapshot, StorageError> {
         if index <= self.snapshot.index {
             return Err(StorageError::Compacted(index));
         }
@@ -93,12 +101,26 @@ impl MemStorageCore {
         for (slot, accepted) in self.accepted.range(..=index) {
             membership.on_chosen(*slot, &accepted.value);
         }
-        membership.trim(index + 1);
-        self.accepted = self.accepted.split_off(&(index + 1));
         let (members, pending) = (membership.at(index + 1).to_vec(), membership.pending_after(index + 1));
-        self.membership = Some(membership);
-        self.snapshot = Snapshot { index, term, members, pending, data };
-        Ok(())
+        Ok(Snapshot { index, term, members, pending, data })
+    }
+
+    /// Sets the members of a new cluster (they govern every slot from the first one held).
+    pub fn set_initial_members(&mut self, members: &[u64]) {
+        self.membership = Some(Membership::new(self.snapshot.index + 1, members));
+    }
+
+    /// The highest slot `s` such that every slot from the snapshot up to `s` is held: how far a
+    /// commit index read back from disk can be trusted.
+    pub fn contiguous_through(&self) -> u64 {
+        let mut through = self.snapshot.index;
+        for slot in self.accepted.keys() {
+            if *slot != through + 1 {
+                break;
+            }
+            through = *slot;
+        }
+        through
     }
 }
 

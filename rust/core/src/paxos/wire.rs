@@ -25,7 +25,7 @@ pub const MAX_CONTEXT_BYTES: usize = 1 << 20;
 /// slot count (u32), command count (u32), snapshot presence (u8).
 const MESSAGE_FIXED_BYTES: usize = 7 * 8 + 4 + 4 + 4 + 1;
 /// slot, ballot round, ballot node (3 x u64), value kind (u8), value round (u64), command count (u32).
-const SLOT_FIXED_BYTES: usize = 3 * 8 + 1 + 8 + 4;
+pub const SLOT_FIXED_BYTES: usize = 3 * 8 + 1 + 8 + 4;
 /// index, term (2 x u64), member count (u32), pending count (u32), data length (u32).
 const SNAPSHOT_FIXED_BYTES: usize = 2 * 8 + 4 + 4 + 4;
 /// first slot (u64), member count (u32).
@@ -70,14 +70,42 @@ fn get_commands(r: &mut FrameReader, field: &'static str) -> Result<Vec<Bytes>, 
     Ok(commands)
 }
 
-fn put_ids(w: &mut FrameWriter, ids: &[u64]) {
+/// One slot: slot, ballot (round, node), value kind, value round, commands (also the layout of
+/// the file storage's ACCEPTED records).
+pub fn put_slot(w: &mut FrameWriter, slot: &AcceptedSlot) {
+    w.put_u64(slot.slot);
+    w.put_u64(slot.ballot.round);
+    w.put_u64(slot.ballot.node);
+    w.put_u8(slot.value.kind as u8);
+    w.put_u64(slot.value.round);
+    put_commands(w, &slot.value.commands);
+}
+
+/// Reads what [`put_slot`] wrote.
+pub fn get_slot(r: &mut FrameReader) -> Result<AcceptedSlot, DecodeError> {
+    let slot = r.get_u64()?;
+    let ballot = Ballot { round: r.get_u64()?, node: r.get_u64()? };
+    let kind = match r.get_u8()? {
+        0 => ValueKind::Noop,
+        1 => ValueKind::Batch,
+        2 => ValueKind::Reconfig,
+        other => return Err(DecodeError::InvalidField { field: "slot.kind", value: u64::from(other) }),
+    };
+    let round = r.get_u64()?;
+    let commands = get_commands(r, "slot.commands")?;
+    Ok(AcceptedSlot { slot, ballot, value: Value { kind, round, commands } })
+}
+
+/// A list of node ids: count (u32), then each id (u64).
+pub fn put_ids(w: &mut FrameWriter, ids: &[u64]) {
     w.put_count(ids.len());
     for id in ids {
         w.put_u64(*id);
     }
 }
 
-fn get_ids(r: &mut FrameReader, field: &'static str) -> Result<Vec<u64>, DecodeError> {
+/// Reads what [`put_ids`] wrote (at most [`MAX_MEMBERS`] ids).
+pub fn get_ids(r: &mut FrameReader, field: &'static str) -> Result<Vec<u64>, DecodeError> {
     let count = r.get_count(field, MAX_MEMBERS, 8)?;
     let mut ids = Vec::with_capacity(count);
     for _ in 0..count {
@@ -100,12 +128,7 @@ pub fn encode(msg: &Message) -> Bytes {
     w.put_bytes(&msg.context);
     w.put_count(msg.entries.len());
     for slot in &msg.entries {
-        w.put_u64(slot.slot);
-        w.put_u64(slot.ballot.round);
-        w.put_u64(slot.ballot.node);
-        w.put_u8(slot.value.kind as u8);
-        w.put_u64(slot.value.round);
-        put_commands(&mut w, &slot.value.commands);
+        put_slot(&mut w, slot);
     }
     put_commands(&mut w, &msg.commands);
     match &msg.snapshot {
@@ -146,17 +169,7 @@ pub fn decode_with_limit(frame: &Bytes, max_frame_bytes: usize) -> Result<Messag
     let count = r.get_count("message.entries", MAX_SLOTS_PER_MESSAGE, SLOT_FIXED_BYTES)?;
     let mut entries = Vec::with_capacity(count);
     for _ in 0..count {
-        let slot = r.get_u64()?;
-        let ballot = Ballot { round: r.get_u64()?, node: r.get_u64()? };
-        let kind = match r.get_u8()? {
-            0 => ValueKind::Noop,
-            1 => ValueKind::Batch,
-            2 => ValueKind::Reconfig,
-            other => return Err(DecodeError::InvalidField { field: "slot.kind", value: u64::from(other) }),
-        };
-        let round = r.get_u64()?;
-        let commands = get_commands(&mut r, "slot.commands")?;
-        entries.push(AcceptedSlot { slot, ballot, value: Value { kind, round, commands } });
+        entries.push(get_slot(&mut r)?);
     }
     let commands = get_commands(&mut r, "message.commands")?;
     let snapshot = match r.get_u8()? {
