@@ -37,9 +37,15 @@ def run(coro: Any) -> Any:
     return asyncio.run(asyncio.wait_for(coro, 120))
 
 
+#: The protocols the behaviour tests below run under (same service, same checks).
+PROTOCOLS = ["raft", "paxos"]
+both_protocols = pytest.mark.parametrize("cluster", PROTOCOLS, indirect=True)
+
+
 @pytest.fixture
-def cluster(tmp_path: Any) -> Any:
-    c = ProcessCluster(3, base_dir=str(tmp_path), settings=dict(SETTINGS))
+def cluster(tmp_path: Any, request: Any) -> Any:
+    protocol = getattr(request, "param", "raft")
+    c = ProcessCluster(3, base_dir=str(tmp_path), protocol=protocol, settings=dict(SETTINGS))
     c.start_all()
     try:
         yield c
@@ -91,6 +97,7 @@ async def wait_applied(client: KVClient, url: str, index: int, timeout: float = 
         await asyncio.sleep(0.05)
 
 
+@both_protocols
 def test_three_processes_elect_serve_writes_and_linearizable_reads_on_every_node(cluster: ProcessCluster) -> None:
     async def scenario() -> None:
         async with KVClient(cluster.urls) as client:
@@ -181,6 +188,7 @@ def test_followers_forward_writes_and_with_forward_off_redirect_to_the_leader(tm
         c.stop_all()
 
 
+@both_protocols
 def test_sigkill_of_the_leader_loses_no_acknowledged_write_and_writes_resume(cluster: ProcessCluster) -> None:
     async def scenario() -> None:
         async with KVClient(cluster.urls, retry_for=30) as client:
@@ -223,8 +231,9 @@ def test_sigkill_of_the_leader_loses_no_acknowledged_write_and_writes_resume(clu
     run(scenario())
 
 
-def test_restarted_node_catches_up_from_the_log_and_from_a_snapshot(tmp_path: Any) -> None:
-    c = ProcessCluster(3, base_dir=str(tmp_path), settings=dict(SETTINGS, snapshot_entries=50))
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_restarted_node_catches_up_from_the_log_and_from_a_snapshot(tmp_path: Any, protocol: str) -> None:
+    c = ProcessCluster(3, base_dir=str(tmp_path), protocol=protocol, settings=dict(SETTINGS, snapshot_entries=50))
     c.start_all()
     try:
 
@@ -283,6 +292,7 @@ def test_a_node_added_at_runtime_joins_catches_up_and_becomes_a_voter(cluster: P
     run(scenario())
 
 
+@both_protocols
 def test_torn_wal_tail_is_truncated_on_restart_and_the_node_rejoins(cluster: ProcessCluster) -> None:
     async def scenario() -> None:
         async with KVClient(cluster.urls) as client:
@@ -310,6 +320,7 @@ def test_torn_wal_tail_is_truncated_on_restart_and_the_node_rejoins(cluster: Pro
     run(scenario())
 
 
+@both_protocols
 def test_a_flipped_bit_inside_synced_wal_data_is_refused_at_startup(cluster: ProcessCluster) -> None:
     async def scenario() -> int:
         async with KVClient(cluster.urls) as client:
@@ -369,6 +380,7 @@ def test_serve_with_an_invalid_config_exits_with_an_error_naming_the_field(tmp_p
     assert "fsync" in result.stderr
 
 
+@both_protocols
 def test_snapshot_save_and_restore_seed_a_new_cluster_with_the_same_data(cluster: ProcessCluster, tmp_path: Any) -> None:
     async def fill() -> str:
         async with KVClient(cluster.urls) as client:
@@ -383,7 +395,7 @@ def test_snapshot_save_and_restore_seed_a_new_cluster_with_the_same_data(cluster
         [sys.executable, "-m", "consensus", "snapshot", "save", url, str(backup)], capture_output=True, text=True, timeout=60
     )
     assert save.returncode == 0, save.stderr
-    fresh = ProcessCluster(3, base_dir=str(tmp_path / "fresh"), settings=dict(SETTINGS))
+    fresh = ProcessCluster(3, base_dir=str(tmp_path / "fresh"), protocol=cluster.protocol, settings=dict(SETTINGS))
     try:
         for node in fresh.nodes.values():
             r = subprocess.run(

@@ -1,4 +1,4 @@
-"""FileStorage: durable Raft state across restarts, torn tails, damage and fsync failures."""
+"""FileStorage (raft and paxos): durable state across restarts, torn tails, damage and fsync failures."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import List
 import pytest
 
 import consensus
-from consensus import raft
+from consensus import paxos, raft
 from consensus.local import LocalCluster
 
 
@@ -195,3 +195,73 @@ def test_path_that_is_a_file_raises_storage_error(tmp_path: Path) -> None:
     path.write_bytes(b"x")
     with pytest.raises(consensus.StorageError):
         raft.FileStorage(path)
+
+
+# ---------------------------------------------------------------------------------- Multi-Paxos
+
+
+def drive_paxos(node: paxos.PaxosNode) -> None:
+    while node.has_ready():
+        node.persist_and_advance(node.ready())
+
+
+def test_paxos_promise_and_decided_slots_survive_a_restart_and_the_next_ballot_is_higher(tmp_path: Path) -> None:
+    # A restarted proposer must never lead a ballot it led before (the promise is on disk).
+    storage = paxos.FileStorage(tmp_path / "n1")
+    node = paxos.PaxosNode(id=1, members=[1], storage=storage)
+    assert node.storage is storage
+    node.campaign()
+    drive_paxos(node)
+    for i in range(10):
+        node.propose(b"command-%d" % i)
+        drive_paxos(node)
+    ballot, commit = node.ballot, node.commit_index
+    assert node.role == consensus.Role.LEADER and commit >= 10
+    storage.close()
+
+    reopened = paxos.FileStorage(tmp_path / "n1")
+    assert reopened.hard_state().promised == ballot
+    restarted = paxos.PaxosNode(id=1, members=[1], storage=reopened)
+    assert restarted.commit_index >= commit
+    restarted.campaign()
+    drive_paxos(restarted)
+    assert restarted.ballot > ballot
+    reopened.close()
+
+
+def test_paxos_file_storage_compacts_and_a_node_restarts_from_snapshot_and_slots(tmp_path: Path) -> None:
+    storage = paxos.FileStorage(tmp_path / "n1", segment_bytes=4096)
+    node = paxos.PaxosNode(id=1, members=[1], storage=storage)
+    node.campaign()
+    drive_paxos(node)
+    for i in range(200):
+        node.propose(b"x" * 64)
+        drive_paxos(node)
+    segments_before = len(wal_segments(tmp_path / "n1"))
+    storage.compact(150, b"state at 150")
+    assert len(wal_segments(tmp_path / "n1")) < segments_before
+    assert storage.stats()["fsyncs"] > 0
+    storage.close()
+    reopened = paxos.FileStorage(tmp_path / "n1", segment_bytes=4096)
+    assert (reopened.snapshot().index, reopened.snapshot().data, reopened.snapshot().members) == (150, b"state at 150", [1])
+    assert reopened.first_index() == 151 and reopened.last_index() >= 200
+    restarted = paxos.PaxosNode(id=1, members=[1], storage=reopened, applied=150)
+    assert restarted.commit_index >= 200
+    reopened.close()
+
+
+def test_a_raft_data_directory_opened_as_paxos_raises_storage_error(tmp_path: Path) -> None:
+    raft.FileStorage(tmp_path / "n1").close()
+    with pytest.raises(consensus.StorageError, match="raft log"):
+        paxos.FileStorage(tmp_path / "n1")
+
+
+def test_paxos_injected_fsync_failure_poisons_the_storage(tmp_path: Path) -> None:
+    storage = paxos.FileStorage(tmp_path / "n1")
+    node = paxos.PaxosNode(id=1, members=[1], storage=storage)
+    storage._inject_sync_failure()
+    node.campaign()
+    with pytest.raises(consensus.StorageError):
+        node.persist_and_advance(node.ready())
+    with pytest.raises(consensus.StorageError, match="poisoned"):
+        storage.sync()
