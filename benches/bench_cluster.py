@@ -1,10 +1,12 @@
-"""pytest-benchmark: a 3-node in-process Raft cluster driven from Python, committing 128-byte
-entries in proposal batches of 1, 64 and 1024.
+"""pytest-benchmark: a 3-node in-process cluster of Raft or Multi-Paxos cores driven from Python,
+committing 128-byte entries in proposal batches of 1, 64 and 1024.
 
 The loop is the Ready loop of DESIGN.md §2 with nothing else in it (no LocalCluster): propose a
 batch on the leader, then, until every node has applied the batch, for each node with a Ready:
 persist it into the node's MemoryStorage, deliver its frames with ``step``, count its committed
-entries, ``advance``. Its pure-Rust twin is ``rust/core/benches/support/cluster.rs``.
+entries, ``advance``. Its pure-Rust twin is ``rust/core/benches/support/cluster.rs``. Both
+protocols run the same loop through the same methods (DESIGN.md §1): a Raft batch is one entry per
+command, a Paxos batch one slot value.
 
 Two variants, reported separately:
 
@@ -18,7 +20,7 @@ the (untimed) setup of every round so memory stays bounded.
 
     make bench-python                                  # with the other suites
     .venv/bin/python -m pytest benches/bench_cluster.py --benchmark-only
-    .venv/bin/python benches/bench_cluster.py [seconds]   # plain table, same loop, no pytest
+    .venv/bin/python benches/bench_cluster.py [seconds]   # plain table, both protocols, no pytest
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any, List, Sequence
 
 import pytest
 
-from consensus import Role, raft
+from consensus import Role, paxos, raft
 
 try:
     import numpy as np
@@ -47,16 +49,28 @@ def entries_per_round(batch: int) -> int:
     return 2_048 if batch == 1 else 16_384
 
 
-class Cluster:
-    """Three RaftNodes on MemoryStorages, node 1 elected leader, one entry committed everywhere."""
+PROTOCOLS = ("raft", "paxos")
 
-    def __init__(self, size: int = 3) -> None:
+
+class Cluster:
+    """Three nodes of `protocol` on memory storages, node 1 elected leader, one entry committed
+    everywhere."""
+
+    def __init__(self, size: int = 3, protocol: str = "raft") -> None:
         voters = list(range(1, size + 1))
-        self.storages = [raft.MemoryStorage() for _ in voters]
-        self.nodes = [
-            raft.RaftNode(i, voters=voters, config=raft.Config(seed=i), storage=s)
-            for i, s in zip(voters, self.storages)
-        ]
+        self.nodes: List[Any]
+        if protocol == "paxos":
+            self.storages: List[Any] = [paxos.MemoryStorage(voters) for _ in voters]
+            self.nodes = [
+                paxos.PaxosNode(i, members=voters, config=paxos.Config(seed=i), storage=s)
+                for i, s in zip(voters, self.storages)
+            ]
+        else:
+            self.storages = [raft.MemoryStorage() for _ in voters]
+            self.nodes = [
+                raft.RaftNode(i, voters=voters, config=raft.Config(seed=i), storage=s)
+                for i, s in zip(voters, self.storages)
+            ]
         # nodes_by_id[to] for frame delivery (index 0 unused).
         self.nodes_by_id = [None, *self.nodes]
         self.pairs = list(zip(self.nodes, self.storages))
@@ -66,10 +80,23 @@ class Cluster:
         assert self.leader.role == Role.LEADER, self.leader.role
         self.leader.propose(b"warm-up")
         self.settle()
-        last = self.leader.last_index
+        last = self.leader.commit_index
         assert all(n.applied_index == last for n in self.nodes)
 
+    def on_idle(self) -> None:
+        """Nothing is ready but followers have not applied everything: one heartbeat tick of the
+        leader. Raft never gets here (its leader broadcasts a new commit index at once); a Paxos
+        leader piggybacks the decide point on its next Accept and sends it on its own only on a
+        heartbeat, which is what the runtime's ticker does when no other write follows."""
+        self.leader.tick()
+
     def settle(self) -> None:
+        for _ in range(3):
+            self._settle_once()
+            self.on_idle()
+        self._settle_once()
+
+    def _settle_once(self) -> None:
         busy = True
         while busy:
             busy = False
@@ -86,7 +113,7 @@ class Cluster:
         for node, storage in self.pairs:
             applied = node.applied_index
             if applied > storage.first_index():
-                storage.compact(applied)
+                storage.compact(applied, b"")
 
 
 def commit_batch_count(cluster: Cluster, batch: Any, batch_len: int) -> None:
@@ -107,6 +134,8 @@ def commit_batch_count(cluster: Cluster, batch: Any, batch_len: int) -> None:
                 pending -= rd.committed_count
                 node.advance(rd)
         idle = idle + 1 if pending == before else 0
+        if idle:
+            cluster.on_idle()
         if idle >= IDLE_PASSES_MAX:
             raise RuntimeError(f"cluster stuck with {pending} entries pending")
 
@@ -131,6 +160,8 @@ def commit_batch_apply(cluster: Cluster, batch: Any, batch_len: int) -> None:
                     pending -= 1
                 node.advance(rd)
         idle = idle + 1 if pending == before else 0
+        if idle:
+            cluster.on_idle()
         if idle >= IDLE_PASSES_MAX:
             raise RuntimeError(f"cluster stuck with {pending} entries pending")
 
@@ -156,8 +187,9 @@ def run_round(cluster: Cluster, commit: Any, batch: Any, batch_len: int) -> None
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 @pytest.mark.parametrize("batch_len", BATCH_SIZES)
-def test_cluster3_commit(benchmark: Any, batch_len: int, variant: str) -> None:
-    cluster = Cluster(3)
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_cluster3_commit(benchmark: Any, protocol: str, batch_len: int, variant: str) -> None:
+    cluster = Cluster(3, protocol)
     commit = VARIANTS[variant]
     batch = make_batch(batch_len)
     run_round(cluster, commit, batch, batch_len)  # warm-up
@@ -166,11 +198,12 @@ def test_cluster3_commit(benchmark: Any, batch_len: int, variant: str) -> None:
         cluster.compact()
         return (cluster, commit, batch, batch_len), {}
 
-    benchmark.group = f"cluster3 commit 128B batch={batch_len}"
+    benchmark.group = f"cluster3 commit 128B batch={batch_len} {variant}"
     benchmark.pedantic(run_round, setup=setup, rounds=40, iterations=1, warmup_rounds=2)
     entries = entries_per_round(batch_len)
     benchmark.extra_info["entries_per_round"] = entries
     benchmark.extra_info["variant"] = variant
+    benchmark.extra_info["protocol"] = protocol
     benchmark.extra_info["entries_per_s_median"] = round(entries / benchmark.stats.stats.median)
     benchmark.extra_info["entries_per_s_max"] = round(entries / benchmark.stats.stats.min)
     assert cluster.leader.commit_index == cluster.leader.applied_index
@@ -179,8 +212,8 @@ def test_cluster3_commit(benchmark: Any, batch_len: int, variant: str) -> None:
 # ------------------------------------------------------------------------------- plain table
 
 
-def measure(variant: str, batch_len: int, seconds: float) -> List[float]:
-    cluster = Cluster(3)
+def measure(protocol: str, variant: str, batch_len: int, seconds: float) -> List[float]:
+    cluster = Cluster(3, protocol)
     commit = VARIANTS[variant]
     batch = make_batch(batch_len)
     run_round(cluster, commit, batch, batch_len)
@@ -196,11 +229,15 @@ def measure(variant: str, batch_len: int, seconds: float) -> List[float]:
 
 def main(argv: Sequence[str]) -> None:
     seconds = float(argv[1]) if len(argv) > 1 else 3.0
-    print(f"{'variant':>7} {'batch':>6} {'median entries/s':>16} {'best entries/s':>16} {'rounds':>7}")
+    protocols = argv[2].split(",") if len(argv) > 2 else PROTOCOLS
+    header = f"{'protocol':>8} {'variant':>7} {'batch':>6} {'median entries/s':>16} {'best entries/s':>16} {'rounds':>7}"
+    print(header)
     for variant in VARIANTS:
         for batch_len in BATCH_SIZES:
-            rates = measure(variant, batch_len, seconds)
-            print(f"{variant:>7} {batch_len:>6} {rates[len(rates) // 2]:>16.0f} {rates[-1]:>16.0f} {len(rates):>7}")
+            for protocol in protocols:
+                rates = measure(protocol, variant, batch_len, seconds)
+                median, best = rates[len(rates) // 2], rates[-1]
+                print(f"{protocol:>8} {variant:>7} {batch_len:>6} {median:>16.0f} {best:>16.0f} {len(rates):>7}")
 
 
 if __name__ == "__main__":

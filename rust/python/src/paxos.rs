@@ -14,7 +14,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
 use crate::errors::{config_error, storage_to_py, to_py};
-use crate::raft::{bytes_of, EntryKind, ReadState};
+use crate::raft::{batch_from, bytes_of, EntryKind, ReadState};
 use crate::role::Role;
 use crate::storage::PaxosFileStorage;
 
@@ -369,6 +369,16 @@ impl Ready {
     fn messages<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         PyList::new(py, self.inner.messages.iter().map(|(to, frame)| (*to, PyBytes::new(py, frame))))
     }
+    /// Number of committed commands (without building Entry objects).
+    #[getter]
+    fn committed_count(&self) -> usize {
+        self.inner.committed_entries.len()
+    }
+    /// Number of messages (without building the list).
+    #[getter]
+    fn message_count(&self) -> usize {
+        self.inner.messages.len()
+    }
     #[getter]
     fn committed_entries(&self) -> Vec<Entry> {
         self.inner.committed_entries.iter().map(|e| Entry { inner: e.clone() }).collect()
@@ -557,15 +567,6 @@ impl MemoryStorage {
 
 // -------------------------------------------------------------------- node
 
-fn batch_of(batch: &Bound<'_, PyAny>) -> PyResult<Vec<Bytes>> {
-    let mut out = Vec::new();
-    for item in batch.try_iter()? {
-        let item = item?;
-        let data = item.cast::<PyBytes>().map_err(|_| PyTypeError::new_err("propose_many takes bytes"))?;
-        out.push(bytes_of(data.as_bytes()));
-    }
-    Ok(out)
-}
 
 /// A Multi-Paxos node: the same methods and Ready contract as `raft.RaftNode`.
 #[pyclass(name = "PaxosNode", module = "consensus.paxos")]
@@ -679,7 +680,7 @@ impl PaxosNode {
     }
     /// Proposes commands in one call (batched into slot values); returns the first one's slot.
     fn propose_many(&mut self, batch: &Bound<'_, PyAny>) -> PyResult<u64> {
-        let batch = batch_of(batch)?;
+        let batch = batch_from(batch)?;
         self.node.propose_many(batch).map_err(to_py)
     }
     /// Proposes a new member list (the α-window rule: it governs slots from its slot + α + 1).

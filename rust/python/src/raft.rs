@@ -773,7 +773,7 @@ pub fn persist_ready(storage: &MemStorage, rd: &core::Ready) -> PyResult<()> {
 /// Extracts a proposal batch: a list (or any sequence) of bytes-like objects, or a 2-D `uint8`
 /// NumPy array with one entry per row (copied in one piece, no Python object per row). A list is
 /// checked first, so the common case never imports NumPy.
-fn batch_from(batch: &Bound<'_, PyAny>) -> PyResult<Vec<Bytes>> {
+pub(crate) fn batch_from(batch: &Bound<'_, PyAny>) -> PyResult<Vec<Bytes>> {
     if let Ok(list) = batch.cast::<PyList>() {
         let mut out = Vec::with_capacity(list.len());
         for item in list.iter() {
