@@ -46,11 +46,12 @@ def node_toml(
     heartbeat_ticks: int,
     election_ticks: int,
     fsync: str,
+    protocol: str = "raft",
 ) -> str:
     """One node's configuration file; members are numbered 1..n in the order of `peers`."""
     lines = [
         f"id = {node_id}",
-        'protocol = "raft"',
+        f"protocol = {json.dumps(protocol)}",
         f"data_dir = {json.dumps(str(data_dir))}",
         f"cluster_id = {json.dumps(cluster_id)}",
         f"tick_ms = {tick_ms}",
@@ -78,8 +79,10 @@ class ConsensusCluster(HttpCluster):
         election_ticks: int = 50,
         fsync: str = "always",
         python: str = sys.executable,
+        protocol: str = "raft",
     ) -> None:
         self.workdir = Path(workdir)
+        self.protocol = protocol
         self.size = size
         self.tick_ms = tick_ms
         self.heartbeat_ticks = heartbeat_ticks
@@ -113,6 +116,7 @@ class ConsensusCluster(HttpCluster):
                     self.heartbeat_ticks,
                     self.election_ticks,
                     self.fsync,
+                    self.protocol,
                 )
             )
             command = [self.python, "-m", "consensus", "serve", "--config", str(config_path)]

@@ -1,4 +1,5 @@
-"""`make bench-peers`: consensus, etcd and PySyncObj side by side on this machine, in one run.
+"""`make bench-peers`: consensus (Raft and Multi-Paxos), etcd and PySyncObj side by side on this
+machine, in one run.
 
 For each system: a 3-node cluster on loopback, closed-loop writes of 100-byte and 1 KiB values from 1
 and 64 concurrent clients (throughput, p50, p99), then failover trials (SIGKILL the leader, time until
@@ -39,7 +40,8 @@ from loadgen import BUILDERS, LoadResult, run_load, time_until_write  # noqa: E4
 from pysyncobj_bench import PySyncObjCluster, pysyncobj_version  # noqa: E402
 
 # "consensus-api" is consensus through its own in-process API, the like-for-like peer of PySyncObj's row.
-SYSTEMS = ("consensus", "consensus-api", "etcd", "pysyncobj")
+# "consensus-paxos" is the same service running Multi-Paxos instead of Raft (protocol = "paxos").
+SYSTEMS = ("consensus", "consensus-paxos", "consensus-api", "etcd", "pysyncobj")
 # Selectable with --systems but not run by default: the HTTP ceiling (no replication, no disk).
 OPTIONAL_SYSTEMS = ("ceiling",)
 # The shared timing, in each system's own terms.
@@ -47,6 +49,7 @@ HEARTBEAT_MS = 50
 ELECTION_TIMEOUT_MS = 500
 TIMING = {
     "consensus": "tick_ms=10, heartbeat_ticks=5, election_ticks=50 (timeout drawn from [500, 1000) ms)",
+    "consensus-paxos": "as consensus",
     "consensus-api": "as consensus",
     "etcd": "--heartbeat-interval=50 --election-timeout=500 (timeout drawn from [500, 1000) ms)",
     "pysyncobj": "appendEntriesPeriod=0.05, raftMinTimeout=0.5, raftMaxTimeout=1.0",
@@ -54,6 +57,7 @@ TIMING = {
 }
 DURABILITY = {
     "consensus": 'fsync = "always": the log is fsynced before a write is acknowledged',
+    "consensus-paxos": 'as consensus: the promise and accepted slots are fsynced before a Promise or Accepted leaves',
     "consensus-api": "as consensus (fsync always)",
     "etcd": "etcd fsyncs its WAL before a write is acknowledged (always on, not configurable)",
     "pysyncobj": "never fsyncs: its journal file is an mmap it does not msync; messages are pickled",
@@ -61,6 +65,7 @@ DURABILITY = {
 }
 CLIENTS = {
     "consensus": "HTTP/1.1 keep-alive, this process's asyncio+aiohttp load generator, sent to the leader",
+    "consensus-paxos": "as consensus",
     "consensus-api": "in-process API inside the leader's process (`await kv.put()`, N coroutines), like PySyncObj's row",
     "etcd": "HTTP/1.1 keep-alive JSON gateway (/v3/kv/put), the same load generator, sent to the leader",
     "pysyncobj": "in-process callback API inside the leader's process (no client hop; it has no client protocol)",
@@ -139,7 +144,7 @@ class HttpSystem:
         self.name = name
         self.cluster = cluster
         # The ceiling server speaks the consensus write API.
-        self.builder = BUILDERS["consensus" if name == "ceiling" else name]
+        self.builder = BUILDERS["consensus" if name in ("ceiling", "consensus-paxos") else name]
 
     def load(self, value_bytes: int, clients: int, duration_s: float, warmup_s: float) -> LoadResult:
         leader = self.cluster.leader_index()
@@ -189,8 +194,11 @@ class EmbeddedSystem:
 def make_cluster(name: str, workdir: Path, pysyncobj_batch: bool) -> Any:
     if name == "consensus-api":
         return EmbeddedConsensusCluster(workdir)
-    if name == "consensus":
-        return ConsensusCluster(workdir, tick_ms=10, heartbeat_ticks=5, election_ticks=50, fsync="always")
+    if name in ("consensus", "consensus-paxos"):
+        protocol = "paxos" if name == "consensus-paxos" else "raft"
+        return ConsensusCluster(
+            workdir, tick_ms=10, heartbeat_ticks=5, election_ticks=50, fsync="always", protocol=protocol
+        )
     if name == "etcd":
         return EtcdCluster(workdir, heartbeat_ms=HEARTBEAT_MS, election_ms=ELECTION_TIMEOUT_MS)
     if name == "ceiling":
@@ -319,6 +327,26 @@ def load_table(results: Dict[str, Dict[str, Any]], value_sizes: List[int], clien
     return "\n".join(lines)
 
 
+def protocol_table(results: Dict[str, Dict[str, Any]], value_sizes: List[int], client_counts: List[int]) -> str:
+    """Multi-Paxos against Raft in the same service (the issue's target: within 20 %)."""
+    lines = [
+        "| value | clients | Raft writes/s | Multi-Paxos writes/s | Paxos / Raft | p99 Raft ms | p99 Paxos ms |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for value_bytes in value_sizes:
+        for clients in client_counts:
+            ours = _find(results, "consensus", value_bytes, clients)
+            paxos = _find(results, "consensus-paxos", value_bytes, clients)
+            if ours is None or paxos is None:
+                continue
+            lines.append(
+                f"| {value_bytes} B | {clients} | {ours['writes_per_s']:.0f} | {paxos['writes_per_s']:.0f} | "
+                f"{_ratio(paxos['writes_per_s'], ours['writes_per_s'])} | {ours['latency_ms_p99']:.2f} | "
+                f"{paxos['latency_ms_p99']:.2f} |"
+            )
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def failover_table(results: Dict[str, Dict[str, Any]]) -> str:
     lines = ["| system | trials (ms) | median ms | max ms |", "| --- | --- | ---: | ---: |"]
     for system, record in results.items():
@@ -401,6 +429,8 @@ def render(report: Dict[str, Any], value_sizes: List[int], client_counts: List[i
         "",
         load_table(results, value_sizes, client_counts),
         "",
+        protocol_table(results, value_sizes, client_counts),
+        "",
         "Failover: SIGKILL of the leader until a write succeeds again through a client that knows only the "
         "survivors (a new attempt every 50 ms, earlier ones left running).",
         "",
@@ -431,7 +461,7 @@ def render(report: Dict[str, Any], value_sizes: List[int], client_counts: List[i
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--systems", default=",".join(SYSTEMS),
-                        help=f"comma-separated, from {','.join(SYSTEMS + OPTIONAL_SYSTEMS)} (default: the first three)")
+                        help=f"comma-separated, from {','.join(SYSTEMS + OPTIONAL_SYSTEMS)} (default: all but the ceiling)")
     parser.add_argument("--duration", type=float, default=None, help="measured seconds per load (default 10)")
     parser.add_argument("--warmup", type=float, default=None, help="warm-up seconds per load (default 2)")
     parser.add_argument("--failover-trials", type=int, default=None, help="leader kills per system (default 3)")
