@@ -6,7 +6,8 @@ GET    /v1/kv/{key}        [?consistency=stale]          -> {"value", "revision"
 DELETE /v1/kv/{key}                                      -> {"revision": R, "deleted": bool}
 POST   /v1/kv/{key}/cas    {"expected": str|null, "value": str} -> {"succeeded": bool, "revision": R}
 GET    /v1/status, GET /metrics
-GET    /v1/members, POST /v1/members {"id", "peer", "client"} (joins as a learner),
+GET    /v1/members, POST /v1/members {"id", "peer", "client"} (joins as a learner; as an acceptor
+       under Multi-Paxos, which has no learners: its promote is then a no-op),
 POST   /v1/members/{id}/promote, DELETE /v1/members/{id}, POST /v1/leader/transfer {"to": id}
 GET    /v1/snapshot (the replicated state as a file), POST /v1/snapshot (snapshot + compact now)
 ```
@@ -353,8 +354,14 @@ class KVService:
             if member in self.node.status()["members"]:
                 raise HttpError(409, "member_exists", f"node {member} is already a member")
             await self.node.set_address(member, peer, client)
-            conf = await self.node.change_membership(add_learners=[member])
-            return web.json_response({"id": member, "learner": True, "voters": list(conf.voters), "learners": list(conf.learners)})
+            learner = self.node.spec.has_learners
+            if learner:
+                conf = await self.node.change_membership(add_learners=[member])
+            else:
+                conf = await self.node.change_membership(add_voters=[member])
+            return web.json_response(
+                {"id": member, "learner": learner, "voters": list(conf.voters), "learners": list(conf.learners)}
+            )
 
         return await self._leader_only(request, body, action)
 
@@ -363,6 +370,9 @@ class KVService:
 
         async def action() -> web.StreamResponse:
             s = self.node.status()
+            if not self.node.spec.has_learners and member in s["voters"]:
+                # No learners in this protocol: the member has voted since it was added.
+                return web.json_response({"id": member, "voter": True, "voters": s["voters"], "learners": []})
             if member not in s["learners"]:
                 raise HttpError(409, "not_a_learner", f"node {member} is not a learner")
             matched = s["progress"].get(member, {}).get("match", 0)

@@ -50,6 +50,10 @@ class ProtocolSpec:
     #: Whether `propose_many` puts the whole batch at one index (Paxos: a slot holds a batch), so
     #: several commands are applied with the same index; otherwise one index per command (Raft).
     batch_in_one_index: bool = False
+    #: Whether members can be non-voting learners. A Multi-Paxos acceptor takes part in every new
+    #: slot at once, whatever it missed before (slots are independent), so a new node joins as an
+    #: acceptor directly and learns the decided slots it lacks by catch-up.
+    has_learners: bool = True
 
 
 def _raft_core(node_id: int, voters: Sequence[int], storage: Any, applied: int, options: CoreOptions) -> Any:
@@ -146,6 +150,7 @@ PAXOS = ProtocolSpec(
     snapshot=paxos.Snapshot,
     conf_state=lambda voters, learners, outgoing: list(voters),
     batch_in_one_index=True,
+    has_learners=False,
 )
 
 PROTOCOLS: Dict[str, ProtocolSpec] = {"raft": RAFT, "paxos": PAXOS}
