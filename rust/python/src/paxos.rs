@@ -3,7 +3,6 @@
 //! persists, sends and applies before `advance`. Classes are registered in `_core` as `Paxos*` and
 //! aliased in `python/consensus/paxos.py`.
 
-use bytes::Bytes;
 use consensus_core::paxos::{
     self as core, Ballot as CoreBallot, Config as CoreConfig, HardState as CoreHardState, MemStorage,
     Message as CoreMessage, MessageType as CoreMessageType, RawNode, Snapshot as CoreSnapshot,
@@ -566,7 +565,6 @@ impl MemoryStorage {
 }
 
 // -------------------------------------------------------------------- node
-
 
 /// A Multi-Paxos node: the same methods and Ready contract as `raft.RaftNode`.
 #[pyclass(name = "PaxosNode", module = "consensus.paxos")]
