@@ -1,5 +1,6 @@
-//! Criterion benchmarks of the Raft core: the wire codec, quorum arithmetic, the log, and the
-//! full Ready cycle of a 3-node in-memory cluster (the pure-Rust twin of `benches/bench_cluster.py`).
+//! Criterion benchmarks of the cores: the Raft and Multi-Paxos wire codecs, quorum arithmetic, the
+//! log, and the full Ready cycle of a 3-node in-memory cluster of each protocol (the pure-Rust twin
+//! of `benches/bench_cluster.py`).
 //!
 //! `cargo bench -p consensus-core` (release profile); one group: `cargo bench -p consensus-core -- cluster`.
 
@@ -8,6 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use consensus_core::log::RaftLog;
+use consensus_core::paxos;
 use consensus_core::quorum::MajorityConfig;
 use consensus_core::raft::{wire, Entry, EntryKind};
 use consensus_core::storage::MemStorage;
@@ -75,13 +77,47 @@ fn cluster_ready_cycle(c: &mut Criterion) {
     let block = cluster::payload_block(1024, ENTRY_BYTES);
     for batch in [1usize, 64, 1024] {
         group.throughput(Throughput::Elements(batch as u64));
-        let mut cluster = cluster::Cluster::new(3);
-        group.bench_with_input(BenchmarkId::new("batch", batch), &batch, |b, &batch| {
-            b.iter_custom(|iters| cluster::timed_batches(&mut cluster, &block, batch, ENTRY_BYTES, iters))
-        });
+        bench_protocol::<cluster::RaftBench>(&mut group, &block, batch);
+        bench_protocol::<cluster::PaxosBench>(&mut group, &block, batch);
     }
     group.finish();
 }
 
-criterion_group!(benches, codec, quorum, log_append, cluster_ready_cycle);
+fn bench_protocol<N: cluster::BenchNode>(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    block: &[u8],
+    batch: usize,
+) {
+    let mut cluster = cluster::Cluster::<N>::new(3);
+    group.bench_with_input(BenchmarkId::new(N::NAME, batch), &batch, |b, &batch| {
+        b.iter_custom(|iters| cluster::timed_batches(&mut cluster, block, batch, ENTRY_BYTES, iters))
+    });
+}
+
+fn paxos_codec(c: &mut Criterion) {
+    let slots: Vec<paxos::AcceptedSlot> = (1..=64)
+        .map(|slot| paxos::AcceptedSlot {
+            slot,
+            ballot: paxos::Ballot::new(3, 1),
+            value: paxos::Value::batch(3, vec![Bytes::from(vec![0x5a; ENTRY_BYTES])]),
+        })
+        .collect();
+    let message = paxos::Message {
+        msg_type: paxos::MessageType::Accept,
+        from: 1,
+        to: 2,
+        ballot: paxos::Ballot::new(3, 1),
+        commit: 10,
+        entries: slots,
+        ..Default::default()
+    };
+    let frame = paxos::wire::encode(&message);
+    let mut group = c.benchmark_group("codec/paxos_accept_64x128");
+    group.throughput(Throughput::Bytes(frame.len() as u64));
+    group.bench_function("encode", |b| b.iter(|| paxos::wire::encode(black_box(&message))));
+    group.bench_function("decode", |b| b.iter(|| paxos::wire::decode(black_box(&frame)).expect("decodes")));
+    group.finish();
+}
+
+criterion_group!(benches, codec, paxos_codec, quorum, log_append, cluster_ready_cycle);
 criterion_main!(benches);

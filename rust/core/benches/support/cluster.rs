@@ -1,49 +1,202 @@
 //! The 3-node in-memory cluster loop shared by the criterion bench (`benches/core.rs`) and the
-//! `cluster_loop` example. It is the pure-Rust twin of the loop in `benches/bench_cluster.py`:
-//! propose a batch on the leader, then, until every node has applied it, for each node with a
-//! Ready: persist it into that node's `MemStorage` (append entries, set hard state), deliver its
-//! encoded frames with `step(&Bytes)`, count its committed entries, `advance(rd.mark())`.
+//! `cluster_loop` example, for Raft and for Multi-Paxos. It is the pure-Rust twin of the loop in
+//! `benches/bench_cluster.py`: propose a batch on the leader, then, until every node has applied
+//! it, for each node with a Ready: persist it into that node's `MemStorage`, deliver its encoded
+//! frames with `step(&Bytes)`, count its committed entries, `advance(rd.mark())`. When no node has
+//! a Ready and followers still lag, the leader gets one heartbeat tick: Raft never needs it (its
+//! leader broadcasts a new commit index at once); a Paxos leader piggybacks the decide point on
+//! its next Accept and sends it on its own only on a heartbeat.
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use consensus_core::raft::{Config, RawNode};
+use consensus_core::paxos::PaxosStorage;
 use consensus_core::storage::MemStorage;
-use consensus_core::Role;
+use consensus_core::{paxos, raft, Role};
 
 /// Upper bound on Ready rounds without progress before the loop declares the cluster stuck.
 const IDLE_ROUNDS_MAX: u32 = 1_000;
 
-pub struct Cluster {
-    /// `nodes[i]` is node `i + 1`; `storages[i]` is the storage it was built on (shared handle).
-    pub nodes: Vec<RawNode<MemStorage>>,
-    pub storages: Vec<MemStorage>,
+/// What the loop needs of one node (with its storage) of either protocol.
+pub trait BenchNode: Sized {
+    const NAME: &'static str;
+    /// The members of a new `size`-node cluster, unelected.
+    fn cluster(size: u64) -> Vec<Self>;
+    fn campaign(&mut self);
+    fn role(&self) -> Role;
+    fn propose_many(&mut self, batch: Vec<Bytes>);
+    fn tick(&mut self);
+    fn has_ready(&self) -> bool;
+    /// Takes the Ready, persists it, advances; returns its messages and its committed entries.
+    fn cycle(&mut self) -> (Vec<(u64, Bytes)>, usize);
+    fn step(&mut self, frame: &Bytes);
+    fn applied(&self) -> u64;
+    fn commit(&self) -> u64;
+    /// Drops the applied prefix from the storage.
+    fn compact(&mut self);
 }
 
-impl Cluster {
-    /// `size` voters with node 1 elected leader and one entry already committed everywhere.
-    pub fn new(size: u64) -> Cluster {
+pub struct RaftBench {
+    node: raft::RawNode<MemStorage>,
+    storage: MemStorage,
+}
+
+impl BenchNode for RaftBench {
+    const NAME: &'static str = "raft";
+
+    fn cluster(size: u64) -> Vec<Self> {
         let voters: Vec<u64> = (1..=size).collect();
-        let mut nodes = Vec::new();
-        let mut storages = Vec::new();
-        for &id in &voters {
-            let storage = MemStorage::new();
-            let config = Config { seed: id, ..Config::default() };
-            let node = RawNode::new(id, config, storage.clone(), &voters, &[], 0).expect("valid config");
-            // What the Python binding does on a fresh storage: record the bootstrap configuration.
-            storage.wl().set_conf_state(0, node.raft.conf_state());
-            nodes.push(node);
-            storages.push(storage);
+        voters
+            .iter()
+            .map(|&id| {
+                let storage = MemStorage::new();
+                let config = raft::Config { seed: id, ..raft::Config::default() };
+                let node = raft::RawNode::new(id, config, storage.clone(), &voters, &[], 0).expect("valid config");
+                // What the Python binding does on a fresh storage: record the bootstrap configuration.
+                storage.wl().set_conf_state(0, node.raft.conf_state());
+                RaftBench { node, storage }
+            })
+            .collect()
+    }
+    fn campaign(&mut self) {
+        self.node.campaign();
+    }
+    fn role(&self) -> Role {
+        self.node.raft.role
+    }
+    fn propose_many(&mut self, batch: Vec<Bytes>) {
+        self.node.propose_many(batch).expect("propose");
+    }
+    fn tick(&mut self) {
+        self.node.tick();
+    }
+    fn has_ready(&self) -> bool {
+        self.node.has_ready()
+    }
+    #[inline]
+    fn cycle(&mut self) -> (Vec<(u64, Bytes)>, usize) {
+        let mut rd = self.node.ready().expect("ready");
+        {
+            let mut core = self.storage.wl();
+            core.append(&rd.entries).expect("append");
+            if let Some(hard_state) = rd.hard_state {
+                core.set_hard_state(hard_state);
+            }
         }
-        let mut cluster = Cluster { nodes, storages };
+        let mark = rd.mark();
+        let committed = rd.committed_entries.len();
+        let messages = std::mem::take(&mut rd.messages);
+        self.node.advance(mark).expect("advance");
+        (messages, committed)
+    }
+    fn step(&mut self, frame: &Bytes) {
+        self.node.step(frame).expect("step");
+    }
+    fn applied(&self) -> u64 {
+        self.node.raft.log.applied
+    }
+    fn commit(&self) -> u64 {
+        self.node.raft.log.committed
+    }
+    fn compact(&mut self) {
+        let applied = self.applied();
+        if applied > self.storage.rl().first_index() {
+            self.storage.wl().compact(applied, Bytes::new()).expect("compact");
+        }
+    }
+}
+
+pub struct PaxosBench {
+    node: paxos::RawNode<paxos::MemStorage>,
+    storage: paxos::MemStorage,
+}
+
+impl BenchNode for PaxosBench {
+    const NAME: &'static str = "paxos";
+
+    fn cluster(size: u64) -> Vec<Self> {
+        let members: Vec<u64> = (1..=size).collect();
+        members
+            .iter()
+            .map(|&id| {
+                let storage = paxos::MemStorage::new(&members);
+                let config = paxos::Config { seed: id, ..paxos::Config::default() };
+                let node = paxos::RawNode::new(id, config, storage.clone(), &members, 0).expect("valid config");
+                PaxosBench { node, storage }
+            })
+            .collect()
+    }
+    fn campaign(&mut self) {
+        self.node.campaign();
+    }
+    fn role(&self) -> Role {
+        self.node.status().role
+    }
+    fn propose_many(&mut self, batch: Vec<Bytes>) {
+        self.node.propose_many(batch).expect("propose");
+    }
+    fn tick(&mut self) {
+        self.node.tick();
+    }
+    fn has_ready(&self) -> bool {
+        self.node.has_ready()
+    }
+    #[inline]
+    fn cycle(&mut self) -> (Vec<(u64, Bytes)>, usize) {
+        let mut rd = self.node.ready().expect("ready");
+        {
+            let mut core = self.storage.wl();
+            if let Some(snapshot) = &rd.snapshot {
+                core.apply_snapshot(snapshot.clone()).expect("snapshot");
+            }
+            core.put_accepted(&rd.accepted);
+            if let Some(hard_state) = rd.hard_state {
+                core.set_hard_state(hard_state);
+            }
+        }
+        let mark = rd.mark();
+        let committed = rd.committed_entries.len();
+        let messages = std::mem::take(&mut rd.messages);
+        self.node.advance(mark).expect("advance");
+        (messages, committed)
+    }
+    fn step(&mut self, frame: &Bytes) {
+        self.node.step(frame).expect("step");
+    }
+    fn applied(&self) -> u64 {
+        self.node.status().applied
+    }
+    fn commit(&self) -> u64 {
+        self.node.status().commit
+    }
+    fn compact(&mut self) {
+        let applied = self.applied();
+        if applied > self.storage.first_slot() {
+            self.storage.compact(applied, Bytes::new()).expect("compact");
+        }
+    }
+}
+
+pub struct Cluster<N: BenchNode> {
+    /// `nodes[i]` is node `i + 1`.
+    pub nodes: Vec<N>,
+    /// Frames delivered and leader heartbeat ticks given by `commit_batch`, since `new`.
+    pub messages: u64,
+    pub ticks: u64,
+}
+
+impl<N: BenchNode> Cluster<N> {
+    /// `size` members with node 1 elected leader and one entry already committed everywhere.
+    pub fn new(size: u64) -> Cluster<N> {
+        let mut cluster = Cluster { nodes: N::cluster(size), messages: 0, ticks: 0 };
         cluster.nodes[0].campaign();
         cluster.settle();
-        assert_eq!(cluster.nodes[0].raft.role, Role::Leader);
-        // Commit the leader's empty entry (and one payload) before anything is measured.
-        cluster.nodes[0].propose(Bytes::from_static(b"warm-up")).expect("propose");
+        assert_eq!(cluster.nodes[0].role(), Role::Leader);
+        // Commit the leader's first entry (and one payload) before anything is measured.
+        cluster.nodes[0].propose_many(vec![Bytes::from_static(b"warm-up")]);
         cluster.settle();
-        let last = cluster.nodes[0].raft.log.last_index();
-        assert!(cluster.nodes.iter().all(|n| n.raft.log.applied == last), "warm-up entry not applied everywhere");
+        let commit = cluster.nodes[0].commit();
+        assert!(cluster.nodes.iter().all(|n| n.applied() == commit), "warm-up entry not applied everywhere");
         cluster
     }
 
@@ -56,51 +209,49 @@ impl Cluster {
             if !self.nodes[i].has_ready() {
                 continue;
             }
-            let rd = self.nodes[i].ready().expect("ready");
-            {
-                let mut core = self.storages[i].wl();
-                core.append(&rd.entries).expect("append");
-                if let Some(hard_state) = rd.hard_state {
-                    core.set_hard_state(hard_state);
-                }
+            let (messages, count) = self.nodes[i].cycle();
+            self.messages += messages.len() as u64;
+            for (to, frame) in &messages {
+                self.nodes[(*to - 1) as usize].step(frame);
             }
-            for (to, frame) in &rd.messages {
-                self.nodes[(*to - 1) as usize].step(frame).expect("step");
-            }
-            committed += rd.committed_entries.len();
-            self.nodes[i].advance(rd.mark()).expect("advance");
+            committed += count;
         }
         committed
     }
 
-    /// Runs passes until no node has a Ready.
+    /// Runs passes until no node has a Ready, with heartbeat ticks of the leader in between so
+    /// that every node learns the last decided point.
     pub fn settle(&mut self) {
-        while self.nodes.iter().any(|n| n.has_ready()) {
-            self.pass();
+        for _ in 0..4 {
+            while self.nodes.iter().any(|n| n.has_ready()) {
+                self.pass();
+            }
+            self.nodes[0].tick();
         }
     }
 
     /// Proposes `batch` on the leader and runs the Ready loop until every node applied it.
     pub fn commit_batch(&mut self, batch: Vec<Bytes>) {
         let mut pending = batch.len() * self.nodes.len();
-        self.nodes[0].propose_many(batch).expect("propose");
+        self.nodes[0].propose_many(batch);
         let mut idle_rounds = 0;
         while pending > 0 {
             let committed = self.pass();
             pending = pending.checked_sub(committed).expect("a node applied more than was proposed");
             idle_rounds = if committed == 0 { idle_rounds + 1 } else { 0 };
+            if idle_rounds > 0 && !self.nodes.iter().any(|n| n.has_ready()) {
+                self.nodes[0].tick();
+                self.ticks += 1;
+            }
             assert!(idle_rounds < IDLE_ROUNDS_MAX, "cluster stuck with {pending} entries pending");
         }
     }
 
-    /// Drops every node's applied log prefix from its storage (never timed: it only bounds the
-    /// memory of long runs).
+    /// Drops every node's applied prefix from its storage (never timed: it only bounds the memory
+    /// of long runs).
     pub fn compact(&mut self) {
-        for (node, storage) in self.nodes.iter().zip(&self.storages) {
-            let applied = node.raft.log.applied;
-            if applied > storage.rl().first_index() {
-                storage.wl().compact(applied, Bytes::new()).expect("compact");
-            }
+        for node in &mut self.nodes {
+            node.compact();
         }
     }
 }
@@ -119,7 +270,13 @@ pub fn payload_block(count: usize, entry_bytes: usize) -> Vec<u8> {
 
 /// Commits `batches` batches of `batch` entries, compacting (untimed) every `compact_every`
 /// batches. Returns the time spent in `commit_batch` (proposal construction included).
-pub fn timed_batches(cluster: &mut Cluster, block: &[u8], batch: usize, entry_bytes: usize, batches: u64) -> Duration {
+pub fn timed_batches<N: BenchNode>(
+    cluster: &mut Cluster<N>,
+    block: &[u8],
+    batch: usize,
+    entry_bytes: usize,
+    batches: u64,
+) -> Duration {
     let compact_every = (65_536 / batch as u64).max(1);
     let mut total = Duration::ZERO;
     for i in 0..batches {
