@@ -454,6 +454,7 @@ def test_mutual_tls_cluster_serves_and_refuses_a_peer_without_a_certificate(tmp_
         c.stop_all()
 
 
+@both_protocols
 def test_leadership_transfer_and_member_removal_at_runtime(cluster: ProcessCluster) -> None:
     async def scenario() -> None:
         async with KVClient(cluster.urls) as client:

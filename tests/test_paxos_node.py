@@ -117,6 +117,46 @@ def test_paxos_majority_elects_a_new_leader_when_the_leader_is_cut_off() -> None
     run(scenario)
 
 
+def test_paxos_leadership_transfer_hands_over_to_the_target_through_the_runtime() -> None:
+    """docs/paxos.md §7.1: the leader brings the target up to date and sends it TIMEOUT_NOW; the
+    target runs Phase 1 at once and leads, and the log carries on."""
+
+    async def scenario() -> None:
+        net, nodes = cluster()
+        for node in nodes.values():
+            await node.start()
+        try:
+            await eventually(lambda: any(n.is_leader for n in nodes.values()))
+            old = next(n for n in nodes.values() if n.is_leader)
+            await old.propose(b"before")
+            target = next(n for n in nodes.values() if n is not old)
+            await old.transfer_leadership(target.id)
+            await eventually(lambda: target.is_leader and old.leader == target.id)
+            await target.propose(b"after")
+            await eventually(lambda: all(n.state_machine.commands == [b"before", b"after"] for n in nodes.values()))
+        finally:
+            for node in nodes.values():
+                await node.stop()
+
+    run(scenario)
+
+
+def test_paxos_transfer_leader_misuse_gets_typed_errors() -> None:
+    node = paxos.PaxosNode(id=1, members=[1, 2, 3])
+    with pytest.raises(consensus.NotLeaderError) as not_leader:
+        node.transfer_leader(2)
+    assert not_leader.value.leader_hint == 0
+    single = paxos.PaxosNode(id=1, members=[1])
+    single.campaign()
+    assert single.role == consensus.Role.LEADER
+    for to in (1, 7):
+        with pytest.raises(consensus.ConfigError) as info:
+            single.transfer_leader(to)
+        assert info.value.field == "to"
+    assert single.status()["lead_transferee"] == 0
+    assert int(paxos.MessageType.TIMEOUT_NOW) == 13 and int(paxos.MessageType.PROMISE_PAGE) == 14
+
+
 def test_paxos_ballots_order_by_round_then_node_and_bad_input_gets_typed_errors() -> None:
     assert paxos.Ballot(2, 1) > paxos.Ballot(1, 9) > paxos.Ballot(1, 3)
     node = paxos.PaxosNode(id=1, members=[1, 2, 3])

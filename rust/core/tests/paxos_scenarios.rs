@@ -688,3 +688,288 @@ fn pml_5_lease_reads_are_answered_at_once_and_followers_refuse_other_candidates(
     assert_eq!(c.nodes[&leader].paxos.role, Role::Leader, "no promise while the lease runs");
     assert_ne!(c.nodes[&follower].paxos.role, Role::Leader);
 }
+
+// ------------------------------------------------------------------------- leadership transfer
+
+fn strings(pairs: &[(u64, &str)]) -> Vec<(u64, String)> {
+    pairs.iter().map(|(slot, data)| (*slot, data.to_string())).collect()
+}
+
+/// Leadership transfer (docs/paxos.md §7.1, after the Raft thesis §3.10): the leader sends
+/// `TimeoutNow` to a caught-up acceptor, which starts Phase 1 at once (no tick, no randomized
+/// wait) with a ballot above the old leader's and leads; no decided value is lost.
+#[test]
+fn transfer_leader_to_a_caught_up_acceptor_makes_it_start_phase_1_at_once() {
+    let mut c = Cluster::new(3, config());
+    c.elect(1);
+    c.propose(1, "a");
+    c.propose(1, "b");
+    c.tick_all();
+    let old_ballot = c.nodes[&1].paxos.promised;
+    c.node(1).transfer_leader(2).unwrap();
+    assert_eq!(c.nodes[&1].status().transfer_target, 2);
+    let sent = c.take_network();
+    assert!(
+        sent.iter().any(|(from, to, f)| (*from, *to) == (1, 2) && msg_type(f) == MessageType::TimeoutNow),
+        "node 2 holds every slot: TimeoutNow goes at once"
+    );
+    for (from, to, frame) in sent {
+        c.deliver(from, to, &frame);
+    }
+    c.stabilize();
+    let p2 = &c.nodes[&2].paxos;
+    assert_eq!(p2.role, Role::Leader, "elected without a single tick");
+    assert!(p2.promised > old_ballot, "{} after {old_ballot}", p2.promised);
+    assert!(p2.leading_by_transfer);
+    assert_eq!(c.nodes[&1].paxos.role, Role::Follower);
+    assert_eq!(c.nodes[&1].paxos.leader, 2);
+    assert_eq!(c.nodes[&1].status().transfer_target, 0);
+    c.propose(2, "c");
+    c.tick_all();
+    for id in 1..=3 {
+        assert_eq!(c.applied_data(id), strings(&[(1, "a"), (2, "b"), (3, "c")]), "node {id}");
+    }
+}
+
+/// Leadership transfer catch-up: a target that lacks decided slots gets them first (catch-up),
+/// and `TimeoutNow` only once it holds every one; meanwhile the leader takes no new proposals.
+#[test]
+fn transfer_leader_to_a_lagging_acceptor_first_brings_it_up_to_date() {
+    let mut c = Cluster::new(3, config());
+    c.elect(1);
+    c.isolated = vec![3];
+    for i in 0..6 {
+        c.propose(1, &format!("v{i}"));
+    }
+    c.isolated.clear();
+    c.node(1).transfer_leader(3).unwrap();
+    assert!(
+        matches!(c.node(1).propose(Bytes::from_static(b"late")), Err(Error::ProposalDropped(_))),
+        "no new proposal while the transfer lasts"
+    );
+    let sent = c.take_network();
+    assert!(sent.iter().all(|(_, _, f)| msg_type(f) != MessageType::TimeoutNow), "node 3 lacks slots 1..=6");
+    for (from, to, frame) in sent {
+        c.deliver(from, to, &frame);
+    }
+    c.tick_all();
+    assert_eq!(c.nodes[&3].paxos.role, Role::Leader);
+    let timeout_now = c.delivered.iter().position(|d| *d == (1, 3, MessageType::TimeoutNow)).unwrap();
+    let catch_up = c.delivered.iter().position(|d| *d == (1, 3, MessageType::CatchUp)).unwrap();
+    assert!(catch_up < timeout_now, "catch-up first, then TimeoutNow");
+    let expected: Vec<(u64, String)> = (0..6).map(|i| (i + 1, format!("v{i}"))).collect();
+    assert_eq!(c.applied_data(3), expected);
+    assert!(c.applied_data(1).iter().all(|(_, d)| d != "late"));
+}
+
+/// Leadership transfer abort: a transfer that does not complete within an election timeout (the
+/// target is unreachable) is abandoned, and the leader takes proposals again. While it lasts,
+/// client commands and reconfigurations are `ProposalDropped`.
+#[test]
+fn transfer_leader_is_abandoned_after_an_election_timeout_and_drops_proposals_meanwhile() {
+    let mut c = Cluster::new(3, config());
+    c.elect(1);
+    c.propose(1, "a");
+    c.isolated = vec![3];
+    c.node(1).transfer_leader(3).unwrap();
+    assert_eq!(
+        c.node(1).propose(Bytes::from_static(b"x")),
+        Err(Error::ProposalDropped("a leadership transfer is in progress"))
+    );
+    assert!(matches!(c.node(1).propose_reconfig(&[1, 2]), Err(Error::ProposalDropped(_))));
+    for _ in 1..c.config.election_tick {
+        c.tick_all();
+    }
+    assert_eq!(c.nodes[&1].status().transfer_target, 3, "still trying one tick before the timeout");
+    c.tick_all();
+    assert_eq!(c.nodes[&1].status().transfer_target, 0, "abandoned after an election timeout");
+    assert_eq!(c.nodes[&1].paxos.role, Role::Leader);
+    assert_eq!(c.propose(1, "b"), 2);
+    c.tick_all();
+    assert_eq!(c.applied_data(2), strings(&[(1, "a"), (2, "b")]));
+}
+
+/// Leadership transfer misuse is a typed error: on a node that does not lead (`NotLeader` with
+/// the leader it knows), to itself or to a node outside the configuration (`Config` on `to`).
+#[test]
+fn transfer_leader_refuses_a_non_leader_the_leader_itself_and_unknown_nodes() {
+    let mut c = Cluster::new(3, config());
+    assert_eq!(c.node(1).transfer_leader(2), Err(Error::NotLeader { leader_hint: 0 }));
+    c.elect(1);
+    c.tick_all();
+    assert_eq!(c.node(2).transfer_leader(3), Err(Error::NotLeader { leader_hint: 1 }));
+    for to in [1, 9, 0] {
+        match c.node(1).transfer_leader(to) {
+            Err(Error::Config { field: "to", .. }) => {}
+            other => panic!("transfer to {to}: expected a Config error on `to`, got {other:?}"),
+        }
+    }
+    assert_eq!(c.nodes[&1].status().transfer_target, 0);
+    assert_eq!(c.propose(1, "still leading"), 1);
+}
+
+/// Paxos Made Live §5 (master leases) with a transfer: the acceptors that hold the leader's lease
+/// still promise the target, because its Prepares name the ballot of the leader that handed over,
+/// and that leader answers no read from its lease once `TimeoutNow` is out.
+#[test]
+fn pml_5_transfer_overrides_the_lease_of_the_leader_that_handed_over() {
+    let cfg = Config { read_only_option: consensus_core::paxos::ReadOnlyOption::LeaseBased, ..config() };
+    let mut c = Cluster::new(3, cfg);
+    let mut leader = 0;
+    for _ in 0..60 {
+        c.tick_all();
+        if let Some(id) = c.ids.iter().copied().find(|id| c.nodes[id].paxos.role == Role::Leader) {
+            leader = id;
+            break;
+        }
+    }
+    assert_ne!(leader, 0);
+    c.propose(leader, "a");
+    c.tick_all();
+    c.node(leader).read_index(Bytes::from_static(b"lease")).unwrap();
+    c.process(leader);
+    assert_eq!(c.read_states[&leader].len(), 1, "answered from the lease");
+    let target = c.ids.iter().copied().find(|id| *id != leader).unwrap();
+    c.node(leader).transfer_leader(target).unwrap();
+    c.process(leader);
+    c.node(leader).read_index(Bytes::from_static(b"after")).unwrap();
+    c.process(leader);
+    assert_eq!(c.read_states[&leader].len(), 1, "no lease read once TimeoutNow is out");
+    c.stabilize();
+    assert_eq!(c.nodes[&target].paxos.role, Role::Leader, "promised inside the old leader's lease");
+    assert_ne!(c.nodes[&leader].paxos.role, Role::Leader);
+    c.propose(target, "b");
+    c.tick_all();
+    assert_eq!(c.applied_data(leader), strings(&[(1, "a"), (2, "b")]));
+}
+
+// ------------------------------------------------------------------------- paginated promises
+
+/// A 100-byte value for `slot` tagged `tag`.
+fn big(slot: u64, tag: &str) -> String {
+    format!("{slot:03}-{tag}-{}", "x".repeat(100 - 5 - tag.len()))
+}
+
+/// Node 1 campaigns, every frame is checked, and Promise / PromisePage frames are returned.
+fn promises_of_campaign(c: &mut Cluster, max_size_per_msg: u64) -> Vec<Message> {
+    let mut promises = Vec::new();
+    c.node(1).campaign();
+    for _ in 0..1000 {
+        let batch = c.take_network();
+        if batch.is_empty() {
+            return promises;
+        }
+        for (from, to, frame) in batch {
+            let msg = wire::decode(&frame).unwrap();
+            if matches!(msg.msg_type, MessageType::Promise | MessageType::PromisePage) {
+                let payload: u64 = msg.entries.iter().map(|s| s.value.payload_size()).sum();
+                assert!(
+                    payload <= max_size_per_msg || msg.entries.len() == 1,
+                    "a promise of {payload} payload bytes ({} slots)",
+                    msg.entries.len()
+                );
+                // Frame header and fixed fields, then 41 bytes of slot fields per 100-byte value.
+                assert!(frame.len() <= 80 + 2 * (41 + 100), "a promise frame of {} bytes", frame.len());
+                promises.push(msg);
+            }
+            c.deliver(from, to, &frame);
+        }
+    }
+    panic!("the cluster did not quiesce");
+}
+
+/// Paxos Made Simple §2.2 (Phase 1b) within the message bound: acceptors whose accepted slots do
+/// not fit in `max_size_per_msg` answer in pages, each within the bound, and the new leader still
+/// recovers every accepted value at its slot: the highest ballot's per slot, from any page, and a
+/// no-op in a hole. Five nodes with 4 and 5 unreachable, so the Phase 1 quorum is exactly
+/// {1, 2, 3} and both acceptors' last pages are needed.
+#[test]
+fn pms_2_2_promise_of_a_big_accepted_suffix_is_paginated_and_every_value_is_recovered() {
+    let ids = vec![1, 2, 3, 4, 5];
+    let storages: BTreeMap<u64, MemStorage> = ids.iter().map(|id| (*id, MemStorage::new(&ids))).collect();
+    let (b12, b23) = (Ballot::new(1, 2), Ballot::new(2, 3));
+    let mut expected = Vec::new();
+    {
+        let mut s2 = storages[&2].wl();
+        let mut s3 = storages[&3].wl();
+        for slot in 1..=40u64 {
+            if slot == 10 {
+                continue; // a hole: a no-op for the new leader
+            }
+            let old = AcceptedSlot { slot, ballot: b12, value: batch(1, &big(slot, "old")) };
+            s2.put_accepted(std::slice::from_ref(&old));
+            if slot >= 30 {
+                // Node 3 accepted another value at a higher ballot: it wins.
+                s3.put_accepted(&[AcceptedSlot { slot, ballot: b23, value: batch(2, &big(slot, "new")) }]);
+                expected.push((slot, big(slot, "new")));
+            } else {
+                s3.put_accepted(&[old]);
+                expected.push((slot, big(slot, "old")));
+            }
+        }
+        // Only node 2 holds slot 41, on its last page.
+        s2.put_accepted(&[AcceptedSlot { slot: 41, ballot: b12, value: batch(1, &big(41, "last")) }]);
+        expected.push((41, big(41, "last")));
+        s2.set_hard_state(HardState { promised: b23, commit: 0 });
+        s3.set_hard_state(HardState { promised: b23, commit: 0 });
+    }
+    let max_size_per_msg = 250;
+    let mut c = Cluster::with_storages(ids, storages, Config { max_size_per_msg, ..config() });
+    c.isolated = vec![4, 5];
+    // Node 1's first attempt is Nacked (both promised 2.3); the second uses round 3.
+    c.node(1).campaign();
+    c.stabilize();
+    let promises = promises_of_campaign(&mut c, max_size_per_msg);
+    assert_eq!(c.nodes[&1].paxos.role, Role::Leader);
+    for from in [2, 3] {
+        let pages = promises.iter().filter(|m| m.from == from && m.msg_type == MessageType::PromisePage).count();
+        assert!(pages >= 19, "node {from} answered in {pages} pages plus a last Promise");
+    }
+    assert!(promises.iter().all(|m| m.entries.len() <= 2));
+    c.tick_all();
+    assert_eq!(c.applied_data(1), expected);
+    assert_eq!(c.applied_data(2), expected);
+    assert_eq!(c.nodes[&1].paxos.commit, 41);
+}
+
+/// Paxos Made Simple §2.2: a candidate may pick values only once it knows what a quorum accepted
+/// in its whole range. A promise that arrived in part does not count toward the Phase 1 quorum;
+/// a lost page request is sent again at the next heartbeat.
+#[test]
+fn pms_2_2_a_promise_counts_toward_the_quorum_only_with_its_last_page() {
+    let ids = vec![1, 2, 3];
+    let storages: BTreeMap<u64, MemStorage> = ids.iter().map(|id| (*id, MemStorage::new(&ids))).collect();
+    let b12 = Ballot::new(1, 2);
+    {
+        let mut s2 = storages[&2].wl();
+        for slot in 1..=6u64 {
+            s2.put_accepted(&[AcceptedSlot { slot, ballot: b12, value: batch(1, &big(slot, "v")) }]);
+        }
+        s2.set_hard_state(HardState { promised: b12, commit: 0 });
+        // Node 1 promised that ballot too, so it campaigns with round 2.
+        storages[&1].wl().set_hard_state(HardState { promised: b12, commit: 0 });
+    }
+    let mut c = Cluster::with_storages(ids, storages, Config { max_size_per_msg: 250, ..config() });
+    c.isolated = vec![3];
+    c.node(1).campaign();
+    for (from, to, frame) in c.take_network() {
+        c.deliver(from, to, &frame);
+    }
+    let replies = c.take_network();
+    assert_eq!(replies.len(), 1);
+    let page = wire::decode(&replies[0].2).unwrap();
+    assert_eq!(page.msg_type, MessageType::PromisePage);
+    assert_eq!((page.index, page.last_index, page.entries.len()), (1, 2, 2));
+    c.deliver(2, 1, &replies[0].2);
+    assert_eq!(c.nodes[&1].paxos.role, Role::Candidate, "its own promise and part of node 2's are no quorum");
+    // The request for the next page is lost; the next heartbeat asks again.
+    let lost = c.take_network();
+    assert_eq!(lost.len(), 1);
+    let request = wire::decode(&lost[0].2).unwrap();
+    assert_eq!((request.msg_type, request.to, request.index), (MessageType::Prepare, 2, 3));
+    c.node(1).tick();
+    c.stabilize();
+    assert_eq!(c.nodes[&1].paxos.role, Role::Leader);
+    let expected: Vec<(u64, String)> = (1..=6).map(|slot| (slot, big(slot, "v"))).collect();
+    assert_eq!(c.applied_data(1), expected);
+}

@@ -25,7 +25,7 @@ fn five_node_multi_paxos_with_every_fault_is_safe_and_live() {
 }
 
 #[test]
-fn a_run_exercises_ballots_crashes_catch_up_and_snapshots() {
+fn a_run_exercises_ballots_crashes_catch_up_snapshots_and_leader_transfers() {
     let reports: Vec<Report> = (0..20).map(|seed| run_paxos(&SimConfig::new(seed))).collect();
     let sum = |f: fn(&Report) -> u64| reports.iter().map(f).sum::<u64>();
     for report in &reports {
@@ -40,6 +40,7 @@ fn a_run_exercises_ballots_crashes_catch_up_and_snapshots() {
     assert!(sum(|r| r.compactions) >= 100, "compactions");
     assert!(sum(|r| r.messages_dropped) > 0 && sum(|r| r.messages_duplicated) > 0);
     assert!(sum(|r| r.reads_answered) > 0, "reads");
+    assert!(sum(|r| r.leader_transfers) >= 5, "leaderships handed over by TimeoutNow");
 }
 
 #[test]
@@ -102,7 +103,9 @@ fn lease_reads_without_pauses_are_linearizable() {
     };
     let reports = sim::run_seeds(run_paxos_with_lease_reads, 30_000..30_000 + count, &config);
     let answered: u64 = reports.iter().map(|r| r.reads_answered).sum();
+    let transfers: u64 = reports.iter().map(|r| r.leader_transfers).sum();
     let failures = failures(reports);
     assert_no_failures(&failures);
     assert!(answered > count * 5, "lease reads were answered ({answered})");
+    assert!(transfers > count / 10, "leaderships were handed over inside leases ({transfers})");
 }

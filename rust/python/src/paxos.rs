@@ -178,6 +178,8 @@ pub enum MessageType {
     PROPOSE = 10,
     READ_INDEX = 11,
     READ_INDEX_RESPONSE = 12,
+    TIMEOUT_NOW = 13,
+    PROMISE_PAGE = 14,
 }
 
 impl From<CoreMessageType> for MessageType {
@@ -195,6 +197,8 @@ impl From<CoreMessageType> for MessageType {
             CoreMessageType::Propose => MessageType::PROPOSE,
             CoreMessageType::ReadIndex => MessageType::READ_INDEX,
             CoreMessageType::ReadIndexResponse => MessageType::READ_INDEX_RESPONSE,
+            CoreMessageType::TimeoutNow => MessageType::TIMEOUT_NOW,
+            CoreMessageType::PromisePage => MessageType::PROMISE_PAGE,
         }
     }
 }
@@ -688,6 +692,12 @@ impl PaxosNode {
     fn read_index(&mut self, ctx: &[u8]) -> PyResult<()> {
         self.node.read_index(bytes_of(ctx)).map_err(to_py)
     }
+    /// Hands the leadership to member `to`: proposals raise `ProposalDroppedError` until `to`,
+    /// brought up to date, takes over by Phase 1 (or an election timeout abandons the transfer).
+    /// `NotLeaderError` on a node that does not lead, `ConfigError` for its own id or a non-member.
+    fn transfer_leader(&mut self, to: u64) -> PyResult<()> {
+        self.node.transfer_leader(to).map_err(to_py)
+    }
     /// Steps one frame from a peer; malformed bytes raise `DecodeError`.
     fn step(&mut self, frame: &[u8]) -> PyResult<()> {
         self.node.step(&bytes_of(frame)).map_err(to_py)
@@ -737,6 +747,7 @@ impl PaxosNode {
         d.set_item("voters", s.members.clone())?;
         d.set_item("learners", Vec::<u64>::new())?;
         d.set_item("uncommitted_bytes", s.uncommitted_bytes)?;
+        d.set_item("lead_transferee", s.transfer_target)?;
         let progress = PyDict::new(py);
         for p in &s.progress {
             let entry = PyDict::new(py);

@@ -88,6 +88,7 @@ fn report_dict<'py>(py: Python<'py>, r: &Report) -> PyResult<Bound<'py, PyDict>>
     d.set_item("entries_committed", r.entries_committed)?;
     d.set_item("proposals", r.proposals)?;
     d.set_item("proposals_dropped", r.proposals_dropped)?;
+    d.set_item("leader_transfers", r.leader_transfers)?;
     d.set_item("reads", r.reads)?;
     d.set_item("reads_answered", r.reads_answered)?;
     d.set_item("messages_sent", r.messages_sent)?;

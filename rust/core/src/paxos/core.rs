@@ -13,7 +13,10 @@ use bytes::Bytes;
 
 use super::config::{Config, ReadOnlyOption};
 use super::membership::{is_majority, reconfig_of, Membership};
-use super::message::{AcceptedSlot, Ballot, HardState, Message, MessageType, Snapshot, Value, ValueKind};
+use super::message::{
+    decode_transfer_marker, encode_transfer_marker, AcceptedSlot, Ballot, HardState, Message, MessageType, Snapshot,
+    Value, ValueKind,
+};
 use super::raw_node::ReadState;
 use super::storage::PaxosStorage;
 use super::wire;
@@ -98,6 +101,13 @@ pub struct Paxos<S: PaxosStorage> {
     prepared: BTreeSet<u64>,
     /// Per slot, the accepted value of the highest ballot any promise (or this node) reported.
     phase1: BTreeMap<u64, AcceptedSlot>,
+    /// Acceptors whose promise for this ballot arrived in part (paginated by `max_size_per_msg`):
+    /// the next slot to ask each of them for. Invariant: disjoint from `promises`; an acceptor
+    /// counts toward the Phase 1 quorum only once its last page arrived.
+    promise_pages: BTreeMap<u64, u64>,
+    /// The ballot of the leader whose `TimeoutNow` started this Phase 1 (a transfer election).
+    /// The Prepares carry it, so that acceptors holding that leader's lease may promise.
+    transfer_from: Option<Ballot>,
     // Leader state.
     /// The next slot to assign. Invariant (leader): `commit < next_slot <= commit + max_inflight_slots + 1`.
     pub next_slot: u64,
@@ -118,6 +128,16 @@ pub struct Paxos<S: PaxosStorage> {
     pub progress: BTreeMap<u64, Progress>,
     waiting_reads: VecDeque<(Bytes, u64)>,
     reads: VecDeque<PendingRead>,
+    /// The acceptor leadership is being handed to (0: none). Invariant: 0 unless leader. While
+    /// set, proposals are dropped.
+    pub transfer_target: u64,
+    /// Ticks since the transfer started; it is abandoned after `election_tick` ticks.
+    transfer_elapsed_ticks: u64,
+    /// `TimeoutNow` left during this leadership: acceptors may promise the target inside this
+    /// leader's lease, so this leadership answers no more lease reads.
+    lease_surrendered: bool,
+    /// This leadership was handed over: the Phase 1 that won it started on `TimeoutNow`.
+    pub leading_by_transfer: bool,
 }
 
 impl<S: PaxosStorage> Paxos<S> {
@@ -179,6 +199,8 @@ impl<S: PaxosStorage> Paxos<S> {
             promises: BTreeSet::new(),
             prepared: BTreeSet::new(),
             phase1: BTreeMap::new(),
+            promise_pages: BTreeMap::new(),
+            transfer_from: None,
             next_slot: commit + 1,
             phase1_end: 0,
             backlog: VecDeque::new(),
@@ -190,6 +212,10 @@ impl<S: PaxosStorage> Paxos<S> {
             progress: BTreeMap::new(),
             waiting_reads: VecDeque::new(),
             reads: VecDeque::new(),
+            transfer_target: 0,
+            transfer_elapsed_ticks: 0,
+            lease_surrendered: false,
+            leading_by_transfer: false,
             cfg,
         };
         node.reset_election_timeout();
@@ -243,6 +269,10 @@ impl<S: PaxosStorage> Paxos<S> {
                 for peer in self.peers() {
                     self.progress.entry(peer).or_insert(Progress { recent_active: true, ..Default::default() });
                 }
+                if self.transfer_target != 0 && !self.membership.latest().contains(&self.transfer_target) {
+                    // The target left the configuration: it could not lead.
+                    self.transfer_target = 0;
+                }
             }
         }
         self.refresh_role();
@@ -280,6 +310,8 @@ impl<S: PaxosStorage> Paxos<S> {
         self.promises.clear();
         self.prepared.clear();
         self.phase1.clear();
+        self.promise_pages.clear();
+        self.transfer_from = None;
         self.backlog.clear();
         self.batches.clear();
         self.batch_bytes_last = 0;
@@ -290,10 +322,20 @@ impl<S: PaxosStorage> Paxos<S> {
         self.progress.clear();
         self.waiting_reads.clear();
         self.reads.clear();
+        self.transfer_target = 0;
+        self.transfer_elapsed_ticks = 0;
+        self.lease_surrendered = false;
+        self.leading_by_transfer = false;
     }
 
     /// Starts Phase 1 with a ballot above everything this node promised or saw.
     pub fn campaign(&mut self) {
+        self.start_phase1(None);
+    }
+
+    /// Starts Phase 1 now; `transfer_from` is the ballot of the leader that handed leadership
+    /// over by `TimeoutNow` (a transfer election), `None` for an ordinary one.
+    fn start_phase1(&mut self, transfer_from: Option<Ballot>) {
         if !self.is_member() {
             return;
         }
@@ -302,7 +344,9 @@ impl<S: PaxosStorage> Paxos<S> {
         self.role = Role::Candidate;
         self.promised = ballot;
         self.max_round_seen = ballot.round;
+        self.transfer_from = transfer_from;
         self.reset_election_timeout();
+        self.heartbeat_elapsed = 0;
         self.promises.insert(self.id);
         let own: Vec<AcceptedSlot> = self.slots.range(self.commit + 1..).map(|(_, s)| s.clone()).collect();
         for slot in own {
@@ -324,12 +368,20 @@ impl<S: PaxosStorage> Paxos<S> {
         let nodes = tentative.nodes_from(self.commit + 1);
         for node in nodes {
             if node != self.id && self.prepared.insert(node) {
-                let mut msg = Message::new(MessageType::Prepare, self.id, node, self.promised);
-                msg.index = self.commit + 1;
-                self.send(msg);
+                self.send_prepare(node, self.commit + 1);
             }
         }
         tentative.has_quorums_from(self.commit + 1, &self.promises)
+    }
+
+    /// Asks `to` to promise this node's ballot and to report its accepted slots from `from_slot`.
+    fn send_prepare(&mut self, to: u64, from_slot: u64) {
+        let mut msg = Message::new(MessageType::Prepare, self.id, to, self.promised);
+        msg.index = from_slot;
+        if let Some(leader) = self.transfer_from {
+            msg.context = encode_transfer_marker(leader);
+        }
+        self.send(msg);
     }
 
     fn merge_phase1(&mut self, slot: AcceptedSlot) {
@@ -349,9 +401,11 @@ impl<S: PaxosStorage> Paxos<S> {
         debug_assert_eq!(ballot.node, self.id);
         let end = self.phase1.keys().next_back().copied().unwrap_or(0).max(self.commit);
         let phase1 = std::mem::take(&mut self.phase1);
+        let by_transfer = self.transfer_from.is_some();
         self.become_follower(self.id);
         self.role = Role::Leader;
         self.leader = self.id;
+        self.leading_by_transfer = by_transfer;
         self.next_slot = self.commit + 1;
         self.phase1_end = end;
         for slot in self.commit + 1..=end {
@@ -379,6 +433,9 @@ impl<S: PaxosStorage> Paxos<S> {
         if self.role == Role::Leader {
             self.tick_leader();
         } else {
+            if self.role == Role::Candidate {
+                self.tick_candidate();
+            }
             self.election_elapsed += 1;
             if self.election_elapsed >= self.randomized_election_timeout && self.is_member() {
                 self.campaign();
@@ -386,7 +443,29 @@ impl<S: PaxosStorage> Paxos<S> {
         }
     }
 
+    /// Every heartbeat, asks again for the next page of every promise that arrived in part (a
+    /// lost page or request would otherwise stall Phase 1 until the election timeout).
+    fn tick_candidate(&mut self) {
+        self.heartbeat_elapsed += 1;
+        if self.heartbeat_elapsed < self.cfg.heartbeat_tick {
+            return;
+        }
+        self.heartbeat_elapsed = 0;
+        let pending: Vec<(u64, u64)> = self.promise_pages.iter().map(|(id, next)| (*id, *next)).collect();
+        for (to, from_slot) in pending {
+            self.send_prepare(to, from_slot);
+        }
+    }
+
     fn tick_leader(&mut self) {
+        if self.transfer_target != 0 {
+            self.transfer_elapsed_ticks += 1;
+            if self.transfer_elapsed_ticks >= self.cfg.election_tick {
+                // The target did not take over within an election timeout: lead on.
+                self.transfer_target = 0;
+                self.transfer_elapsed_ticks = 0;
+            }
+        }
         self.heartbeat_elapsed += 1;
         if self.heartbeat_elapsed >= self.cfg.heartbeat_tick {
             self.heartbeat_elapsed = 0;
@@ -440,6 +519,9 @@ impl<S: PaxosStorage> Paxos<S> {
             self.send(msg);
             return Ok(0);
         }
+        if self.transfer_target != 0 {
+            return Err(Error::ProposalDropped("a leadership transfer is in progress"));
+        }
         let bytes: u64 = commands.iter().map(|c| c.len() as u64).sum();
         if self.uncommitted_bytes + bytes > self.cfg.max_uncommitted_bytes {
             return Err(Error::ProposalDropped("too many uncommitted bytes"));
@@ -478,6 +560,9 @@ impl<S: PaxosStorage> Paxos<S> {
         }
         if self.role != Role::Leader {
             return Err(Error::NotLeader { leader_hint: self.leader });
+        }
+        if self.transfer_target != 0 {
+            return Err(Error::ProposalDropped("a leadership transfer is in progress"));
         }
         let queued = self.batches.iter().any(|q| matches!(q, Queued::Value(_)))
             || self.backlog.iter().any(|v| v.kind == ValueKind::Reconfig);
@@ -619,6 +704,69 @@ impl<S: PaxosStorage> Paxos<S> {
         }
     }
 
+    // ------------------------------------------------------------------ leadership transfer
+
+    /// Hands the leadership to acceptor `to` (docs/paxos.md §7.1): new proposals are dropped while
+    /// the transfer lasts; once `to` holds every decided and every in-flight slot (and no queued
+    /// value waits for a slot), it gets `TimeoutNow` and starts Phase 1 at once with a higher
+    /// ballot. The transfer is abandoned after an election timeout. Asking again for the same
+    /// target changes nothing; another target replaces the current one.
+    pub fn transfer_leader(&mut self, to: u64) -> Result<()> {
+        if self.role != Role::Leader {
+            return Err(Error::NotLeader { leader_hint: self.leader });
+        }
+        if to == self.id {
+            return Err(Error::config("to", "names this node, which already leads"));
+        }
+        if !self.membership.latest().contains(&to) {
+            return Err(Error::config("to", format!("node {to} is not an acceptor of the latest configuration")));
+        }
+        if self.transfer_target != to {
+            self.transfer_target = to;
+            self.transfer_elapsed_ticks = 0;
+            // Push the in-flight slots the target has not acknowledged now rather than one
+            // message per heartbeat; decided slots it lacks follow by catch-up on its replies.
+            let first_unacked = self.acks.iter().find(|(_, acks)| !acks.contains(&to)).map(|(slot, _)| *slot);
+            if let Some(first) = first_unacked {
+                self.send_accepts(to, first, self.next_slot - 1, usize::MAX);
+            }
+        }
+        self.maybe_send_timeout_now();
+        Ok(())
+    }
+
+    /// Sends `TimeoutNow` to the transfer target if it holds every decided slot and has accepted
+    /// every in-flight one at this ballot, and no queued value waits for a slot. Sent again on
+    /// each later reply of the target while the transfer lasts, in case one was lost. Returns
+    /// whether it was sent.
+    fn maybe_send_timeout_now(&mut self) -> bool {
+        let to = self.transfer_target;
+        if to == 0 || !self.backlog.is_empty() || !self.batches.is_empty() {
+            return false;
+        }
+        let holds_decided = self.progress.get(&to).is_some_and(|p| p.decided >= self.commit);
+        if !holds_decided || !self.acks.values().all(|acks| acks.contains(&to)) {
+            return false;
+        }
+        // From here on acceptors that hold this leader's lease may promise the target (its
+        // Prepares name this ballot), so no read may rely on the lease any more.
+        self.lease_surrendered = true;
+        let msg = Message::new(MessageType::TimeoutNow, self.id, to, self.promised);
+        self.send(msg);
+        true
+    }
+
+    /// The leader of `m.ballot` hands its leadership to this node: start Phase 1 now, without the
+    /// randomized wait.
+    fn handle_timeout_now(&mut self, m: Message) {
+        if m.ballot < self.promised || m.ballot.node != m.from {
+            self.nack(m.from);
+            return;
+        }
+        self.follow(m.ballot);
+        self.start_phase1(Some(m.ballot));
+    }
+
     // ------------------------------------------------------------------ reads
 
     pub fn read_index(&mut self, context: Bytes) -> Result<()> {
@@ -707,7 +855,7 @@ impl<S: PaxosStorage> Paxos<S> {
         self.max_round_seen = self.max_round_seen.max(m.ballot.round);
         match m.msg_type {
             MessageType::Prepare => self.handle_prepare(m),
-            MessageType::Promise => self.handle_promise(m),
+            MessageType::Promise | MessageType::PromisePage => self.handle_promise(m),
             MessageType::Accept => self.handle_accept(m),
             MessageType::Accepted => self.handle_accepted(m),
             MessageType::Commit => self.handle_commit(m),
@@ -729,6 +877,7 @@ impl<S: PaxosStorage> Paxos<S> {
             MessageType::ReadIndexResponse => {
                 self.read_states.push(ReadState { index: m.index, context: m.context });
             }
+            MessageType::TimeoutNow => self.handle_timeout_now(m),
         }
         Ok(())
     }
@@ -769,7 +918,10 @@ impl<S: PaxosStorage> Paxos<S> {
             // so it cannot disrupt the cluster with ever higher ballots.
             return;
         }
-        if self.cfg.read_only_option == ReadOnlyOption::LeaseBased && self.holds_lease_promise(m.from) {
+        if self.cfg.read_only_option == ReadOnlyOption::LeaseBased
+            && self.holds_lease_promise(m.from)
+            && !self.lease_released_by(&m.context)
+        {
             return;
         }
         if m.ballot < self.promised || m.ballot.node != m.from {
@@ -781,15 +933,45 @@ impl<S: PaxosStorage> Paxos<S> {
             self.promised = m.ballot;
         }
         self.election_elapsed = 0;
-        let from_slot = m.index.max(1);
-        let mut reply = Message::new(MessageType::Promise, self.id, m.from, m.ballot);
+        let reply = self.promise_page(m.from, m.ballot, m.index.max(1));
+        self.send(reply);
+    }
+
+    /// The answer to a Prepare: the accepted slots from `from_slot` on, at most
+    /// `max_size_per_msg` payload bytes (at least one slot) and `MAX_SLOTS_PER_MESSAGE` slots. A
+    /// `Promise` when they all fit; otherwise a `PromisePage` ending at `last_index`, and the
+    /// candidate asks for the rest with another Prepare. A page reports every slot this acceptor
+    /// holds in its range, so the candidate knows the range as well as from a whole promise.
+    fn promise_page(&self, to: u64, ballot: Ballot, from_slot: u64) -> Message {
+        let mut reply = Message::new(MessageType::Promise, self.id, to, ballot);
         reply.index = from_slot;
         reply.commit = self.commit;
         if self.first_slot > from_slot && self.first_slot > 1 {
             reply.snapshot = Some(self.storage.snapshot());
         }
-        reply.entries = self.slots.range(from_slot..).map(|(_, s)| s.clone()).collect();
-        self.send(reply);
+        let mut bytes = 0;
+        for (slot, accepted) in self.slots.range(from_slot..) {
+            let size = accepted.value.payload_size();
+            let full = reply.entries.len() >= wire::MAX_SLOTS_PER_MESSAGE
+                || (!reply.entries.is_empty() && bytes + size > self.cfg.max_size_per_msg);
+            if full {
+                // At least one slot below `slot` is in the page, so `slot - 1 >= from_slot`.
+                reply.msg_type = MessageType::PromisePage;
+                reply.last_index = slot - 1;
+                break;
+            }
+            bytes += size;
+            reply.entries.push(accepted.clone());
+        }
+        reply
+    }
+
+    /// A transfer election's Prepare names the leader that handed over (docs/paxos.md §7.1). The
+    /// only lease this acceptor can still hold is for the ballot it promised, and a leader gives
+    /// its lease up before it sends `TimeoutNow`: if the Prepare names that ballot, the lease no
+    /// longer protects any read.
+    fn lease_released_by(&self, context: &[u8]) -> bool {
+        decode_transfer_marker(context) == Some(self.promised)
     }
 
     /// With lease reads, an acceptor promises no other candidate while it heard its leader within
@@ -808,7 +990,7 @@ impl<S: PaxosStorage> Paxos<S> {
     /// heartbeat sent less than `election_tick - 1` ticks ago (one tick of margin for ticks that
     /// do not line up): none of them can promise another candidate yet.
     fn lease_valid(&self) -> bool {
-        self.has_quorums(&self.lease_holders())
+        !self.lease_surrendered && self.has_quorums(&self.lease_holders())
     }
 
     /// This node and the followers whose lease promise still runs.
@@ -823,10 +1005,25 @@ impl<S: PaxosStorage> Paxos<S> {
         voters
     }
 
+    /// A `Promise` (every accepted slot from `index` on) or a `PromisePage` (those of
+    /// `index..=last_index`). Pages must follow each other without a gap from the candidate's
+    /// first undecided slot; the acceptor counts toward the quorum only with its last page.
     fn handle_promise(&mut self, m: Message) {
         // Only a promise for the ballot this node is campaigning with counts: a promise for an
         // older ballot says nothing about what the acceptor will refuse now.
         if self.role != Role::Candidate || m.ballot != self.promised || m.ballot.node != self.id {
+            return;
+        }
+        if self.promises.contains(&m.from) {
+            return;
+        }
+        let asked = self.promise_pages.get(&m.from).copied();
+        let last = match m.msg_type {
+            MessageType::PromisePage => m.last_index,
+            _ => u64::MAX,
+        };
+        if m.index > asked.unwrap_or(self.commit + 1) || last < m.index {
+            // A gap before this page (a page of an earlier request, reordered) or a malformed one.
             return;
         }
         if let Some(snapshot) = m.snapshot {
@@ -835,8 +1032,21 @@ impl<S: PaxosStorage> Paxos<S> {
             }
         }
         for slot in m.entries {
-            self.merge_phase1(slot);
+            if (m.index..=last).contains(&slot.slot) {
+                self.merge_phase1(slot);
+            }
         }
+        if let Some(after) = last.checked_add(1) {
+            // A page: the acceptor's report is complete through `last` only. Ask for the next
+            // page (unless this one repeats an earlier one); the promise does not count yet.
+            let next = after.max(self.commit + 1);
+            if asked.is_none_or(|asked| next > asked) {
+                self.promise_pages.insert(m.from, next);
+                self.send_prepare(m.from, next);
+            }
+            return;
+        }
+        self.promise_pages.remove(&m.from);
         self.promises.insert(m.from);
         if self.phase1_complete() {
             self.become_leader();
@@ -883,6 +1093,9 @@ impl<S: PaxosStorage> Paxos<S> {
             }
         }
         self.maybe_commit();
+        if m.from == self.transfer_target {
+            self.maybe_send_timeout_now();
+        }
     }
 
     fn handle_commit(&mut self, m: Message) {
@@ -914,6 +1127,9 @@ impl<S: PaxosStorage> Paxos<S> {
         let decided = p.decided;
         let snapshot_blocked = p.snapshot_until_tick > tick;
         self.ack_reads(m.from, &m.context);
+        if m.from == self.transfer_target {
+            self.maybe_send_timeout_now();
+        }
         if decided >= self.commit {
             return;
         }

@@ -115,11 +115,14 @@ pub struct Snapshot {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[repr(u8)]
 pub enum MessageType {
-    /// Phase 1a: `ballot`, `index` = first slot the candidate does not know chosen.
+    /// Phase 1a: `ballot`, `index` = first slot whose accepted value the candidate asks for (the
+    /// first slot it does not know chosen, or the slot after the last page of a paginated
+    /// promise); `context` = empty, or the encoded ballot of the leader that handed leadership
+    /// over (a transfer election: see [`encode_transfer_marker`]).
     #[default]
     Prepare = 1,
-    /// Phase 1b: `ballot` answered, `commit`, `entries` = accepted slots from `index` on, and the
-    /// acceptor's snapshot when it trimmed slots the candidate needs.
+    /// Phase 1b, complete: `ballot` answered, `commit`, `entries` = every slot accepted from
+    /// `index` on, and the acceptor's snapshot when it trimmed slots the candidate needs.
     Promise = 2,
     /// Phase 2a: `ballot`, contiguous `entries`, `commit`.
     Accept = 3,
@@ -141,10 +144,17 @@ pub enum MessageType {
     ReadIndex = 11,
     /// The leader's answer: `index` to wait for, `context` echoed.
     ReadIndexResponse = 12,
+    /// Leadership transfer: the leader of `ballot` tells a caught-up acceptor to start Phase 1 at
+    /// once.
+    TimeoutNow = 13,
+    /// Phase 1b, one page: `ballot` promised, `commit`, `entries` = every slot accepted in
+    /// `index..=last_index` (and the snapshot as in `Promise`); the candidate asks for the rest
+    /// with another `Prepare` from `last_index + 1`.
+    PromisePage = 14,
 }
 
 impl MessageType {
-    pub const ALL: [MessageType; 12] = [
+    pub const ALL: [MessageType; 14] = [
         MessageType::Prepare,
         MessageType::Promise,
         MessageType::Accept,
@@ -157,10 +167,12 @@ impl MessageType {
         MessageType::Propose,
         MessageType::ReadIndex,
         MessageType::ReadIndexResponse,
+        MessageType::TimeoutNow,
+        MessageType::PromisePage,
     ];
 
     pub fn from_u8(value: u8) -> Option<MessageType> {
-        if (1..=12).contains(&value) {
+        if (1..=Self::ALL.len() as u8).contains(&value) {
             Some(Self::ALL[value as usize - 1])
         } else {
             None
@@ -188,5 +200,54 @@ pub struct Message {
 impl Message {
     pub fn new(msg_type: MessageType, from: u64, to: u64, ballot: Ballot) -> Self {
         Message { msg_type, from, to, ballot, ..Default::default() }
+    }
+}
+
+/// Bytes of the transfer marker a `Prepare` carries in `context`: the old leader's ballot.
+pub const TRANSFER_MARKER_BYTES: usize = 16;
+
+/// The `context` of the Prepares of a transfer election: the ballot of the leader that sent
+/// `TimeoutNow` (round, then node, little-endian `u64`s).
+pub fn encode_transfer_marker(ballot: Ballot) -> Bytes {
+    let mut marker = Vec::with_capacity(TRANSFER_MARKER_BYTES);
+    marker.extend_from_slice(&ballot.round.to_le_bytes());
+    marker.extend_from_slice(&ballot.node.to_le_bytes());
+    Bytes::from(marker)
+}
+
+/// The ballot a transfer marker names; `None` for any other context (an ordinary election).
+pub fn decode_transfer_marker(context: &[u8]) -> Option<Ballot> {
+    if context.len() != TRANSFER_MARKER_BYTES {
+        return None;
+    }
+    let (mut round, mut node) = ([0u8; 8], [0u8; 8]);
+    round.copy_from_slice(&context[..8]);
+    node.copy_from_slice(&context[8..]);
+    Some(Ballot { round: u64::from_le_bytes(round), node: u64::from_le_bytes(node) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transfer_marker_round_trips_and_no_other_context_is_one() {
+        let ballot = Ballot::new(7, 3);
+        let marker = encode_transfer_marker(ballot);
+        assert_eq!(marker.len(), TRANSFER_MARKER_BYTES);
+        assert_eq!(decode_transfer_marker(&marker), Some(ballot));
+        for len in [0, 1, 8, 15, 17, 32] {
+            assert_eq!(decode_transfer_marker(&vec![1; len]), None, "a context of {len} bytes");
+        }
+    }
+
+    #[test]
+    fn message_types_are_numbered_in_order_and_the_rest_are_unknown() {
+        for (i, msg_type) in MessageType::ALL.iter().enumerate() {
+            assert_eq!(*msg_type as u8 as usize, i + 1);
+            assert_eq!(MessageType::from_u8(i as u8 + 1), Some(*msg_type));
+        }
+        assert_eq!(MessageType::from_u8(0), None);
+        assert_eq!(MessageType::from_u8(MessageType::ALL.len() as u8 + 1), None);
     }
 }

@@ -101,6 +101,8 @@ pub struct Status {
     pub members: Vec<u64>,
     pub progress: Vec<PeerStatus>,
     pub uncommitted_bytes: u64,
+    /// The acceptor leadership is being handed to (0: none; only on the leader).
+    pub transfer_target: u64,
 }
 
 pub struct RawNode<S: PaxosStorage> {
@@ -148,6 +150,13 @@ impl<S: PaxosStorage> RawNode<S> {
 
     pub fn read_index(&mut self, context: Bytes) -> Result<()> {
         self.paxos.read_index(context)
+    }
+
+    /// Hands the leadership to acceptor `to`; see `Paxos::transfer_leader`. `NotLeader` on a
+    /// node that does not lead, `Config` for this node's own id or a node outside the latest
+    /// configuration.
+    pub fn transfer_leader(&mut self, to: u64) -> Result<()> {
+        self.paxos.transfer_leader(to)
     }
 
     /// Steps a decoded message from a peer.
@@ -292,6 +301,7 @@ impl<S: PaxosStorage> RawNode<S> {
             members: p.membership.latest().to_vec(),
             progress,
             uncommitted_bytes: p.uncommitted_bytes,
+            transfer_target: p.transfer_target,
         }
     }
 }

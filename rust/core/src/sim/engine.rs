@@ -366,6 +366,7 @@ impl<P: Protocol> Simulation<P> {
         let id = i as u64 + 1;
         let Some(node) = self.nodes[i].as_ref() else { return Ok(()) };
         let (role, term, leader, commit) = (node.role(), node.term(), node.leader(), node.commit_index());
+        let by_transfer = role == Role::Leader && node.leads_by_transfer();
         self.safety.observe_term(term);
         if role == Role::Leader {
             self.safety.observe_leader(id, term)?;
@@ -374,6 +375,9 @@ impl<P: Protocol> Simulation<P> {
         self.report.max_term = self.report.max_term.max(term);
         let meta = &mut self.meta[i];
         if meta.last_role != Some(role) || meta.last_term != term || meta.last_leader != leader {
+            if by_transfer {
+                self.report.leader_transfers += 1;
+            }
             meta.last_role = Some(role);
             meta.last_term = term;
             meta.last_leader = leader;

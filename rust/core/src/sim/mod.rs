@@ -127,6 +127,12 @@ pub trait Protocol: Sized {
     fn advance(&mut self, ready: Self::Ready);
 
     fn role(&self) -> Role;
+    /// Whether the node's current leadership was handed to it by the previous leader (a
+    /// leadership transfer); counted in `Report::leader_transfers`. Protocols whose workload
+    /// asks for no transfers keep the default.
+    fn leads_by_transfer(&self) -> bool {
+        false
+    }
     /// The leader this node knows of (0: unknown).
     fn leader(&self) -> u64;
     fn term(&self) -> u64;
@@ -330,6 +336,8 @@ pub struct Report {
     pub entries_committed: u64,
     pub proposals: u64,
     pub proposals_dropped: u64,
+    /// Leaderships won by a transfer election (the previous leader handed over).
+    pub leader_transfers: u64,
     pub reads: u64,
     pub reads_answered: u64,
     pub messages_sent: u64,
@@ -369,8 +377,8 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "  proposals {} ({} dropped), reads {} ({} answered)",
-            self.proposals, self.proposals_dropped, self.reads, self.reads_answered
+            "  proposals {} ({} dropped), reads {} ({} answered), {} leader transfers",
+            self.proposals, self.proposals_dropped, self.reads, self.reads_answered, self.leader_transfers
         )?;
         writeln!(
             f,

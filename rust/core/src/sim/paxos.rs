@@ -8,6 +8,10 @@
 //! The simulator's applied history is indexed by slot: each decided slot is one applied item
 //! (a no-op is `(0, empty)`, a batch of one command is that command, a larger batch the
 //! length-prefixed concatenation of its commands), so indexes stay contiguous.
+//!
+//! Every variant's workload also asks leaders for leadership transfers (every
+//! `TRANSFER_EVERY_VALUES`th workload value proposed at a leader), and the small
+//! `max_size_per_msg` makes most Phase 1 answers paginated (`PROMISE_PAGE`).
 
 use std::collections::BTreeMap;
 
@@ -22,6 +26,12 @@ use crate::role::Role;
 
 /// The data of the liveness phase's probe (see `engine.rs`).
 const LIVENESS_VALUE: &[u8] = b"liveness-probe";
+
+/// A workload value `v` proposed at a leader with `v % TRANSFER_EVERY_VALUES ==
+/// TRANSFER_VALUE_REMAINDER` asks for a leadership transfer instead (never a reconfiguration
+/// value, which is a multiple of 40).
+const TRANSFER_EVERY_VALUES: u64 = 20;
+const TRANSFER_VALUE_REMAINDER: u64 = 7;
 
 /// Runs one simulation of Multi-Paxos.
 pub fn run_paxos(cfg: &SimConfig) -> Report {
@@ -116,9 +126,23 @@ impl<const RECONFIG: bool, const LEASE: bool> Protocol for PaxosNodeAdapter<RECO
         self.node.step(frame).map_err(|e| e.to_string())
     }
 
+    /// At a leader, some workload values become a leadership transfer (every variant) or a
+    /// membership change (`RECONFIG`) instead; the value itself is then reported dropped.
     fn propose(&mut self, data: Bytes) -> Result<(), String> {
+        let value = <[u8; 8]>::try_from(data.as_ref()).map(u64::from_le_bytes).ok();
+        if let (Some(value), Role::Leader) = (value, self.node.paxos.role) {
+            if value % TRANSFER_EVERY_VALUES == TRANSFER_VALUE_REMAINDER && self.all_members.len() > 1 {
+                let n = self.all_members.len();
+                let mut pick = (value / TRANSFER_EVERY_VALUES) as usize % n;
+                if self.all_members[pick] == self.node.paxos.id {
+                    pick = (pick + 1) % n;
+                }
+                self.node.transfer_leader(self.all_members[pick]).map_err(|e| e.to_string())?;
+                return Err(format!("value {value} asked for a leadership transfer to {}", self.all_members[pick]));
+            }
+        }
         if RECONFIG && self.node.paxos.role == Role::Leader {
-            let value = <[u8; 8]>::try_from(data.as_ref()).map(u64::from_le_bytes).unwrap_or(1);
+            let value = value.unwrap_or(1);
             if value % 40 == 0 {
                 let latest = self.node.status().members;
                 let members: Vec<u64> = if latest.len() == self.all_members.len() {
@@ -201,6 +225,10 @@ impl<const RECONFIG: bool, const LEASE: bool> Protocol for PaxosNodeAdapter<RECO
         self.node.paxos.role
     }
 
+    fn leads_by_transfer(&self) -> bool {
+        self.node.paxos.leading_by_transfer
+    }
+
     fn leader(&self) -> u64 {
         self.node.paxos.leader
     }
@@ -240,7 +268,7 @@ impl<const RECONFIG: bool, const LEASE: bool> Protocol for PaxosNodeAdapter<RECO
         let s = self.node.status();
         let p = &self.node.paxos;
         let mut text = format!(
-            "{} ballot {} leader {} commit {} applied {} slots [{}, {}] next {} queued {}",
+            "{} ballot {} leader {} commit {} applied {} slots [{}, {}] next {} queued {} transfer to {}",
             s.role.as_str(),
             s.ballot,
             s.leader,
@@ -249,7 +277,8 @@ impl<const RECONFIG: bool, const LEASE: bool> Protocol for PaxosNodeAdapter<RECO
             s.first_slot,
             s.last_slot,
             p.next_slot,
-            p.queued_batches()
+            p.queued_batches(),
+            p.transfer_target
         );
         for peer in &s.progress {
             text += &format!(
