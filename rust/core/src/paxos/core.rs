@@ -234,7 +234,7 @@ impl<S: PaxosStorage> Paxos<S> {
 
     /// Whether this node is an acceptor of a configuration governing an undecided slot.
     pub fn is_member(&self) -> bool {
-        self.membership.nodes_from(self.commit + 1).contains(&self.id)
+        self.membership.is_node_from(self.commit + 1, self.id)
     }
 
     /// Whether `voters` (this node included when it is one) holds a quorum of every configuration
@@ -253,15 +253,24 @@ impl<S: PaxosStorage> Paxos<S> {
     /// The commit index moved to `commit`: decided reconfigurations take effect (above their
     /// slot plus α), fences of decided slots fall, a removed leader steps down.
     fn on_commit_advanced(&mut self, before: u64) {
+        let mut reconfigured = false;
         for slot in before + 1..=self.commit {
             if let Some(accepted) = self.slots.get(&slot) {
                 if accepted.value.kind == ValueKind::Reconfig {
                     let value = accepted.value.clone();
                     self.membership.on_chosen(slot, &value);
+                    reconfigured = true;
                 }
             }
         }
-        self.fences = self.fences.split_off(&(self.commit + 1));
+        if !self.fences.is_empty() {
+            self.fences = self.fences.split_off(&(self.commit + 1));
+        }
+        // The nodes of the configurations governing undecided slots change only when a
+        // reconfiguration is decided or the commit point passes the first slot of a configuration.
+        if !reconfigured && !self.membership.changes_within(before + 2, self.commit + 1) {
+            return;
+        }
         if self.role == Role::Leader {
             if !self.is_member() {
                 self.become_follower(0);

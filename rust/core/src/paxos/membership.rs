@@ -129,6 +129,17 @@ impl Membership {
         self.from_slot(slot).into_iter().flatten().copied().collect()
     }
 
+    /// Whether `id` is in a configuration governing a slot at or above `slot` (no allocation).
+    pub fn is_node_from(&self, slot: u64, id: u64) -> bool {
+        self.at(slot).contains(&id) || self.configs.range(slot + 1..).any(|(_, members)| members.contains(&id))
+    }
+
+    /// Whether a configuration starts at a slot in `lo..=hi`: the set of configurations
+    /// governing slots from `hi` on differs from the one from `lo` on.
+    pub fn changes_within(&self, lo: u64, hi: u64) -> bool {
+        lo <= hi && self.configs.range(lo..=hi).next().is_some()
+    }
+
     /// Records that `value` was chosen at `slot`: a reconfiguration takes effect above `slot + α`.
     pub fn on_chosen(&mut self, slot: u64, value: &Value) {
         if let Some((alpha, members)) = reconfig_of(value) {
