@@ -20,7 +20,10 @@ the (untimed) setup of every round so memory stays bounded.
 
     make bench-python                                  # with the other suites
     .venv/bin/python -m pytest benches/bench_cluster.py --benchmark-only
-    .venv/bin/python benches/bench_cluster.py [seconds]   # plain table, both protocols, no pytest
+    .venv/bin/python benches/bench_cluster.py [seconds] [raft,paxos] [--leader]   # plain table, no pytest
+
+``--leader`` ends a batch once the leader applied it (what a client waits for) instead of once every
+node did.
 """
 
 from __future__ import annotations
@@ -56,8 +59,11 @@ class Cluster:
     """Three nodes of `protocol` on memory storages, node 1 elected leader, one entry committed
     everywhere."""
 
-    def __init__(self, size: int = 3, protocol: str = "raft") -> None:
+    def __init__(self, size: int = 3, protocol: str = "raft", until_leader_applied: bool = False) -> None:
         voters = list(range(1, size + 1))
+        #: A batch is done once the leader applied it (what a client waits for) instead of once
+        #: every node did; followers catch up during later batches.
+        self.until_leader_applied = until_leader_applied
         self.nodes: List[Any]
         if protocol == "paxos":
             self.storages: List[Any] = [paxos.MemoryStorage(voters) for _ in voters]
@@ -120,21 +126,25 @@ def commit_batch_count(cluster: Cluster, batch: Any, batch_len: int) -> None:
     """Proposes `batch` and runs the Ready loop until every node applied it (committed_count)."""
     pairs = cluster.pairs
     nodes_by_id = cluster.nodes_by_id
-    pending = batch_len * len(pairs)
+    counted = cluster.leader if cluster.until_leader_applied else None
+    pending = batch_len * (1 if counted is not None else len(pairs))
     cluster.leader.propose_many(batch)
     idle = 0
     while pending:
         before = pending
+        busy = False
         for node, storage in pairs:
             if node.has_ready():
+                busy = True
                 rd = node.ready()
                 storage.persist(rd)
                 for to, frame in rd.messages:
                     nodes_by_id[to].step(frame)
-                pending -= rd.committed_count
+                if counted is None or node is counted:
+                    pending -= rd.committed_count
                 node.advance(rd)
         idle = idle + 1 if pending == before else 0
-        if idle:
+        if not busy:
             cluster.on_idle()
         if idle >= IDLE_PASSES_MAX:
             raise RuntimeError(f"cluster stuck with {pending} entries pending")
@@ -144,23 +154,27 @@ def commit_batch_apply(cluster: Cluster, batch: Any, batch_len: int) -> None:
     """As commit_batch_count, but iterates rd.committed_entries and reads each entry's data."""
     pairs = cluster.pairs
     nodes_by_id = cluster.nodes_by_id
-    pending = batch_len * len(pairs)
+    counted = cluster.leader if cluster.until_leader_applied else None
+    pending = batch_len * (1 if counted is not None else len(pairs))
     cluster.leader.propose_many(batch)
     idle = 0
     while pending:
         before = pending
+        busy = False
         for node, storage in pairs:
             if node.has_ready():
+                busy = True
                 rd = node.ready()
                 storage.persist(rd)
                 for to, frame in rd.messages:
                     nodes_by_id[to].step(frame)
                 for entry in rd.committed_entries:
                     entry.data
-                    pending -= 1
+                    if counted is None or node is counted:
+                        pending -= 1
                 node.advance(rd)
         idle = idle + 1 if pending == before else 0
-        if idle:
+        if not busy:
             cluster.on_idle()
         if idle >= IDLE_PASSES_MAX:
             raise RuntimeError(f"cluster stuck with {pending} entries pending")
@@ -212,8 +226,8 @@ def test_cluster3_commit(benchmark: Any, protocol: str, batch_len: int, variant:
 # ------------------------------------------------------------------------------- plain table
 
 
-def measure(protocol: str, variant: str, batch_len: int, seconds: float) -> List[float]:
-    cluster = Cluster(3, protocol)
+def measure(protocol: str, variant: str, batch_len: int, seconds: float, until_leader_applied: bool = False) -> List[float]:
+    cluster = Cluster(3, protocol, until_leader_applied)
     commit = VARIANTS[variant]
     batch = make_batch(batch_len)
     run_round(cluster, commit, batch, batch_len)
@@ -228,14 +242,16 @@ def measure(protocol: str, variant: str, batch_len: int, seconds: float) -> List
 
 
 def main(argv: Sequence[str]) -> None:
-    seconds = float(argv[1]) if len(argv) > 1 else 3.0
-    protocols = argv[2].split(",") if len(argv) > 2 else PROTOCOLS
+    leader_only = "--leader" in argv
+    args = [a for a in argv[1:] if not a.startswith("--")]
+    seconds = float(args[0]) if args else 3.0
+    protocols = args[1].split(",") if len(args) > 1 else PROTOCOLS
     header = f"{'protocol':>8} {'variant':>7} {'batch':>6} {'median entries/s':>16} {'best entries/s':>16} {'rounds':>7}"
     print(header)
     for variant in VARIANTS:
         for batch_len in BATCH_SIZES:
             for protocol in protocols:
-                rates = measure(protocol, variant, batch_len, seconds)
+                rates = measure(protocol, variant, batch_len, seconds, leader_only)
                 median, best = rates[len(rates) // 2], rates[-1]
                 print(f"{protocol:>8} {variant:>7} {batch_len:>6} {median:>16.0f} {best:>16.0f} {len(rates):>7}")
 

@@ -4,7 +4,8 @@
 //! entries, storages are compacted between rounds (untimed), and the median round is reported.
 //! Raft and Multi-Paxos run the same loop, one after the other.
 //!
-//! cargo run --release -p consensus-core --example cluster_loop [seconds_per_batch_size] [raft|paxos] [batch size]
+//! cargo run --release -p consensus-core --example cluster_loop [seconds_per_batch_size] [raft|paxos|all] [batch size]
+//!     [--leader]   (a batch is done once the leader applied it, not once every node did)
 
 use std::time::Instant;
 
@@ -22,8 +23,9 @@ fn entries_per_round(batch: usize) -> usize {
     }
 }
 
-fn run<N: cluster::BenchNode>(seconds: f64, block: &[u8], batch: usize) {
+fn run<N: cluster::BenchNode>(seconds: f64, block: &[u8], batch: usize, until_leader_applied: bool) {
     let mut cluster = cluster::Cluster::<N>::new(3);
+    cluster.until_leader_applied = until_leader_applied;
     let batches = (entries_per_round(batch) / batch) as u64;
     // Warm-up round.
     cluster::timed_batches(&mut cluster, block, batch, ENTRY_BYTES, batches);
@@ -50,24 +52,27 @@ fn run<N: cluster::BenchNode>(seconds: f64, block: &[u8], batch: usize) {
 }
 
 fn main() {
-    let seconds: f64 = std::env::args().nth(1).map(|s| s.parse().expect("seconds")).unwrap_or(3.0);
-    let only = std::env::args().nth(2);
+    let flags: Vec<String> = std::env::args().skip(1).filter(|a| a.starts_with("--")).collect();
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let until_leader_applied = flags.iter().any(|f| f == "--leader");
+    let seconds: f64 = args.first().map(|s| s.parse().expect("seconds")).unwrap_or(3.0);
+    let only = args.get(1).filter(|p| p.as_str() != "all");
     let runs = |name: &str| only.as_deref().is_none_or(|o| o == name);
     let block = cluster::payload_block(1024, ENTRY_BYTES);
     println!(
         "{:>8} {:>6} {:>16} {:>16} {:>7} {:>13} {:>13}",
         "protocol", "batch", "median entries/s", "best entries/s", "rounds", "msgs/proposal", "ticks/proposal"
     );
-    let sizes: Vec<usize> = match std::env::args().nth(3) {
+    let sizes: Vec<usize> = match args.get(2) {
         Some(size) => vec![size.parse().expect("batch size")],
         None => vec![1, 64, 1024],
     };
     for batch in sizes {
         if runs("raft") {
-            run::<cluster::RaftBench>(seconds, &block, batch);
+            run::<cluster::RaftBench>(seconds, &block, batch, until_leader_applied);
         }
         if runs("paxos") {
-            run::<cluster::PaxosBench>(seconds, &block, batch);
+            run::<cluster::PaxosBench>(seconds, &block, batch, until_leader_applied);
         }
     }
 }

@@ -183,12 +183,15 @@ pub struct Cluster<N: BenchNode> {
     /// Frames delivered and leader heartbeat ticks given by `commit_batch`, since `new`.
     pub messages: u64,
     pub ticks: u64,
+    /// `commit_batch` returns once the leader applied the batch (what a client waits for)
+    /// instead of once every node did; followers catch up during later batches.
+    pub until_leader_applied: bool,
 }
 
 impl<N: BenchNode> Cluster<N> {
     /// `size` members with node 1 elected leader and one entry already committed everywhere.
     pub fn new(size: u64) -> Cluster<N> {
-        let mut cluster = Cluster { nodes: N::cluster(size), messages: 0, ticks: 0 };
+        let mut cluster = Cluster { nodes: N::cluster(size), messages: 0, ticks: 0, until_leader_applied: false };
         cluster.nodes[0].campaign();
         cluster.settle();
         assert_eq!(cluster.nodes[0].role(), Role::Leader);
@@ -201,7 +204,8 @@ impl<N: BenchNode> Cluster<N> {
     }
 
     /// One pass over the nodes: each node with a Ready is persisted, sent, counted, advanced.
-    /// Returns the committed entries handed out in this pass.
+    /// Returns the committed entries handed out in this pass (by the leader only, when
+    /// `until_leader_applied`).
     #[inline]
     fn pass(&mut self) -> usize {
         let mut committed = 0;
@@ -214,7 +218,9 @@ impl<N: BenchNode> Cluster<N> {
             for (to, frame) in &messages {
                 self.nodes[(*to - 1) as usize].step(frame);
             }
-            committed += count;
+            if i == 0 || !self.until_leader_applied {
+                committed += count;
+            }
         }
         committed
     }
@@ -230,9 +236,11 @@ impl<N: BenchNode> Cluster<N> {
         }
     }
 
-    /// Proposes `batch` on the leader and runs the Ready loop until every node applied it.
+    /// Proposes `batch` on the leader and runs the Ready loop until every node (or the leader,
+    /// with `until_leader_applied`) applied it.
     pub fn commit_batch(&mut self, batch: Vec<Bytes>) {
-        let mut pending = batch.len() * self.nodes.len();
+        let nodes = if self.until_leader_applied { 1 } else { self.nodes.len() };
+        let mut pending = batch.len() * nodes;
         self.nodes[0].propose_many(batch);
         let mut idle_rounds = 0;
         while pending > 0 {
