@@ -57,7 +57,7 @@ fn main() {
     let until_leader_applied = flags.iter().any(|f| f == "--leader");
     let seconds: f64 = args.first().map(|s| s.parse().expect("seconds")).unwrap_or(3.0);
     let only = args.get(1).filter(|p| p.as_str() != "all");
-    let runs = |name: &str| only.as_deref().is_none_or(|o| o == name);
+    let runs = |name: &str| only.is_none_or(|o| o == name);
     let block = cluster::payload_block(1024, ENTRY_BYTES);
     println!(
         "{:>8} {:>6} {:>16} {:>16} {:>7} {:>13} {:>13}",
