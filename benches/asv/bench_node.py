@@ -29,7 +29,16 @@ WRITES = 4_000
 VALUE = "v" * 100
 
 
-async def _round(storage_kind, clients, protocol="raft"):
+def _counters(network, nodes):
+    """Frames sent by every transport and fsyncs of every file storage, so far."""
+    frames = sum(peer["frames_sent"] for node in nodes for peer in node.transport.stats().values())
+    fsyncs = sum(node.storage.stats()["fsyncs"] for node in nodes if hasattr(node.storage, "stats"))
+    return frames, fsyncs
+
+
+async def _round(storage_kind, clients, protocol="raft", counts=None):
+    """Writes per second of one round; with a dict as `counts`, also fills in the frames and
+    fsyncs per write (all three nodes) during the measured writes."""
     directory = tempfile.mkdtemp(prefix="asv-node-") if storage_kind == "file" else None
     network = MemoryNetwork()
     options = NodeOptions(tick_interval=0.005, snapshot_entries=0)
@@ -58,9 +67,16 @@ async def _round(storage_kind, clients, protocol="raft"):
             for i in range(per_client):
                 await kv.put(f"k{c}-{i}", VALUE)
 
+        frames_before, fsyncs_before = _counters(network, nodes)
         started = time.perf_counter()
         await asyncio.gather(*(client(c) for c in range(clients)))
-        return per_client * clients / (time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        if counts is not None:
+            frames, fsyncs = _counters(network, nodes)
+            writes = per_client * clients
+            counts["frames_per_write"] = (frames - frames_before) / writes
+            counts["fsyncs_per_write"] = (fsyncs - fsyncs_before) / writes
+        return per_client * clients / elapsed
     finally:
         for node in nodes:
             await node.stop()
