@@ -511,3 +511,26 @@ def test_status_command_and_metrics_endpoint_report_the_node(cluster: ProcessClu
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("term=") == 3 and "leader" in result.stdout
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_demo_survives_a_leader_sigkill_and_checks_every_acknowledged_write(protocol: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "consensus", "demo", "--protocol", protocol, "--writes", "100"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert f"({protocol})" in done.stdout
+    assert "ok: all 201 acknowledged writes are on all 3 nodes" in done.stdout
+
+
+def test_in_process_demo_refuses_a_protocol_it_does_not_run() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "consensus", "demo", "--in-process", "--protocol", "paxos"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and "runs Raft only" in done.stderr

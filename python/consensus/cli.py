@@ -6,7 +6,7 @@
     consensus transfer-leader URL --to ID            hand the leadership to another voter
     consensus snapshot save URL FILE                 back up the replicated state
     consensus snapshot restore FILE --config F       seed a new node's data dir from a backup
-    consensus demo [--protocol raft]                 the 3-process failover demo (make run)
+    consensus demo [--protocol raft|paxos]           the 3-process failover demo (make run)
     consensus simulate --seeds 0-9999                the deterministic simulator
 """
 
@@ -215,6 +215,13 @@ def _run(args: argparse.Namespace) -> int:
         if args.in_process:
             from consensus.localdemo import run_demo as run_local
 
+            if args.protocol != "raft":
+                print(
+                    f"consensus demo: --in-process runs Raft only; `consensus demo --protocol {args.protocol}` "
+                    "runs the process demo",
+                    file=sys.stderr,
+                )
+                return 2
             return run_local(writes=args.writes)
         from consensus.demo import run_demo
 

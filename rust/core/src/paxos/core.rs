@@ -922,7 +922,7 @@ impl<S: PaxosStorage> Paxos<S> {
     }
 
     fn handle_prepare(&mut self, m: Message) {
-        if !self.membership.nodes_from(self.commit + 1).contains(&m.from) {
+        if !self.membership.is_node_from(self.commit + 1, m.from) {
             // A node removed from the configuration (which may not know it yet) gets no promise,
             // so it cannot disrupt the cluster with ever higher ballots.
             return;
