@@ -311,9 +311,10 @@ impl<S: PaxosStorage> Paxos<S> {
     // ------------------------------------------------------------------ roles
 
     fn become_follower(&mut self, leader: u64) {
-        if self.role == Role::Leader || self.role == Role::Candidate {
-            self.reset_election_timeout();
-        }
+        // A fresh draw on every change of ballot, as Raft draws one on every new term: otherwise the
+        // survivors of a leader keep the timeouts they drew before, which are the larger ones
+        // (the smallest draw is the one that elected that leader), and a failover waits longer.
+        self.reset_election_timeout();
         self.role = if self.is_member() { Role::Follower } else { Role::Learner };
         self.leader = leader;
         self.promises.clear();
