@@ -8,6 +8,7 @@ __all__ = [
     "PaxosBallot",
     "PaxosConfig",
     "PaxosEntry",
+    "PaxosFileStorage",
     "PaxosHardState",
     "PaxosMemoryStorage",
     "PaxosMessage",
