@@ -2,18 +2,16 @@
 //! and `consensus.paxos.FileStorage` (WAL + snapshots). Both share [`Handle`]: every file write
 //! and fsync runs with the GIL released; reads answer from memory.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use bytes::Bytes;
 use consensus_core::raft::{self as core, ConfState as CoreConfState, Entry as CoreEntry};
 use consensus_core::storage::MemStorage;
 use consensus_core::{paxos, StorageError as CoreStorageError};
-use consensus_storage::wal::SnapshotFile;
 use consensus_storage::{
-    FileStorage as CoreFileStorage, FsyncPolicy, Options, PaxosFileStorage as CorePaxosFileStorage, SnapshotWriter,
-    Stats, WriteOutcome, SEGMENT_BYTES_MIN,
+    DurableStorage, FileStorage as CoreFileStorage, FsyncPolicy, Options, PaxosFileStorage as CorePaxosFileStorage,
+    SEGMENT_BYTES_MIN,
 };
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -21,70 +19,14 @@ use pyo3::types::PyDict;
 use crate::errors::{config_error, storage_to_py};
 use crate::raft::{bytes_of, ConfState, Entry, HardState, Ready, Snapshot};
 
-/// What the binding needs of a protocol's file storage.
-pub trait Durable: Send + Sized + 'static {
-    type Snapshot: SnapshotFile + Send + Sync;
-    fn open(path: &Path, options: Options) -> Result<Self, CoreStorageError>;
-    fn prepare_compaction(&self, index: u64, data: Bytes) -> Result<Self::Snapshot, CoreStorageError>;
-    fn snapshot_writer(&self) -> SnapshotWriter;
-    fn finish_compaction(&mut self, snapshot: Self::Snapshot, written: WriteOutcome) -> Result<(), CoreStorageError>;
-    fn sync(&mut self) -> Result<(), CoreStorageError>;
-    fn close(&mut self) -> Result<(), CoreStorageError>;
-    fn stats(&self) -> Stats;
-    fn is_closed(&self) -> bool;
-    fn inject_sync_failure(&mut self);
-}
-
-macro_rules! durable {
-    ($storage:ty, $snapshot:ty) => {
-        impl Durable for $storage {
-            type Snapshot = $snapshot;
-            fn open(path: &Path, options: Options) -> Result<Self, CoreStorageError> {
-                <$storage>::open(path, options)
-            }
-            fn prepare_compaction(&self, index: u64, data: Bytes) -> Result<$snapshot, CoreStorageError> {
-                <$storage>::prepare_compaction(self, index, data)
-            }
-            fn snapshot_writer(&self) -> SnapshotWriter {
-                <$storage>::snapshot_writer(self)
-            }
-            fn finish_compaction(
-                &mut self,
-                snapshot: $snapshot,
-                written: WriteOutcome,
-            ) -> Result<(), CoreStorageError> {
-                <$storage>::finish_compaction(self, snapshot, written)
-            }
-            fn sync(&mut self) -> Result<(), CoreStorageError> {
-                <$storage>::sync(self)
-            }
-            fn close(&mut self) -> Result<(), CoreStorageError> {
-                <$storage>::close(self)
-            }
-            fn stats(&self) -> Stats {
-                <$storage>::stats(self)
-            }
-            fn is_closed(&self) -> bool {
-                <$storage>::is_closed(self)
-            }
-            fn inject_sync_failure(&mut self) {
-                <$storage>::inject_sync_failure(self)
-            }
-        }
-    };
-}
-
-durable!(CoreFileStorage, core::Snapshot);
-durable!(CorePaxosFileStorage, paxos::Snapshot);
-
 /// An open file storage shared between its Python object and the node built on it.
-pub struct Handle<S: Durable> {
+pub struct Handle<S: DurableStorage> {
     inner: Arc<Mutex<S>>,
     path: PathBuf,
     options: Options,
 }
 
-impl<S: Durable> Handle<S> {
+impl<S: DurableStorage + Send + 'static> Handle<S> {
     fn parse_options(fsync: &str, segment_bytes: i64, batch_interval_ms: i64) -> PyResult<Options> {
         let fsync = FsyncPolicy::parse(fsync)
             .ok_or_else(|| config_error("fsync", format!("must be 'always', 'batch' or 'never' (got {fsync:?})")))?;

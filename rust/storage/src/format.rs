@@ -218,6 +218,50 @@ pub fn open_snapshot_file(bytes: &[u8]) -> Result<(Protocol, &[u8]), (u64, Forma
     Ok((protocol, &bytes[SNAPSHOT_HEADER_BYTES..crc_at]))
 }
 
+/// Helpers for the protocols' record and snapshot tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use bytes::Bytes;
+
+    use super::{open_snapshot_file, read_record, FormatError, Protocol, RecordRead};
+
+    /// Every record of `buf`, decoded by `decode`; anything but whole valid records panics.
+    pub fn read_all<R>(mut buf: &[u8], decode: impl Fn(u8, &[u8]) -> Result<R, FormatError>) -> Vec<R> {
+        let mut out = Vec::new();
+        while !buf.is_empty() {
+            match read_record(buf) {
+                RecordRead::Record { record_type, payload, len } => {
+                    out.push(decode(record_type, payload).expect("a valid payload"));
+                    buf = &buf[len..];
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        out
+    }
+
+    /// Checks that the snapshot file `bytes` of `protocol` decodes (by `decode_body`) to
+    /// `expected`, and that flipping any one bit of it is refused.
+    pub fn assert_snapshot_file_round_trips_and_refuses_any_flipped_bit<T: PartialEq + std::fmt::Debug>(
+        bytes: Vec<u8>,
+        protocol: Protocol,
+        expected: &T,
+        decode_body: impl Fn(Bytes) -> Result<T, FormatError>,
+    ) {
+        let decode = |bytes: Bytes| -> Result<T, FormatError> {
+            let (found, body) = open_snapshot_file(&bytes).map_err(|(_, e)| e)?;
+            assert_eq!(found, protocol);
+            decode_body(bytes.slice_ref(body))
+        };
+        assert_eq!(&decode(Bytes::from(bytes.clone())).unwrap(), expected);
+        for at in 0..bytes.len() {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 0x04;
+            assert!(decode(Bytes::from(damaged)).is_err(), "flip at {at} accepted");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

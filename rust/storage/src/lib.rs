@@ -12,4 +12,6 @@ pub mod wal;
 
 pub use crate::paxos::PaxosFileStorage;
 pub use crate::raft::FileStorage;
-pub use crate::wal::{FsyncPolicy, Options, SnapshotWriter, Stats, WriteOutcome, SEGMENT_BYTES_MIN, SNAPSHOTS_KEPT};
+pub use crate::wal::{
+    DurableStorage, FsyncPolicy, Options, SnapshotWriter, Stats, WriteOutcome, SEGMENT_BYTES_MIN, SNAPSHOTS_KEPT,
+};

@@ -218,6 +218,80 @@ fn lock_exclusive(_file: &File) -> io::Result<()> {
     Ok(())
 }
 
+/// What every protocol's file storage offers besides its own writes: the WAL it is built on, and
+/// compaction in three steps. The other methods are the same for every protocol.
+pub trait DurableStorage: Sized {
+    type Snapshot: SnapshotFile + Send + Sync;
+
+    /// Opens (creating when missing) the storage in `dir` and replays it.
+    fn open(dir: &Path, options: Options) -> Result<Self, StorageError>;
+    fn wal(&self) -> &Wal;
+    fn wal_mut(&mut self) -> &mut Wal;
+
+    /// Step 1 of a compaction (brief): checks `index` and builds the snapshot to write.
+    ///
+    /// A compaction is split in three so a caller holding the storage behind a lock can write the
+    /// (possibly large) snapshot file without the lock, while Readies keep being persisted:
+    /// `prepare_compaction`, then [`SnapshotWriter::write`] unlocked, then `finish_compaction`.
+    fn prepare_compaction(&self, index: u64, data: Bytes) -> Result<Self::Snapshot, StorageError>;
+
+    /// Step 3 (brief): with the file written, drops what the snapshot covers, deletes the segments
+    /// it made unnecessary and older snapshot files. A write failure poisons the storage. If a newer
+    /// snapshot arrived meanwhile (installed from the leader), this one is simply superseded.
+    fn finish_compaction(&mut self, snapshot: Self::Snapshot, written: WriteOutcome) -> Result<(), StorageError>;
+
+    /// Records a snapshot of the application at an applied (and committed) `index`: the three
+    /// steps at once.
+    fn compact(&mut self, index: u64, data: Bytes) -> Result<(), StorageError> {
+        let snapshot = self.prepare_compaction(index, data)?;
+        let written = self.snapshot_writer().write(&snapshot);
+        self.finish_compaction(snapshot, written)
+    }
+
+    /// Step 2: what writes snapshot files; needs no access to the storage while it writes.
+    fn snapshot_writer(&self) -> SnapshotWriter {
+        self.wal().snapshot_writer()
+    }
+
+    /// Whether bytes were written to the current segment since its last fsync.
+    fn has_unsynced(&self) -> bool {
+        self.wal().has_unsynced()
+    }
+
+    fn path(&self) -> &Path {
+        self.wal().path()
+    }
+
+    fn options(&self) -> Options {
+        self.wal().options()
+    }
+
+    fn stats(&self) -> Stats {
+        self.wal().stats()
+    }
+
+    fn is_closed(&self) -> bool {
+        self.wal().is_closed()
+    }
+
+    /// Makes the next fsync fail with an I/O error (tests of the poisoning path).
+    fn inject_sync_failure(&mut self) {
+        self.wal_mut().inject_sync_failure();
+    }
+
+    /// Fsyncs writes not yet synced: under `batch` once `batch_interval` has passed since the
+    /// last fsync, under `always` at once (commit-only changes), under `never` not at all.
+    fn sync(&mut self) -> Result<(), StorageError> {
+        self.wal_mut().sync()
+    }
+
+    /// Syncs what is pending (unless the policy is `never` or the storage is poisoned), closes
+    /// the files and releases the lock. Reads keep answering from memory; writes fail.
+    fn close(&mut self) -> Result<(), StorageError> {
+        self.wal_mut().close()
+    }
+}
+
 /// A protocol's snapshot as a file: the name it is stored under and its bytes.
 pub trait SnapshotFile {
     /// `(index, term)`: the file is `snap/<index:016x>-<term:016x>.snap`.

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use consensus_core::raft::{ConfState, Entry, EntryKind, HardState, Ready, Snapshot};
 use consensus_core::storage::Storage;
 use consensus_core::StorageError;
-use consensus_storage::{FileStorage, FsyncPolicy, Options};
+use consensus_storage::{DurableStorage, FileStorage, FsyncPolicy, Options};
 
 mod common;
 use common::{flip_bit, segments, TempDir};

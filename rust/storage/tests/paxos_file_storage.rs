@@ -11,7 +11,7 @@ use consensus_core::paxos::{
 };
 use consensus_core::role::Role;
 use consensus_core::StorageError;
-use consensus_storage::{FileStorage, Options, PaxosFileStorage};
+use consensus_storage::{DurableStorage, FileStorage, Options, PaxosFileStorage};
 
 mod common;
 use common::{flip_bit, segments, TempDir};

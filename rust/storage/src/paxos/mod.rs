@@ -13,7 +13,7 @@ use consensus_core::StorageError;
 
 use self::records::{decode_record, put_accepted, put_hard_state, put_members, Replay};
 use crate::format::{Protocol, RECORD_PAYLOAD_BYTES_MAX};
-use crate::wal::{Options, SnapshotWriter, Stats, Wal, WriteOutcome};
+use crate::wal::{DurableStorage, Options, Wal, WriteOutcome};
 
 /// Durable Multi-Paxos storage in a directory: `wal/` segments, `snap/` snapshots, `LOCK`.
 #[derive(Debug)]
@@ -25,75 +25,9 @@ pub struct PaxosFileStorage {
 }
 
 impl PaxosFileStorage {
-    /// Opens (creating when missing) the storage in `dir`: loads the newest snapshot, replays the
-    /// WAL (each slot's last accepted value), truncates a torn tail of the last segment and
-    /// starts a new segment.
-    pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<PaxosFileStorage, StorageError> {
-        let mut replay = Replay::default();
-        let wal = Wal::open(dir.as_ref(), options, Protocol::Paxos, |record_type, payload| {
-            let record = decode_record(record_type, payload)?;
-            let max_slot = record.max_slot();
-            replay.apply(record);
-            Ok(max_slot)
-        })?;
-        let snapshot = wal.load_newest_snapshot(|body| {
-            let snapshot = records::decode_snapshot_body(body)?;
-            let (index, term) = (snapshot.index, snapshot.term);
-            Ok((snapshot, index, term))
-        })?;
-
-        let mem = MemStorage::new(replay.members.as_deref().unwrap_or_default());
-        let initial_members = if snapshot.is_some() { None } else { replay.members };
-        {
-            let mut core = mem.wl();
-            let mut hard_state = replay.hard_state.unwrap_or_default();
-            core.set_hard_state(hard_state);
-            if let Some(snapshot) = snapshot {
-                core.apply_snapshot(snapshot)?;
-            }
-            let slots: Vec<_> = replay.accepted.into_values().collect();
-            core.put_accepted(&slots);
-            // The commit index need not be durable before the slots it covers are (a torn tail
-            // can keep a commit record and lose nothing it covers only because records are
-            // written slots first); never claim more than the slots held contiguously.
-            hard_state = core.hard_state();
-            hard_state.commit = hard_state.commit.min(core.contiguous_through()).max(core.snapshot().index);
-            core.set_hard_state(hard_state);
-        }
-        let mut storage = PaxosFileStorage { wal, mem, initial_members };
-        storage.roll()?;
-        Ok(storage)
-    }
-
-    /// Whether bytes were written to the current segment since its last fsync.
-    pub fn has_unsynced(&self) -> bool {
-        self.wal.has_unsynced()
-    }
-
     /// What the node reads through (shared: it sees every change made here).
     pub fn mem(&self) -> &MemStorage {
         &self.mem
-    }
-
-    pub fn path(&self) -> &Path {
-        self.wal.path()
-    }
-
-    pub fn options(&self) -> Options {
-        self.wal.options()
-    }
-
-    pub fn stats(&self) -> Stats {
-        self.wal.stats()
-    }
-
-    pub fn is_closed(&self) -> bool {
-        self.wal.is_closed()
-    }
-
-    /// Makes the next fsync fail with an I/O error (tests of the poisoning path).
-    pub fn inject_sync_failure(&mut self) {
-        self.wal.inject_sync_failure();
     }
 
     /// Starts a new segment holding the current promise and commit (and the initial members while
@@ -191,42 +125,6 @@ impl PaxosFileStorage {
         self.wal.prune_snapshots()
     }
 
-    /// Records a snapshot of the application at an applied (and decided) slot `index`, drops the
-    /// slots up to it and deletes the segments it made unnecessary.
-    pub fn compact(&mut self, index: u64, data: Bytes) -> Result<(), StorageError> {
-        let snapshot = self.prepare_compaction(index, data)?;
-        let written = self.snapshot_writer().write(&snapshot);
-        self.finish_compaction(snapshot, written)
-    }
-
-    /// Step 1 of a compaction (brief): checks `index` and builds the snapshot to write (see the
-    /// Raft `FileStorage::prepare_compaction` for why a compaction has three steps).
-    pub fn prepare_compaction(&self, index: u64, data: Bytes) -> Result<Snapshot, StorageError> {
-        self.wal.check_writable()?;
-        self.mem.rl().snapshot_at(index, data)
-    }
-
-    /// Step 2: what writes snapshot files; needs no access to the storage while it writes.
-    pub fn snapshot_writer(&self) -> SnapshotWriter {
-        self.wal.snapshot_writer()
-    }
-
-    /// Step 3 (brief): with the file written, drops the slots up to the snapshot, deletes the
-    /// segments it covers and older snapshot files; superseded if a newer snapshot arrived.
-    pub fn finish_compaction(&mut self, snapshot: Snapshot, written: WriteOutcome) -> Result<(), StorageError> {
-        self.wal.absorb(written)?;
-        self.wal.check_writable()?;
-        let index = snapshot.index;
-        if index <= self.mem.rl().snapshot().index {
-            return self.wal.prune_snapshots();
-        }
-        self.mem.wl().apply_snapshot(snapshot)?;
-        // Segments from now on need not repeat the initial members: the snapshot holds them.
-        self.initial_members = None;
-        self.wal.delete_segments_through(index, false)?;
-        self.wal.prune_snapshots()
-    }
-
     /// Records a new promise or commit directly (tools and tests; the node persists Readies).
     pub fn set_hard_state(&mut self, hs: HardState) -> Result<(), StorageError> {
         self.wal.check_writable()?;
@@ -238,15 +136,79 @@ impl PaxosFileStorage {
         self.mem.wl().set_hard_state(hs);
         self.roll_if_full()
     }
+}
 
-    /// Fsyncs writes not yet synced, per the policy (as the Raft storage's `sync`).
-    pub fn sync(&mut self) -> Result<(), StorageError> {
-        self.wal.sync()
+impl DurableStorage for PaxosFileStorage {
+    type Snapshot = Snapshot;
+
+    /// Opens (creating when missing) the storage in `dir`: loads the newest snapshot, replays the
+    /// WAL (each slot's last accepted value), truncates a torn tail of the last segment and
+    /// starts a new segment.
+    fn open(dir: &Path, options: Options) -> Result<PaxosFileStorage, StorageError> {
+        let mut replay = Replay::default();
+        let wal = Wal::open(dir, options, Protocol::Paxos, |record_type, payload| {
+            let record = decode_record(record_type, payload)?;
+            let max_slot = record.max_slot();
+            replay.apply(record);
+            Ok(max_slot)
+        })?;
+        let snapshot = wal.load_newest_snapshot(|body| {
+            let snapshot = records::decode_snapshot_body(body)?;
+            let (index, term) = (snapshot.index, snapshot.term);
+            Ok((snapshot, index, term))
+        })?;
+
+        let mem = MemStorage::new(replay.members.as_deref().unwrap_or_default());
+        let initial_members = if snapshot.is_some() { None } else { replay.members };
+        {
+            let mut core = mem.wl();
+            let mut hard_state = replay.hard_state.unwrap_or_default();
+            core.set_hard_state(hard_state);
+            if let Some(snapshot) = snapshot {
+                core.apply_snapshot(snapshot)?;
+            }
+            let slots: Vec<_> = replay.accepted.into_values().collect();
+            core.put_accepted(&slots);
+            // The commit index need not be durable before the slots it covers are (a torn tail
+            // can keep a commit record and lose nothing it covers only because records are
+            // written slots first); never claim more than the slots held contiguously.
+            hard_state = core.hard_state();
+            hard_state.commit = hard_state.commit.min(core.contiguous_through()).max(core.snapshot().index);
+            core.set_hard_state(hard_state);
+        }
+        let mut storage = PaxosFileStorage { wal, mem, initial_members };
+        storage.roll()?;
+        Ok(storage)
     }
 
-    /// Syncs what is pending (unless the policy is `never` or the storage is poisoned), closes
-    /// the files and releases the lock. Reads keep answering from memory; writes fail.
-    pub fn close(&mut self) -> Result<(), StorageError> {
-        self.wal.close()
+    fn wal(&self) -> &Wal {
+        &self.wal
+    }
+
+    fn wal_mut(&mut self) -> &mut Wal {
+        &mut self.wal
+    }
+
+    /// Step 1 of a compaction (brief): checks `index` and builds the snapshot to write (see the
+    /// Raft `FileStorage::prepare_compaction` for why a compaction has three steps).
+    fn prepare_compaction(&self, index: u64, data: Bytes) -> Result<Snapshot, StorageError> {
+        self.wal.check_writable()?;
+        self.mem.rl().snapshot_at(index, data)
+    }
+
+    /// Step 3 (brief): with the file written, drops the slots up to the snapshot, deletes the
+    /// segments it covers and older snapshot files; superseded if a newer snapshot arrived.
+    fn finish_compaction(&mut self, snapshot: Snapshot, written: WriteOutcome) -> Result<(), StorageError> {
+        self.wal.absorb(written)?;
+        self.wal.check_writable()?;
+        let index = snapshot.index;
+        if index <= self.mem.rl().snapshot().index {
+            return self.wal.prune_snapshots();
+        }
+        self.mem.wl().apply_snapshot(snapshot)?;
+        // Segments from now on need not repeat the initial members: the snapshot holds them.
+        self.initial_members = None;
+        self.wal.delete_segments_through(index, false)?;
+        self.wal.prune_snapshots()
     }
 }

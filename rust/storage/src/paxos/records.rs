@@ -191,7 +191,7 @@ pub fn decode_snapshot_body(body: Bytes) -> Result<Snapshot, FormatError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::{open_snapshot_file, read_record, RecordRead};
+    use crate::format::test_support::{assert_snapshot_file_round_trips_and_refuses_any_flipped_bit, read_all};
     use consensus_core::paxos::Value;
 
     fn slot(slot: u64, round: u64, data: &'static [u8]) -> AcceptedSlot {
@@ -200,20 +200,6 @@ mod tests {
             ballot: Ballot::new(round, 2),
             value: Value::batch(round, vec![Bytes::from_static(data), Bytes::from_static(b"more")]),
         }
-    }
-
-    fn read_all(mut buf: &[u8]) -> Vec<Record> {
-        let mut out = Vec::new();
-        while !buf.is_empty() {
-            match read_record(buf) {
-                RecordRead::Record { record_type, payload, len } => {
-                    out.push(decode_record(record_type, payload).unwrap());
-                    buf = &buf[len..];
-                }
-                other => panic!("unexpected {other:?}"),
-            }
-        }
-        out
     }
 
     #[test]
@@ -225,7 +211,7 @@ mod tests {
         put_hard_state(&mut buf, &hs);
         put_members(&mut buf, &[1, 2, 3]);
         assert_eq!(
-            read_all(&buf),
+            read_all(&buf, decode_record),
             vec![Record::Accepted(slots), Record::HardState(hs), Record::Members(vec![1, 2, 3])]
         );
     }
@@ -235,7 +221,7 @@ mod tests {
         let mut buf = Vec::new();
         let slots: Vec<AcceptedSlot> = (1..=9).map(|i| slot(i, 1, b"0123456789")).collect();
         put_accepted(&mut buf, &slots, 4 + 3 * slot_len(&slots[0]));
-        let records = read_all(&buf);
+        let records = read_all(&buf, decode_record);
         assert_eq!(records.len(), 3);
         assert_eq!(records[2], Record::Accepted(slots[6..].to_vec()));
     }
@@ -260,17 +246,11 @@ mod tests {
             pending: vec![(20, vec![1, 2, 3, 4])],
             data: Bytes::from_static(b"state"),
         };
-        let bytes = Bytes::from(snapshot.encode_file());
-        let decode = |bytes: &Bytes| -> Result<Snapshot, FormatError> {
-            let (protocol, body) = open_snapshot_file(bytes).map_err(|(_, e)| e)?;
-            assert_eq!(protocol, Protocol::Paxos);
-            decode_snapshot_body(bytes.slice_ref(body))
-        };
-        assert_eq!(decode(&bytes).unwrap(), snapshot);
-        for at in 0..bytes.len() {
-            let mut damaged = bytes.to_vec();
-            damaged[at] ^= 0x04;
-            assert!(decode(&Bytes::from(damaged)).is_err(), "flip at {at} accepted");
-        }
+        assert_snapshot_file_round_trips_and_refuses_any_flipped_bit(
+            snapshot.encode_file(),
+            Protocol::Paxos,
+            &snapshot,
+            decode_snapshot_body,
+        );
     }
 }

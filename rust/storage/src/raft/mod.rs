@@ -15,7 +15,7 @@ use consensus_core::StorageError;
 use self::records::{decode_record, put_conf_state, put_entries, put_hard_state, put_snapshot_marker};
 use self::replay::Replay;
 use crate::format::{Protocol, RECORD_PAYLOAD_BYTES_MAX};
-use crate::wal::{Options, SnapshotWriter, Stats, Wal, WriteOutcome};
+use crate::wal::{DurableStorage, Options, Wal, WriteOutcome};
 
 /// Durable Raft storage in a directory: `wal/` segments, `snap/` snapshots and a `LOCK` file.
 #[derive(Debug)]
@@ -28,69 +28,9 @@ pub struct FileStorage {
 }
 
 impl FileStorage {
-    /// Opens (creating when missing) the storage in `dir`: loads the newest snapshot, replays the
-    /// WAL, truncates a torn tail of the last segment and starts a new segment.
-    pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<FileStorage, StorageError> {
-        let mut replayed = Replay::default();
-        let wal = Wal::open(dir.as_ref(), options, Protocol::Raft, |record_type, payload| {
-            let record = decode_record(record_type, payload)?;
-            let max_index = record.max_index();
-            replayed.apply(record);
-            Ok(max_index)
-        })?;
-        let snapshot = wal.load_newest_snapshot(|body| {
-            let snapshot = records::decode_snapshot_body(body)?;
-            let key = (snapshot.index, snapshot.term);
-            Ok((snapshot, key.0, key.1))
-        })?;
-        let recovered = replayed.finish(snapshot, &wal.path().join("wal"))?;
-
-        let mem = MemStorage::new();
-        {
-            let mut core = mem.wl();
-            if let Some(snapshot) = recovered.snapshot {
-                core.apply_snapshot(snapshot)?;
-            }
-            for (index, conf_state) in &recovered.conf_history {
-                core.set_conf_state(*index, conf_state.clone());
-            }
-            core.append(&recovered.entries)?;
-            core.set_hard_state(recovered.hard_state);
-        }
-        let mut storage = FileStorage { wal, mem, conf_history: recovered.conf_history };
-        storage.roll(None)?;
-        Ok(storage)
-    }
-
-    /// Whether bytes were written to the current segment since its last fsync.
-    pub fn has_unsynced(&self) -> bool {
-        self.wal.has_unsynced()
-    }
-
     /// What the node reads through (shared: it sees every change made here).
     pub fn mem(&self) -> &MemStorage {
         &self.mem
-    }
-
-    pub fn path(&self) -> &Path {
-        self.wal.path()
-    }
-
-    pub fn options(&self) -> Options {
-        self.wal.options()
-    }
-
-    pub fn stats(&self) -> Stats {
-        self.wal.stats()
-    }
-
-    pub fn is_closed(&self) -> bool {
-        self.wal.is_closed()
-    }
-
-    /// Makes the next fsync fail with an I/O error (tests of the poisoning path).
-    pub fn inject_sync_failure(&mut self) {
-        self.wal.inject_sync_failure();
     }
 
     /// Starts a new segment holding the current hard state and configurations (and, after an
@@ -230,21 +170,54 @@ impl FileStorage {
         self.wal.delete_segments_through(index, true)?;
         self.wal.prune_snapshots()
     }
+}
 
-    /// Records a snapshot of the application at an applied (and committed) `index`, drops the log
-    /// up to it and deletes the segments it made unnecessary.
-    pub fn compact(&mut self, index: u64, data: Bytes) -> Result<(), StorageError> {
-        let snapshot = self.prepare_compaction(index, data)?;
-        let written = self.snapshot_writer().write(&snapshot);
-        self.finish_compaction(snapshot, written)
+impl DurableStorage for FileStorage {
+    type Snapshot = Snapshot;
+
+    /// Opens (creating when missing) the storage in `dir`: loads the newest snapshot, replays the
+    /// WAL, truncates a torn tail of the last segment and starts a new segment.
+    fn open(dir: &Path, options: Options) -> Result<FileStorage, StorageError> {
+        let mut replayed = Replay::default();
+        let wal = Wal::open(dir, options, Protocol::Raft, |record_type, payload| {
+            let record = decode_record(record_type, payload)?;
+            let max_index = record.max_index();
+            replayed.apply(record);
+            Ok(max_index)
+        })?;
+        let snapshot = wal.load_newest_snapshot(|body| {
+            let snapshot = records::decode_snapshot_body(body)?;
+            let key = (snapshot.index, snapshot.term);
+            Ok((snapshot, key.0, key.1))
+        })?;
+        let recovered = replayed.finish(snapshot, &wal.path().join("wal"))?;
+
+        let mem = MemStorage::new();
+        {
+            let mut core = mem.wl();
+            if let Some(snapshot) = recovered.snapshot {
+                core.apply_snapshot(snapshot)?;
+            }
+            for (index, conf_state) in &recovered.conf_history {
+                core.set_conf_state(*index, conf_state.clone());
+            }
+            core.append(&recovered.entries)?;
+            core.set_hard_state(recovered.hard_state);
+        }
+        let mut storage = FileStorage { wal, mem, conf_history: recovered.conf_history };
+        storage.roll(None)?;
+        Ok(storage)
     }
 
-    /// Step 1 of a compaction (brief): checks `index` and builds the snapshot to write.
-    ///
-    /// A compaction is split in three so a caller holding this storage behind a lock can write the
-    /// (possibly large) snapshot file without the lock, while Readies keep being persisted:
-    /// `prepare_compaction`, then [`SnapshotWriter::write`] unlocked, then `finish_compaction`.
-    pub fn prepare_compaction(&self, index: u64, data: Bytes) -> Result<Snapshot, StorageError> {
+    fn wal(&self) -> &Wal {
+        &self.wal
+    }
+
+    fn wal_mut(&mut self) -> &mut Wal {
+        &mut self.wal
+    }
+
+    fn prepare_compaction(&self, index: u64, data: Bytes) -> Result<Snapshot, StorageError> {
         self.wal.check_writable()?;
         let core = self.mem.rl();
         let held = core.snapshot();
@@ -270,15 +243,7 @@ impl FileStorage {
         Ok(Snapshot { index, term: core.term(index)?, conf_state, data })
     }
 
-    /// Step 2: what writes snapshot files; needs no access to the storage while it writes.
-    pub fn snapshot_writer(&self) -> SnapshotWriter {
-        self.wal.snapshot_writer()
-    }
-
-    /// Step 3 (brief): with the file written, drops the log up to the snapshot, deletes the
-    /// segments it covers and older snapshot files. A write failure poisons the storage. If a newer
-    /// snapshot arrived meanwhile (installed from the leader), this one is simply superseded.
-    pub fn finish_compaction(&mut self, snapshot: Snapshot, written: WriteOutcome) -> Result<(), StorageError> {
+    fn finish_compaction(&mut self, snapshot: Snapshot, written: WriteOutcome) -> Result<(), StorageError> {
         self.wal.absorb(written)?;
         self.wal.check_writable()?;
         let index = snapshot.index;
@@ -289,17 +254,5 @@ impl FileStorage {
         self.conf_history.retain(|(i, _)| *i > index);
         self.wal.delete_segments_through(index, false)?;
         self.wal.prune_snapshots()
-    }
-
-    /// Fsyncs writes not yet synced: under `batch` once `batch_interval` has passed since the
-    /// last fsync, under `always` at once (commit-only changes), under `never` not at all.
-    pub fn sync(&mut self) -> Result<(), StorageError> {
-        self.wal.sync()
-    }
-
-    /// Syncs what is pending (unless the policy is `never` or the storage is poisoned), closes
-    /// the files and releases the lock. Reads keep answering from memory; writes fail.
-    pub fn close(&mut self) -> Result<(), StorageError> {
-        self.wal.close()
     }
 }

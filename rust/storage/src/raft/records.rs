@@ -203,24 +203,11 @@ pub fn decode_snapshot_body(body: Bytes) -> Result<Snapshot, FormatError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::{open_snapshot_file, read_record, RecordRead, RECORD_PAYLOAD_BYTES_MAX};
+    use crate::format::test_support::{assert_snapshot_file_round_trips_and_refuses_any_flipped_bit, read_all};
+    use crate::format::RECORD_PAYLOAD_BYTES_MAX;
 
     fn ent(index: u64, term: u64, data: &'static [u8]) -> Entry {
         Entry::new(index, term, EntryKind::Normal, Bytes::from_static(data))
-    }
-
-    fn read_all(mut buf: &[u8]) -> Vec<Record> {
-        let mut out = Vec::new();
-        while !buf.is_empty() {
-            match read_record(buf) {
-                RecordRead::Record { record_type, payload, len } => {
-                    out.push(decode_record(record_type, payload).unwrap());
-                    buf = &buf[len..];
-                }
-                other => panic!("unexpected {other:?}"),
-            }
-        }
-        out
     }
 
     #[test]
@@ -234,7 +221,7 @@ mod tests {
         put_conf_state(&mut buf, 6, &cs);
         put_snapshot_marker(&mut buf, 9, 4);
         assert_eq!(
-            read_all(&buf),
+            read_all(&buf, decode_record),
             vec![
                 Record::Entries { prev_term: 2, entries },
                 Record::HardState(hs),
@@ -249,7 +236,7 @@ mod tests {
         let mut buf = Vec::new();
         let entries: Vec<Entry> = (1..=10).map(|i| ent(i, 1, b"0123456789")).collect();
         put_entries(&mut buf, 0, &entries, 12 + 2 * (ENTRY_OVERHEAD_BYTES + 10));
-        let records = read_all(&buf);
+        let records = read_all(&buf, decode_record);
         assert_eq!(records.len(), 5);
         let Record::Entries { prev_term, entries: second } = &records[1] else { panic!("not entries") };
         assert_eq!((*prev_term, second[0].index), (1, 3));
@@ -263,17 +250,11 @@ mod tests {
             conf_state: ConfState { voters: vec![1, 2], ..Default::default() },
             data: Bytes::from_static(b"state"),
         };
-        let bytes = Bytes::from(snapshot.encode_file());
-        let decode = |bytes: &Bytes| -> Result<Snapshot, FormatError> {
-            let (protocol, body) = open_snapshot_file(bytes).map_err(|(_, e)| e)?;
-            assert_eq!(protocol, Protocol::Raft);
-            decode_snapshot_body(bytes.slice_ref(body))
-        };
-        assert_eq!(decode(&bytes).unwrap(), snapshot);
-        for at in 0..bytes.len() {
-            let mut damaged = bytes.to_vec();
-            damaged[at] ^= 0x04;
-            assert!(decode(&Bytes::from(damaged)).is_err(), "flip at {at} accepted");
-        }
+        assert_snapshot_file_round_trips_and_refuses_any_flipped_bit(
+            snapshot.encode_file(),
+            Protocol::Raft,
+            &snapshot,
+            decode_snapshot_body,
+        );
     }
 }
