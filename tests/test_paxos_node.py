@@ -4,6 +4,7 @@ the protocols are interchangeable behind one interface)."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any, Callable, Dict, List
 
 import pytest
@@ -205,3 +206,39 @@ def test_paxos_ready_loop_in_process_commits_on_every_node() -> None:
     for node in nodes.values():
         assert node.storage.hard_state().promised == nodes[1].ballot
         assert node.storage.hard_state().commit >= 1
+
+
+SNAPSHOTTING = NodeOptions(tick_interval=0.002, election_ticks=10, heartbeat_ticks=1, snapshot_entries=5)
+
+
+def test_paxos_file_storage_nodes_snapshot_in_background_and_restart_from_disk(tmp_path: Path) -> None:
+    """Paxos Made Live §5.5: snapshots taken while the log keeps growing; a lagging replica catches
+    up from a snapshot; every replica restarts from its disk with the same state, three times."""
+    async def scenario() -> None:
+        for round_ in range(3):
+            net = MemoryNetwork()
+            storages = {i: paxos.FileStorage(tmp_path / f"n{i}", segment_bytes=4096) for i in (1, 2, 3)}
+            nodes: Dict[int, Node] = {
+                i: Node(i, [1, 2, 3], Journal(), net.transport(i), protocol="paxos", options=SNAPSHOTTING, storage=storages[i])
+                for i in (1, 2, 3)
+            }
+            for node in nodes.values():
+                await node.start()
+            try:
+                await eventually(lambda: any(n.is_leader for n in nodes.values()), timeout=30)
+                leader = next(n for n in nodes.values() if n.is_leader)
+                lagging = next(i for i in nodes if nodes[i] is not leader)
+                net.isolate(lagging)
+                for wave in range(20):
+                    await asyncio.gather(*(leader.propose(b"r%d-w%d-c%d" % (round_, wave, c)) for c in range(10)))
+                net.heal()
+                expected = 200 * (round_ + 1)
+                await eventually(lambda: all(len(n.state_machine.commands) == expected for n in nodes.values()), timeout=30)
+                assert len({tuple(n.state_machine.commands) for n in nodes.values()}) == 1
+                assert not any(n.status()["stopped"] for n in nodes.values())
+                assert any(n.stats.snapshots_taken for n in nodes.values())
+            finally:
+                for node in nodes.values():
+                    await node.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), 120))

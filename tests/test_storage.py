@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 from typing import List
 
@@ -265,3 +268,50 @@ def test_paxos_injected_fsync_failure_poisons_the_storage(tmp_path: Path) -> Non
         node.persist_and_advance(node.ready())
     with pytest.raises(consensus.StorageError, match="poisoned"):
         storage.sync()
+
+
+REPR_WHILE_PERSISTING = textwrap.dedent(
+    """
+    import sys, threading, time
+    from consensus import paxos
+    storage = paxos.FileStorage(sys.argv[1], fsync="never")
+    node = paxos.PaxosNode(id=1, members=[1], storage=storage)
+    node.campaign()
+    while node.has_ready():
+        node.persist_and_advance(node.ready())
+    stop = False
+    def writer():
+        while not stop:
+            node.propose(b"x")
+            while node.has_ready():
+                node.persist_and_advance(node.ready())
+    threading.Thread(target=writer, daemon=True).start()
+    sys.setswitchinterval(1e-6)
+    start = time.time()
+    while time.time() - start < 5:
+        repr(storage)
+    stop = True
+    print("ok", flush=True)
+    """
+)
+
+CPU_HOG = "while True: pass"
+
+
+def test_repr_of_paxos_file_storage_never_deadlocks_with_a_concurrent_persist(tmp_path: Path) -> None:
+    busy = [subprocess.Popen([sys.executable, "-c", CPU_HOG]) for _ in range(2)]
+    try:
+        probe = subprocess.Popen(
+            [sys.executable, "-c", REPR_WHILE_PERSISTING, str(tmp_path / "n1")], stdout=subprocess.PIPE, text=True
+        )
+        try:
+            out, _ = probe.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            probe.kill()
+            probe.communicate()
+            raise AssertionError("repr(storage) deadlocked against a concurrent persist")
+        assert out.strip() == "ok"
+    finally:
+        for p in busy:
+            p.kill()
+            p.wait()

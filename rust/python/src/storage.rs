@@ -375,12 +375,15 @@ impl PaxosFileStorage {
         Ok(false)
     }
     fn __repr__(&self) -> String {
+        // One read guard: a second `rl()` while this one is alive deadlocks once a writer queues.
+        let snapshot_index = self.mem.rl().snapshot().index;
+        let last = crate::paxos::last_slot(&self.mem);
         format!(
             "FileStorage(path={:?}, fsync={:?}, snapshot_index={}, last_index={})",
             self.handle.path_str(),
             self.handle.options.fsync.as_str(),
-            self.mem.rl().snapshot().index,
-            crate::paxos::last_slot(&self.mem)
+            snapshot_index,
+            last
         )
     }
 }

@@ -390,17 +390,19 @@ pub struct Wal {
 
 impl Wal {
     /// Opens (creating when missing) the data directory `dir` of `protocol`: takes the lock,
-    /// removes leftover snapshot temp files, then reads every segment in order, handing each
-    /// record to `on_record(type, payload)`, which returns the highest index or slot the record
-    /// wrote (0: none) or why the payload is invalid. The last segment's torn tail is truncated;
-    /// any other damage is refused. No segment is open for writing until the caller's first
-    /// [`Wal::roll`].
-    pub fn open(
+    /// removes leftover snapshot temp files, loads the newest snapshot file (its body decoded by
+    /// `decode_snapshot` into the snapshot and its `(index, term)`), then reads every segment in
+    /// order, handing each record to `on_record(type, payload)`, which returns the highest index or
+    /// slot the record wrote (0: none) or why the payload is invalid. The last segment's torn tail is
+    /// truncated; any other damage is refused, before anything is truncated when it is the
+    /// snapshot's. No segment is open for writing until the caller's first [`Wal::roll`].
+    pub fn open<T>(
         dir: &Path,
         options: Options,
         protocol: Protocol,
+        decode_snapshot: impl FnOnce(Bytes) -> Result<(T, u64, u64), FormatError>,
         on_record: impl FnMut(u8, &[u8]) -> Result<u64, FormatError>,
-    ) -> Result<Wal, StorageError> {
+    ) -> Result<(Wal, Option<T>), StorageError> {
         if options.segment_bytes < SEGMENT_BYTES_MIN {
             return Err(StorageError::Other(format!("segment_bytes must be at least {SEGMENT_BYTES_MIN}")));
         }
@@ -450,6 +452,9 @@ impl Wal {
             syncer: Syncer::default(),
             lock: Some(lock),
         };
+        // Step 2 before step 3 (storage-format.md): a damaged snapshot is refused before any
+        // segment is truncated or deleted.
+        let snapshot = wal.load_newest_snapshot(decode_snapshot)?;
         wal.scan_segments(on_record)?;
         // The last replayed segment may hold writes that reached only the page cache before a
         // crash; it stops being the last one at the first roll, so make it durable first.
@@ -460,7 +465,7 @@ impl Wal {
                 return Err(io_error("cannot fsync", &path, e));
             }
         }
-        Ok(wal)
+        Ok((wal, snapshot))
     }
 
     /// Reads every segment of `wal/` in sequence order.
@@ -566,7 +571,7 @@ impl Wal {
 
     /// Loads the newest snapshot file, decoded by `decode(body)` into the snapshot and its
     /// `(index, term)`; damage of any kind is refused (no silent fallback to an older file).
-    pub fn load_newest_snapshot<T>(
+    fn load_newest_snapshot<T>(
         &self,
         decode: impl FnOnce(Bytes) -> Result<(T, u64, u64), FormatError>,
     ) -> Result<Option<T>, StorageError> {

@@ -2,6 +2,7 @@
 //! what damage is refused.
 
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -430,4 +431,35 @@ fn two_writers_of_the_same_snapshot_never_share_a_temp_file() {
     s.finish_compaction(b, rb).unwrap();
     drop(s);
     assert_eq!(open(&dir.0).unwrap().mem().snapshot().index, 2);
+}
+
+/// storage-format.md, "Replay (open)": the newest snapshot is checked before the segments are read,
+/// so a refused open leaves the directory as it was (a torn tail is not cut first).
+#[test]
+fn a_damaged_snapshot_is_refused_before_anything_is_truncated() {
+    let dir = TempDir::new("review-open-order");
+    {
+        let mut s = FileStorage::open(&dir.0, Options::default()).unwrap();
+        let entries: Vec<Entry> =
+            (1..=3).map(|i| Entry::new(i, 1, EntryKind::Normal, Bytes::from(format!("e{i}")))).collect();
+        s.persist(&Ready {
+            entries,
+            hard_state: Some(HardState { term: 1, vote: 1, commit: 3 }),
+            must_sync: true,
+            ..Default::default()
+        })
+        .unwrap();
+        s.compact(2, Bytes::from_static(b"app state")).unwrap();
+        s.close().unwrap();
+    }
+    // A torn write at the end of the last segment...
+    let last = segments(&dir.0).pop().unwrap();
+    fs::OpenOptions::new().append(true).open(&last).unwrap().write_all(&[40, 0, 0, 0, 1, 9, 9]).unwrap();
+    let torn_len = fs::metadata(&last).unwrap().len();
+    // ...and a damaged (newest) snapshot.
+    let snap = fs::read_dir(dir.0.join("snap")).unwrap().next().unwrap().unwrap().path();
+    flip_bit(&snap, 30);
+
+    assert!(matches!(FileStorage::open(&dir.0, Options::default()), Err(StorageError::Corrupt { .. })));
+    assert_eq!(fs::metadata(&last).unwrap().len(), torn_len, "a refused open modified the WAL");
 }

@@ -116,6 +116,7 @@ impl PaxosFileStorage {
         if snapshot.index <= held {
             return Err(StorageError::SnapshotOutOfDate(snapshot.index));
         }
+        check_members(&snapshot)?;
         self.wal.write_snapshot(&snapshot)?;
         let index = snapshot.index;
         self.mem.wl().apply_snapshot(snapshot)?;
@@ -146,16 +147,16 @@ impl DurableStorage for PaxosFileStorage {
     /// starts a new segment.
     fn open(dir: &Path, options: Options) -> Result<PaxosFileStorage, StorageError> {
         let mut replay = Replay::default();
-        let wal = Wal::open(dir, options, Protocol::Paxos, |record_type, payload| {
+        let decode_snapshot = |body| {
+            let snapshot = records::decode_snapshot_body(body)?;
+            let (index, term) = (snapshot.index, snapshot.term);
+            Ok((snapshot, index, term))
+        };
+        let (wal, snapshot) = Wal::open(dir, options, Protocol::Paxos, decode_snapshot, |record_type, payload| {
             let record = decode_record(record_type, payload)?;
             let max_slot = record.max_slot();
             replay.apply(record);
             Ok(max_slot)
-        })?;
-        let snapshot = wal.load_newest_snapshot(|body| {
-            let snapshot = records::decode_snapshot_body(body)?;
-            let (index, term) = (snapshot.index, snapshot.term);
-            Ok((snapshot, index, term))
         })?;
 
         let mem = MemStorage::new(replay.members.as_deref().unwrap_or_default());
@@ -193,7 +194,9 @@ impl DurableStorage for PaxosFileStorage {
     /// Raft `FileStorage::prepare_compaction` for why a compaction has three steps).
     fn prepare_compaction(&self, index: u64, data: Bytes) -> Result<Snapshot, StorageError> {
         self.wal.check_writable()?;
-        self.mem.rl().snapshot_at(index, data)
+        let snapshot = self.mem.rl().snapshot_at(index, data)?;
+        check_members(&snapshot)?;
+        Ok(snapshot)
     }
 
     /// Step 3 (brief): with the file written, drops the slots up to the snapshot, deletes the
@@ -211,4 +214,12 @@ impl DurableStorage for PaxosFileStorage {
         self.wal.delete_segments_through(index, false)?;
         self.wal.prune_snapshots()
     }
+}
+
+/// A snapshot file must read back: `decode_snapshot_body` refuses one without members.
+fn check_members(snapshot: &Snapshot) -> Result<(), StorageError> {
+    if snapshot.members.is_empty() {
+        return Err(StorageError::Other(format!("snapshot at {} holds no membership", snapshot.index)));
+    }
+    Ok(())
 }

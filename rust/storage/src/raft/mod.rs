@@ -179,16 +179,16 @@ impl DurableStorage for FileStorage {
     /// WAL, truncates a torn tail of the last segment and starts a new segment.
     fn open(dir: &Path, options: Options) -> Result<FileStorage, StorageError> {
         let mut replayed = Replay::default();
-        let wal = Wal::open(dir, options, Protocol::Raft, |record_type, payload| {
+        let decode_snapshot = |body| {
+            let snapshot = records::decode_snapshot_body(body)?;
+            let key = (snapshot.index, snapshot.term);
+            Ok((snapshot, key.0, key.1))
+        };
+        let (wal, snapshot) = Wal::open(dir, options, Protocol::Raft, decode_snapshot, |record_type, payload| {
             let record = decode_record(record_type, payload)?;
             let max_index = record.max_index();
             replayed.apply(record);
             Ok(max_index)
-        })?;
-        let snapshot = wal.load_newest_snapshot(|body| {
-            let snapshot = records::decode_snapshot_body(body)?;
-            let key = (snapshot.index, snapshot.term);
-            Ok((snapshot, key.0, key.1))
         })?;
         let recovered = replayed.finish(snapshot, &wal.path().join("wal"))?;
 
