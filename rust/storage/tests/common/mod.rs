@@ -1,3 +1,5 @@
+#![allow(dead_code)] // each test crate uses some of the helpers
+
 //! Helpers shared by the storage test suites.
 
 use std::fs;
