@@ -1,6 +1,5 @@
-#![allow(dead_code)] // each test crate uses some of the helpers
-
 //! Helpers shared by the storage test suites.
+#![allow(dead_code)] // each test crate uses some of the helpers
 
 use std::fs;
 use std::path::{Path, PathBuf};
