@@ -758,3 +758,99 @@ def test_idle_connections_carry_keepalives_that_count_as_arrivals_but_never_reac
             await close_all(transports)
 
     run(scenario())
+
+
+# ---------------------------------------------------------------------- greeting flags
+
+
+def test_greeting_flags_round_trip_and_reserved_bits_are_cleared_on_receipt() -> None:
+    both = handshake.GREETING_HAS_STATE | handshake.GREETING_REMEMBERS_RECEIVER
+    hello = handshake.encode_hello(1, 5, 6, CLUSTER, both)
+    assert handshake.decode(hello) == handshake.Greeting(handshake.KIND_HELLO, 1, 5, 6, CLUSTER, both)
+    welcome = bytearray(handshake.encode_welcome(1, 6, 5, CLUSTER, handshake.GREETING_HAS_STATE))
+    welcome[handshake.HEADER_BYTES + 17] |= 0xF0  # reserved bits set by a later version
+    decoded = handshake.decode(welcome)
+    assert isinstance(decoded, handshake.Greeting) and decoded.flags == handshake.GREETING_HAS_STATE
+    with pytest.raises(ValueError):
+        handshake.encode_hello(1, 5, 6, CLUSTER, 4)
+
+
+@pytest.mark.integration
+def test_each_handshake_reports_the_flags_the_peer_sent_in_both_directions() -> None:
+    async def scenario() -> None:
+        transports = {node: tcp(node) for node in (1, 2)}
+        greetings: Dict[int, List[Tuple[int, int]]] = {1: [], 2: []}
+        transports[1].greeting_flags = lambda peer: handshake.GREETING_HAS_STATE
+        transports[2].greeting_flags = lambda peer: handshake.GREETING_HAS_STATE | handshake.GREETING_REMEMBERS_RECEIVER
+        for node, transport in transports.items():
+            transport.on_greeting = lambda peer, flags, node=node: greetings[node].append((peer, flags))  # type: ignore[misc]
+        inboxes = {node: Inbox() for node in transports}
+        for node, transport in transports.items():
+            await transport.start(inboxes[node])
+            assert transport.greeted_peers() == set()
+        transports[2].set_peers({1: transports[1].listen_address})
+        transports[1].set_peers({2: transports[2].listen_address})
+        try:
+            await exchange(transports, inboxes, 1, 2, 1)
+            assert greetings[1] == [(2, handshake.GREETING_HAS_STATE | handshake.GREETING_REMEMBERS_RECEIVER)]
+            assert greetings[2] == [(1, handshake.GREETING_HAS_STATE)]
+            assert transports[1].greeted_peers() == {2} and transports[2].greeted_peers() == {1}
+            # A new connection is a new handshake: reported again, with the flags of the moment.
+            transports[1].greeting_flags = lambda peer: 0
+            transports[2].disconnect(1, "test")
+            await wait_until(lambda: len(greetings[2]) == 2 and len(greetings[1]) == 2, "second handshake")
+            assert greetings[2][1] == (1, 0)
+        finally:
+            await close_all(transports)
+
+    run(scenario())
+
+
+@pytest.mark.integration
+def test_a_failing_greeting_flags_callback_opens_no_connection_and_a_failing_on_greeting_is_only_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(peer: int) -> int:
+        raise RuntimeError("node bug")
+
+    async def scenario() -> None:
+        transports, inboxes = await start_mesh([1, 2])
+        try:
+            await exchange(transports, inboxes, 1, 2, 1)
+            transports[1].greeting_flags = broken
+            transports[1].disconnect(2, "test")
+            await wait_until(lambda: "greeting_flags(2) failed" in caplog.text, "failed callback logged")
+            assert not transports[1].stats()[2]["connected"]
+            transports[1].greeting_flags = lambda peer: 0
+
+            def also_broken(peer: int, flags: int) -> None:
+                raise RuntimeError("node bug")
+
+            transports[2].on_greeting = also_broken
+            await exchange(transports, inboxes, 1, 2, 2)
+            assert "on_greeting(1, 0) failed" in caplog.text
+        finally:
+            await close_all(transports)
+
+    run(scenario())
+
+
+def test_memory_transports_greet_each_other_once_both_are_started() -> None:
+    async def scenario() -> None:
+        network = MemoryNetwork(seed=1)
+        transports = {node: network.transport(node) for node in (1, 2, 3)}
+        greetings: Dict[int, List[Tuple[int, int]]] = {node: [] for node in transports}
+        for node, transport in transports.items():
+            transport.greeting_flags = lambda peer, node=node: handshake.GREETING_HAS_STATE if node == 1 else 0  # type: ignore[misc]
+            transport.on_greeting = lambda peer, flags, node=node: greetings[node].append((peer, flags))  # type: ignore[misc]
+        await transports[1].start(Inbox())
+        await transports[2].start(Inbox())
+        assert greetings[2] == [(1, handshake.GREETING_HAS_STATE)] and greetings[1] == [(2, 0)]
+        assert greetings[3] == [] and transports[1].greeted_peers() == {2}
+        await transports[3].start(Inbox())
+        assert sorted(greetings[3]) == [(1, handshake.GREETING_HAS_STATE), (2, 0)]
+        assert transports[3].greeted_peers() == {1, 2} and transports[1].greeted_peers() == {2, 3}
+        for transport in transports.values():
+            await transport.close()
+
+    run(scenario())

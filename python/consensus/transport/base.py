@@ -11,9 +11,10 @@ import abc
 import logging
 import math
 from collections import deque
-from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Set, Tuple
 
 from consensus._core import ConfigError, DecodeError
+from consensus.transport.handshake import GREETING_FLAGS_KNOWN
 
 logger = logging.getLogger("consensus.transport")
 
@@ -30,6 +31,15 @@ NODE_ID_MAX = 0xFFFF_FFFF_FFFF_FFFF
 Deliver = Callable[[int, bytes], None]
 
 PROTOCOL_IDS: Dict[str, int] = {"raft": 1, "paxos": 2, "zab": 3}
+
+
+def no_greeting_flags(peer_id: int) -> int:
+    """The default `Transport.greeting_flags`: tell no peer anything."""
+    return 0
+
+
+def ignore_greeting(peer_id: int, flags: int) -> None:
+    """The default `Transport.on_greeting`."""
 
 
 def config_error(field: str, reason: str) -> ConfigError:
@@ -201,6 +211,12 @@ class Transport(abc.ABC):
     #: Called with the peer id for every frame that arrives (keepalives included), before it is
     #: delivered: the failure detectors' input. Set by the node.
     on_arrival: Optional[Callable[[int], None]] = None
+    #: ``greeting_flags(peer_id)``: the greeting flags (handshake.GREETING_*, docs/wire-format.md
+    #: §9.1) this node sends to that peer in each handshake. Set by the node; default 0.
+    greeting_flags: Callable[[int], int] = staticmethod(no_greeting_flags)
+    #: ``on_greeting(peer_id, flags)``: called once per completed handshake, in either direction,
+    #: with the flags the peer sent, before any frame of that connection is delivered.
+    on_greeting: Callable[[int, int], None] = staticmethod(ignore_greeting)
 
     @abc.abstractmethod
     async def start(self, deliver: Deliver) -> None:
@@ -228,6 +244,10 @@ class Transport(abc.ABC):
         """Drop the connection to `peer_id` after the node rejected one of its frames later (a
         frame it had queued); counts a bad frame. The dialing side reconnects with backoff."""
 
+    @abc.abstractmethod
+    def greeted_peers(self) -> Set[int]:
+        """The peers a handshake has completed with since `start` (a copy)."""
+
     @property
     @abc.abstractmethod
     def rejected_connections(self) -> int:
@@ -236,6 +256,28 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None:
         """Stop listening, close every connection and task; idempotent."""
+
+
+def greeting_flags_for(transport: Transport, peer_id: int) -> int:
+    """The flags `transport` sends to `peer_id`; a callback that fails or returns something that
+    is not a flag set raises `ValueError`, and the caller drops the connection rather than send
+    flags that may be wrong."""
+    try:
+        flags = transport.greeting_flags(peer_id)
+    except Exception as error:  # noqa: BLE001 - the node's callback; the connection fails, not the node
+        logger.exception("greeting_flags(%d) failed", peer_id)
+        raise ValueError(f"greeting_flags({peer_id}) failed: {error}") from None
+    if isinstance(flags, bool) or not isinstance(flags, int) or not 0 <= flags <= 0xFF:
+        raise ValueError(f"greeting_flags({peer_id}) returned {flags!r}, not a flag byte")
+    return flags & GREETING_FLAGS_KNOWN
+
+
+def report_greeting(transport: Transport, peer_id: int, flags: int) -> None:
+    """Call `transport.on_greeting`; a failure is logged, never raised into the transport."""
+    try:
+        transport.on_greeting(peer_id, flags)
+    except Exception:  # noqa: BLE001 - a bug in the node must not kill the connection
+        logger.exception("on_greeting(%d, %d) failed", peer_id, flags)
 
 
 def deliver_frame(deliver: Deliver, peer_id: int, frame: bytes) -> bool:

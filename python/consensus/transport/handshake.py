@@ -20,8 +20,17 @@ KIND_REFUSED = 3
 
 CLUSTER_ID_BYTES_MAX = 255
 REASON_BYTES_MAX = 255
-#: HELLO and WELCOME body: protocol u8, sender u64, receiver u64, cluster id length u8, cluster id.
-GREETING_FIXED_BYTES = 18
+#: HELLO and WELCOME body: protocol u8, sender u64, receiver u64, flags u8, cluster id length u8,
+#: cluster id.
+GREETING_FIXED_BYTES = 19
+
+# Greeting flags (the `flags` byte of HELLO and WELCOME, docs/wire-format.md §9.1): what the sender
+# tells the receiver about its data directory. Bits other than these are sent as 0 and ignored.
+#: The sender's data directory holds this cluster's state.
+GREETING_HAS_STATE = 1
+#: The sender remembers the receiver as a member that had state.
+GREETING_REMEMBERS_RECEIVER = 2
+GREETING_FLAGS_KNOWN = GREETING_HAS_STATE | GREETING_REMEMBERS_RECEIVER
 #: REFUSED body: reason code u8, message length u8, message.
 REFUSAL_FIXED_BYTES = 2
 BODY_BYTES_MAX = GREETING_FIXED_BYTES + CLUSTER_ID_BYTES_MAX
@@ -69,6 +78,8 @@ class Greeting:
     sender_id: int
     receiver_id: int
     cluster_id: str
+    #: The greeting flags, reserved bits cleared.
+    flags: int = 0
 
 
 @dataclass(frozen=True)
@@ -81,26 +92,30 @@ def _header(kind: int, body_length: int) -> bytes:
     return MAGIC + bytes((TRANSPORT_VERSION, kind)) + body_length.to_bytes(2, "little")
 
 
-def encode_greeting(kind: int, protocol_id: int, sender_id: int, receiver_id: int, cluster_id: str) -> bytes:
+def encode_greeting(
+    kind: int, protocol_id: int, sender_id: int, receiver_id: int, cluster_id: str, flags: int = 0
+) -> bytes:
     cluster = cluster_id.encode("utf-8")
     if not 1 <= len(cluster) <= CLUSTER_ID_BYTES_MAX:
         raise ValueError("the cluster id must be 1..255 UTF-8 bytes")
+    if flags & ~GREETING_FLAGS_KNOWN:
+        raise ValueError(f"unknown greeting flags {flags:#x}")
     body = (
         bytes((protocol_id,))
         + sender_id.to_bytes(8, "little")
         + receiver_id.to_bytes(8, "little")
-        + bytes((len(cluster),))
+        + bytes((flags, len(cluster)))
         + cluster
     )
     return _header(kind, len(body)) + body
 
 
-def encode_hello(protocol_id: int, sender_id: int, receiver_id: int, cluster_id: str) -> bytes:
-    return encode_greeting(KIND_HELLO, protocol_id, sender_id, receiver_id, cluster_id)
+def encode_hello(protocol_id: int, sender_id: int, receiver_id: int, cluster_id: str, flags: int = 0) -> bytes:
+    return encode_greeting(KIND_HELLO, protocol_id, sender_id, receiver_id, cluster_id, flags)
 
 
-def encode_welcome(protocol_id: int, sender_id: int, receiver_id: int, cluster_id: str) -> bytes:
-    return encode_greeting(KIND_WELCOME, protocol_id, sender_id, receiver_id, cluster_id)
+def encode_welcome(protocol_id: int, sender_id: int, receiver_id: int, cluster_id: str, flags: int = 0) -> bytes:
+    return encode_greeting(KIND_WELCOME, protocol_id, sender_id, receiver_id, cluster_id, flags)
 
 
 def encode_refused(reason: int, message: str = "") -> bytes:
@@ -143,7 +158,7 @@ def decode(message: Union[bytes, bytearray]) -> Union[Greeting, Refusal]:
         if REFUSAL_FIXED_BYTES + text_length != len(body):
             raise HandshakeError(REASON_MALFORMED, "refusal message length does not match")
         return Refusal(body[0], body[2:].decode("utf-8", errors="replace"))
-    cluster_length = body[17]
+    cluster_length = body[18]
     if GREETING_FIXED_BYTES + cluster_length != len(body) or cluster_length == 0:
         raise HandshakeError(REASON_MALFORMED, "cluster id length does not match")
     try:
@@ -156,4 +171,5 @@ def decode(message: Union[bytes, bytearray]) -> Union[Greeting, Refusal]:
         sender_id=int.from_bytes(body[1:9], "little"),
         receiver_id=int.from_bytes(body[9:17], "little"),
         cluster_id=cluster_id,
+        flags=body[17] & GREETING_FLAGS_KNOWN,
     )

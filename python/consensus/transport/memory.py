@@ -23,6 +23,8 @@ from consensus.transport.base import (
     check_positive_int,
     config_error,
     deliver_frame,
+    greeting_flags_for,
+    report_greeting,
 )
 
 
@@ -140,9 +142,13 @@ class MemoryTransport(Transport):
         self._deliver: Optional[Deliver] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._rejected = 0
+        self._greeted: Set[int] = set()
         self.dropped_unknown_peer = 0
         self.started = False
         self.closed = False
+
+    def greeted_peers(self) -> Set[int]:
+        return set(self._greeted)
 
     @property
     def rejected_connections(self) -> int:
@@ -154,6 +160,8 @@ class MemoryTransport(Transport):
         self._loop = asyncio.get_running_loop()
         self._deliver = deliver
         self.started = True
+        for peer_id in self._peers:
+            self._greet(peer_id)
         for peer_id in self._peers:
             self._schedule(peer_id)
 
@@ -179,6 +187,7 @@ class MemoryTransport(Transport):
             if link is None:
                 queue = SendQueue(self.network.queue_frames, self.network.queue_bytes)
                 self._peers[peer_id] = _Link(queue, address)
+                self._greet(peer_id)
             else:
                 link.address = address
 
@@ -226,6 +235,23 @@ class MemoryTransport(Transport):
         return self.network._receiver(self.node_id, peer_id) is not None and self.network.linked(
             self.node_id, peer_id
         )
+
+    def _greet(self, peer_id: int) -> None:
+        """The in-memory "handshake": once both transports are started and know each other, each
+        reports the other's greeting flags, as TCP does when a connection opens."""
+        other = self.network._transports.get(peer_id)
+        if not self.started or self.closed or other is None or other.closed or not other.started:
+            return
+        if self.node_id not in other._peers:
+            return
+        try:
+            mine, theirs = greeting_flags_for(self, peer_id), greeting_flags_for(other, self.node_id)
+        except ValueError:
+            return  # logged; as with TCP, no "connection" rather than wrong flags
+        self._greeted.add(peer_id)
+        other._greeted.add(self.node_id)
+        report_greeting(self, peer_id, theirs)
+        report_greeting(other, self.node_id, mine)
 
     def _schedule(self, to: int) -> None:
         link = self._peers.get(to)

@@ -33,8 +33,10 @@ from consensus.transport.base import (
     config_error,
     deliver_frame,
     format_address,
+    greeting_flags_for,
     logger,
     parse_address,
+    report_greeting,
 )
 
 #: Connections accepted but not yet through the handshake; more are refused at once, so a flood
@@ -238,7 +240,14 @@ class _Connection(asyncio.Protocol):
         self.state = _STATE_HANDSHAKE
         self.handshake_timer = self.loop.call_later(owner.handshake_timeout, self._handshake_timed_out)
         if self.dial_peer is not None:
-            hello = handshake.encode_hello(owner._protocol_id, owner.node_id, self.dial_peer.id, owner.cluster_id)
+            try:
+                flags = greeting_flags_for(owner, self.dial_peer.id)
+            except ValueError:
+                self.close()
+                return
+            hello = handshake.encode_hello(
+                owner._protocol_id, owner.node_id, self.dial_peer.id, owner.cluster_id, flags
+            )
             transport.write(hello)  # type: ignore[attr-defined]
         elif self.buffer:
             self._receive_handshake()
@@ -258,13 +267,12 @@ class _Connection(asyncio.Protocol):
             del self.buffer[:length]
             if self.dial_peer is None:
                 peer = self.owner._check_hello(message)
-                self.transport.write(  # type: ignore[union-attr]
-                    handshake.encode_welcome(
-                        self.owner._protocol_id, self.owner.node_id, peer.id, self.owner.cluster_id
-                    )
-                )
+                self._welcome(peer)
             else:
                 peer = self.owner._check_welcome(message, self.dial_peer)
+        except ValueError:
+            self.close()  # greeting_flags failed (logged): send no flags rather than wrong ones
+            return
         except handshake.HandshakeError as error:
             self.owner._rejected += 1
             logger.warning("handshake refused: %s", error)
@@ -272,11 +280,18 @@ class _Connection(asyncio.Protocol):
                 self.transport.write(handshake.encode_refused(error.reason, str(error)))  # type: ignore[union-attr]
             self.close(flush=True)
             return
-        self.owner._attach(peer, self)
+        assert isinstance(message, handshake.Greeting)
+        self.owner._attach(peer, self, message.flags)
         if self.buffer and self.state == _STATE_OPEN:
             rest = bytes(self.buffer)
             self.buffer.clear()
             self._receive_frames(rest)
+
+    def _welcome(self, peer: _Peer) -> None:
+        owner = self.owner
+        flags = greeting_flags_for(owner, peer.id)
+        welcome = handshake.encode_welcome(owner._protocol_id, owner.node_id, peer.id, owner.cluster_id, flags)
+        self.transport.write(welcome)  # type: ignore[union-attr]
 
     # ------------------------------------------------------------------ frames
 
@@ -447,6 +462,7 @@ class TcpTransport(Transport):
         self._pending: Set[_Connection] = set()
         self._tasks: Set[asyncio.Task[None]] = set()
         self._rejected = 0
+        self._greeted: Set[int] = set()
         #: Frames given to `send` for an id that is not a peer.
         self.dropped_unknown_peer = 0
         self._started = False
@@ -467,6 +483,9 @@ class TcpTransport(Transport):
     @property
     def rejected_connections(self) -> int:
         return self._rejected
+
+    def greeted_peers(self) -> Set[int]:
+        return set(self._greeted)
 
     async def start(self, deliver: Deliver) -> None:
         if self._started:
@@ -686,8 +705,9 @@ class TcpTransport(Transport):
             raise handshake.HandshakeError(handshake.REASON_UNKNOWN_SENDER, f"node {peer.id} was removed")
         return peer
 
-    def _attach(self, peer: _Peer, connection: _Connection) -> None:
-        """Make `connection` the peer's one connection; a newer one replaces an older one."""
+    def _attach(self, peer: _Peer, connection: _Connection, flags: int) -> None:
+        """Make `connection` the peer's one connection (a newer one replaces an older one) and
+        report the peer's greeting `flags`."""
         old = peer.connection
         if old is not None and old is not connection:
             logger.info("peer %d connected again; replacing the old connection", peer.id)
@@ -702,6 +722,8 @@ class TcpTransport(Transport):
         connection.writer_task = self._spawn(connection._write_frames())
         if not connection.ready.done():
             connection.ready.set_result(True)
+        self._greeted.add(peer.id)
+        report_greeting(self, peer.id, flags)
 
     def _detach(self, connection: _Connection) -> None:
         self._pending.discard(connection)
