@@ -9,7 +9,16 @@ from typing import Any, Dict, List, Optional
 import pytest
 
 from consensus import ConfigError
-from consensus.config import Member, NodeConfig, TlsConfig, dump_config, load_config, parse_config
+from consensus.config import (
+    AuthConfig,
+    ClientTlsConfig,
+    Member,
+    NodeConfig,
+    TlsConfig,
+    dump_config,
+    load_config,
+    parse_config,
+)
 
 BASE = """\
 id = 1
@@ -60,6 +69,16 @@ def tls_files(tmp_path: Path) -> Dict[str, str]:
     return paths
 
 
+READ_TOKEN = "r" * 16 + "-read-token"
+ADMIN_TOKEN = "A0+/._~-" * 3 + "=="
+
+
+def write_tokens(tmp_path: Path, body: str, *, header: str = "[tokens]\n") -> str:
+    path = tmp_path / "tokens.toml"
+    path.write_text(header + body, encoding="utf-8")
+    return str(path)
+
+
 def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "node.toml"
     path.write_text(text, encoding="utf-8")
@@ -92,6 +111,7 @@ def test_listen_overrides_replace_the_advertised_addresses(tmp_path: Path) -> No
 
 
 def test_full_config_round_trips_through_dump_and_load(tmp_path: Path, tls_files: Dict[str, str]) -> None:
+    tokens_path = write_tokens(tmp_path, f'"{READ_TOKEN}" = "read"\n"{ADMIN_TOKEN}" = "admin"\n')
     cfg = NodeConfig(
         id=2,
         protocol="zab",
@@ -119,6 +139,11 @@ def test_full_config_round_trips_through_dump_and_load(tmp_path: Path, tls_files
         check_quorum=False,
         phi_threshold=12.5,
         log_level="debug",
+        client_tls=ClientTlsConfig(cert=tls_files["cert"], key=tls_files["key"], ca=tls_files["ca"]),
+        auth=AuthConfig(tokens_path, {READ_TOKEN: "read", ADMIN_TOKEN: "admin"}),
+        metrics_public=True,
+        client_connections_max=7,
+        client_idle_timeout_ms=2500,
     )
     text = dump_config(cfg)
     loaded = load_config(write(tmp_path, text), env={})
@@ -386,3 +411,118 @@ def test_optional_fields_absent_from_dump(tmp_path: Path) -> None:
     assert "peer_listen" not in text and "[tls]" not in text
     loaded: Optional[NodeConfig] = load_config(write(tmp_path, text), env={})
     assert loaded == cfg
+
+
+# ------------------------------------------------------------------------ client API: HTTPS, tokens, limits
+
+
+def test_client_api_defaults_are_plain_http_without_tokens_and_bounded() -> None:
+    cfg = parse_config(base_data(), {})
+    assert cfg.client_tls is None and cfg.auth is None
+    assert cfg.metrics_public is False
+    assert cfg.client_connections_max == 1024 and cfg.client_idle_timeout_ms == 30_000
+
+
+def test_client_tls_without_ca_serves_https_without_client_certificates(tls_files: Dict[str, str]) -> None:
+    cfg = parse_config(with_("client_tls", {"cert": tls_files["cert"], "key": tls_files["key"]}), {})
+    assert cfg.client_tls == ClientTlsConfig(tls_files["cert"], tls_files["key"], None)
+
+
+def test_client_tls_from_the_environment(tls_files: Dict[str, str]) -> None:
+    env = {
+        "CONSENSUS_CLIENT_TLS_CERT": tls_files["cert"],
+        "CONSENSUS_CLIENT_TLS_KEY": tls_files["key"],
+        "CONSENSUS_CLIENT_TLS_CA": tls_files["ca"],
+    }
+    cfg = parse_config(base_data(), env)
+    assert cfg.client_tls == ClientTlsConfig(**tls_files)
+
+
+def test_tokens_file_is_read_into_a_role_table(tmp_path: Path) -> None:
+    path = write_tokens(tmp_path, f'"{READ_TOKEN}" = "read"\n"{ADMIN_TOKEN}" = "admin"\n')
+    cfg = parse_config(with_("auth", {"tokens_file": path}), {})
+    assert cfg.auth is not None and cfg.auth.tokens_file == path
+    assert dict(cfg.auth.tokens) == {READ_TOKEN: "read", ADMIN_TOKEN: "admin"}
+    assert READ_TOKEN not in repr(cfg), "a token must never reach a log line through repr(config)"
+
+
+def test_tokens_file_from_the_environment(tmp_path: Path) -> None:
+    path = write_tokens(tmp_path, f'"{READ_TOKEN}" = "write"\n')
+    cfg = parse_config(base_data(), {"CONSENSUS_AUTH_TOKENS_FILE": path})
+    assert cfg.auth is not None and dict(cfg.auth.tokens) == {READ_TOKEN: "write"}
+
+
+BAD_TOKEN_FILES = [
+    # (header, body, field)
+    ("[tokens]\n", f'"{READ_TOKEN}" = "root"\n', "auth.tokens[0]"),  # unknown role
+    ("[tokens]\n", f'"{READ_TOKEN}" = "read"\n"{ADMIN_TOKEN}" = 3\n', "auth.tokens[1]"),
+    ("[tokens]\n", '"" = "read"\n', "auth.tokens[0]"),  # empty token
+    ("[tokens]\n", '"short" = "read"\n', "auth.tokens[0]"),
+    ("[tokens]\n", '"has space in it, long enough" = "read"\n', "auth.tokens[0]"),
+    ("[tokens]\n", "", "auth.tokens"),  # no token at all
+    ("", 'tokens = "everyone"\n', "auth.tokens"),  # not a table
+    ("", "", "auth.tokens"),  # no [tokens] table
+    ("[tokens]\n", f'"{READ_TOKEN}" = "read"\n[extra]\n', "auth.extra"),
+    ("", "tokens = [\n", "auth.tokens_file"),  # not TOML
+]
+
+
+@pytest.mark.parametrize("header,body,field", BAD_TOKEN_FILES)
+def test_invalid_tokens_file_names_the_field_and_never_shows_a_token(
+    tmp_path: Path, header: str, body: str, field: str
+) -> None:
+    path = write_tokens(tmp_path, body, header=header)
+    with pytest.raises(ConfigError) as info:
+        parse_config(with_("auth", {"tokens_file": path}), {})
+    assert info.value.field == field
+    assert READ_TOKEN not in str(info.value) and ADMIN_TOKEN not in str(info.value)
+
+
+def test_role_written_where_the_token_belongs_is_not_shown(tmp_path: Path) -> None:
+    path = write_tokens(tmp_path, f'admin = "{ADMIN_TOKEN}"\n')
+    with pytest.raises(ConfigError) as info:
+        parse_config(with_("auth", {"tokens_file": path}), {})
+    assert ADMIN_TOKEN not in str(info.value)
+
+
+INVALID_CLIENT_API: List[Any] = [
+    (with_("client_tls", {"cert": "/nonexistent/c.pem", "key": "/nonexistent/k.pem"}), "client_tls.cert"),
+    (with_("client_tls", {"cert": __file__}), "client_tls.key"),
+    (with_("client_tls", {"cert": __file__, "key": __file__, "ca": "/nonexistent/ca.pem"}), "client_tls.ca"),
+    (with_("client_tls", {"cert": __file__, "key": __file__, "ca": ""}), "client_tls.ca"),
+    (with_("client_tls", {"cert": __file__, "key": __file__, "verify": False}), "client_tls.verify"),
+    (with_("client_tls", "on"), "client_tls"),
+    (with_("client_tls", {}), "client_tls.cert"),  # an empty table is not "off"
+    (with_("auth", {"tokens_file": "/nonexistent/tokens.toml"}), "auth.tokens_file"),
+    (with_("auth", {"tokens_file": 7}), "auth.tokens_file"),
+    (with_("auth", {}), "auth.tokens_file"),
+    (with_("auth", {"tokens": {"x": "read"}}), "auth.tokens"),
+    (with_("auth", True), "auth"),
+    (with_("metrics_public", "yes"), "metrics_public"),
+    (with_("client_connections_max", 0), "client_connections_max"),
+    (with_("client_connections_max", 10_000_000), "client_connections_max"),
+    (with_("client_idle_timeout_ms", 0), "client_idle_timeout_ms"),
+    (with_("client_idle_timeout_ms", 1.5), "client_idle_timeout_ms"),
+]
+
+
+@pytest.mark.parametrize("data,field", INVALID_CLIENT_API, ids=[f"{f}-{i}" for i, (_, f) in enumerate(INVALID_CLIENT_API)])
+def test_invalid_client_api_setting_names_the_field(data: Dict[str, Any], field: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, {}, source="node.toml")
+    assert info.value.field == field
+
+
+@pytest.mark.parametrize(
+    "variable,text,field",
+    [
+        ("CONSENSUS_METRICS_PUBLIC", "perhaps", "metrics_public"),
+        ("CONSENSUS_CLIENT_CONNECTIONS_MAX", "many", "client_connections_max"),
+        ("CONSENSUS_CLIENT_TLS_KEY", "/nonexistent.pem", "client_tls.cert"),  # key alone: cert is missing
+        ("CONSENSUS_AUTH_TOKENS_FILE", "/nonexistent/tokens.toml", "auth.tokens_file"),
+    ],
+)
+def test_invalid_client_api_override_names_the_field(variable: str, text: str, field: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(base_data(), {variable: text}, source="node.toml")
+    assert info.value.field == field

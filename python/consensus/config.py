@@ -7,7 +7,8 @@ and whose message also names where the value came from (the file or the environm
 
 Overrides: `CONSENSUS_<FIELD>` for every top-level scalar field (`CONSENSUS_ID`, `CONSENSUS_FSYNC`,
 `CONSENSUS_FORWARD` with true/false/1/0/yes/no, ...), and `CONSENSUS_TLS_CERT`, `CONSENSUS_TLS_KEY`,
-`CONSENSUS_TLS_CA`. An empty value of an optional field (`CONSENSUS_PEER_LISTEN=`) unsets it. Other
+`CONSENSUS_TLS_CA`, `CONSENSUS_CLIENT_TLS_CERT`, `CONSENSUS_CLIENT_TLS_KEY`, `CONSENSUS_CLIENT_TLS_CA` and
+`CONSENSUS_AUTH_TOKENS_FILE`. An empty value of an optional field (`CONSENSUS_PEER_LISTEN=`) unsets it. Other
 `CONSENSUS_*` variables are ignored (tools may define their own). Relative paths are kept as written
 (relative to the working directory).
 """
@@ -19,7 +20,7 @@ import math
 import os
 import re
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from consensus._core import ConfigError
@@ -32,8 +33,11 @@ else:  # pragma: no cover - exercised on Python < 3.11 only
 __all__ = [
     "ENV_PREFIX",
     "LOG_LEVELS",
+    "AuthConfig",
+    "ClientTlsConfig",
     "Member",
     "NodeConfig",
+    "ROLES",
     "TlsConfig",
     "dump_config",
     "load_config",
@@ -62,11 +66,20 @@ INT_BOUNDS: Dict[str, Tuple[int, int]] = {
     "send_queue_frames": (1, 1 << 20),
     "max_pending_requests": (1, 10_000_000),
     "snapshot_entries": (0, 1 << 40),
+    "client_connections_max": (1, 1_000_000),
+    "client_idle_timeout_ms": (100, 3_600_000),
 }
 PHI_THRESHOLD_MAX = 1000.0
 
 _TRUE = ("true", "1", "yes")
 _FALSE = ("false", "0", "no")
+#: Client roles, weakest first: each role may do everything the ones before it may (docs/security.md).
+ROLES = ("read", "write", "admin")
+TOKENS_MAX = 10_000
+TOKEN_CHARS_MIN = 16
+TOKEN_CHARS_MAX = 4096
+#: RFC 6750's b64token: what an `Authorization: Bearer` header can carry.
+_TOKEN = re.compile(r"^[A-Za-z0-9._~+/-]+=*$")
 _HOSTNAME = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,252})$")
 
 
@@ -127,6 +140,33 @@ class TlsConfig:
 
 
 @dataclass(frozen=True)
+class ClientTlsConfig:
+    """HTTPS on the client API: the node's certificate and key; with `ca`, clients must present a
+    certificate that CA signed (and the node checks the leader's certificate with it when forwarding)."""
+
+    cert: str
+    key: str
+    ca: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """Bearer tokens of the client API, read from `tokens_file` when the config is loaded:
+    `tokens` maps each token to its role (one of `ROLES`)."""
+
+    tokens_file: str
+    tokens: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, AuthConfig):
+            return NotImplemented
+        return self.tokens_file == other.tokens_file and dict(self.tokens) == dict(other.tokens)
+
+    def __hash__(self) -> int:
+        return hash(self.tokens_file)
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     """Everything a node needs to run; validated on construction (ConfigError naming the field)."""
 
@@ -154,6 +194,17 @@ class NodeConfig:
     check_quorum: bool = True
     phi_threshold: float = 8.0
     log_level: str = "info"
+    #: HTTPS on the client API (None: plain HTTP).
+    client_tls: Optional[ClientTlsConfig] = None
+    #: Bearer tokens on the client API (None: every client may do everything).
+    auth: Optional[AuthConfig] = None
+    #: With [auth]: whether GET /metrics is served without a token (otherwise it needs a read token).
+    metrics_public: bool = False
+    #: Client connections served at once; one more is answered 503 and closed.
+    client_connections_max: int = 1024
+    #: A client connection with no request in progress (idle, or still sending its request head)
+    #: is closed after this long.
+    client_idle_timeout_ms: int = 30_000
 
     def __post_init__(self) -> None:
         if isinstance(self.members, list):
@@ -207,7 +258,7 @@ class NodeConfig:
 # ---------------------------------------------------------------------------- validation
 
 _STR_FIELDS = ("protocol", "data_dir", "cluster_id", "fsync", "log_level")
-_BOOL_FIELDS = ("forward", "pre_vote", "check_quorum")
+_BOOL_FIELDS = ("forward", "pre_vote", "check_quorum", "metrics_public")
 _OPTIONAL_ADDRESS_FIELDS = ("peer_listen", "client_listen")
 _FLOAT_FIELDS = ("phi_threshold",)
 #: Top-level scalar fields: the ones the environment can override.
@@ -233,8 +284,15 @@ SCALAR_FIELDS: Tuple[str, ...] = (
     "check_quorum",
     "phi_threshold",
     "log_level",
+    "metrics_public",
+    "client_connections_max",
+    "client_idle_timeout_ms",
 )
 _TLS_FIELDS = ("cert", "key", "ca")
+_CLIENT_TLS_FIELDS = ("cert", "key", "ca")
+_AUTH_FIELDS = ("tokens_file",)
+#: Top-level tables: `members` and the optional settings tables.
+_TABLE_FIELDS = ("members", "tls", "client_tls", "auth")
 _MEMBER_FIELDS = ("id", "peer", "client")
 
 
@@ -314,6 +372,60 @@ def _validate(cfg: NodeConfig) -> None:
                 raise _fail(f"tls.{name}", "must not be empty")
             if not os.path.isfile(path):
                 raise _fail(f"tls.{name}", f"file {path!r} does not exist")
+    _validate_client_tls(cfg.client_tls)
+    _validate_auth(cfg.auth)
+
+
+def _check_file(value: object, field: str) -> None:
+    path = _check_str(value, field)
+    if not path:
+        raise _fail(field, "must not be empty")
+    if not os.path.isfile(path):
+        raise _fail(field, f"file {path!r} does not exist")
+
+
+def _validate_client_tls(client_tls: object) -> None:
+    if client_tls is None:
+        return
+    if not isinstance(client_tls, ClientTlsConfig):
+        raise _fail("client_tls", f"must be a ClientTlsConfig, got {type(client_tls).__name__}")
+    _check_file(client_tls.cert, "client_tls.cert")
+    _check_file(client_tls.key, "client_tls.key")
+    if client_tls.ca is not None:
+        _check_file(client_tls.ca, "client_tls.ca")
+
+
+def _validate_auth(auth: object) -> None:
+    if auth is None:
+        return
+    if not isinstance(auth, AuthConfig):
+        raise _fail("auth", f"must be an AuthConfig, got {type(auth).__name__}")
+    _check_str(auth.tokens_file, "auth.tokens_file")
+    _validate_tokens(auth.tokens, f"tokens file {auth.tokens_file!r}")
+
+
+def _validate_tokens(tokens: object, where: str) -> None:
+    """Checks a token table without ever putting a token into an error message."""
+    if not isinstance(tokens, Mapping):
+        raise _fail("auth.tokens", f"must be a table ([tokens]) in {where}, got {type(tokens).__name__}")
+    if not tokens:
+        raise _fail("auth.tokens", f"{where} lists no token: every request would be refused")
+    if len(tokens) > TOKENS_MAX:
+        raise _fail("auth.tokens", f"{where}: at most {TOKENS_MAX} tokens")
+    for position, (token, role) in enumerate(tokens.items()):
+        field = f"auth.tokens[{position}]"
+        if not isinstance(token, str) or not token:
+            raise _fail(field, f"{where}: the token (entry {position + 1}) is empty")
+        if not TOKEN_CHARS_MIN <= len(token) <= TOKEN_CHARS_MAX:
+            raise _fail(
+                field,
+                f"{where}: the token (entry {position + 1}) must be {TOKEN_CHARS_MIN} to {TOKEN_CHARS_MAX} characters",
+            )
+        if not _TOKEN.match(token):
+            raise _fail(field, f"{where}: the token (entry {position + 1}) may only use A-Z a-z 0-9 - . _ ~ + / =")
+        if not isinstance(role, str) or role not in ROLES:
+            # The value is not shown: a file written the wrong way round holds a token there.
+            raise _fail(field, f"{where}: the role of entry {position + 1} must be one of {', '.join(ROLES)}")
 
 
 def _validate_members(cfg: NodeConfig) -> None:
@@ -381,6 +493,45 @@ def _reject_unknown(table: Mapping[str, Any], allowed: Tuple[str, ...], prefix: 
             raise _fail(field, f"unknown setting (known: {', '.join(allowed)})", source)
 
 
+def _table(
+    data: Mapping[str, Any], env: Mapping[str, str], name: str, allowed: Tuple[str, ...], source: str
+) -> Tuple[Dict[str, Any], Dict[str, str]]:
+    """The settings of table `name` from the file, then from `CONSENSUS_<NAME>_<SETTING>`; and where
+    each came from."""
+    raw = data.get(name)
+    values: Dict[str, Any] = {}
+    sources: Dict[str, str] = {}
+    if raw is not None:
+        if not isinstance(raw, Mapping):
+            raise _fail(name, f"must be a table ([{name}])", source)
+        _reject_unknown(raw, allowed, f"{name}.", source)
+        for key in allowed:
+            if key in raw:
+                values[key] = raw[key]
+                sources[key] = source
+    for key in allowed:
+        variable = f"{ENV_PREFIX}{name.upper()}_{key.upper()}"
+        if variable in env:
+            values[key] = env[variable]
+            sources[key] = f"environment variable {variable}"
+    return values, sources
+
+
+def load_tokens(path: object) -> Dict[str, str]:
+    """Reads a tokens file (`[tokens]` table of `"<token>" = "read" | "write" | "admin"`);
+    ConfigError naming `auth.tokens_file` or `auth.tokens[...]`, never showing a token."""
+    path = _check_str(path, "auth.tokens_file")
+    if not path:
+        raise _fail("auth.tokens_file", "must not be empty")
+    data = _read_toml(path, "auth.tokens_file")
+    _reject_unknown(data, ("tokens",), "auth.", path)
+    if "tokens" not in data:
+        raise _fail("auth.tokens", f"tokens file {path!r} has no [tokens] table")
+    tokens = data["tokens"]
+    _validate_tokens(tokens, f"tokens file {path!r}")
+    return dict(tokens)
+
+
 def parse_config(
     data: Mapping[str, Any], env: Optional[Mapping[str, str]] = None, *, source: str = "<config>"
 ) -> NodeConfig:
@@ -389,7 +540,7 @@ def parse_config(
         env = os.environ
     if not isinstance(data, Mapping):
         raise _fail("<file>", f"top level must be a table, got {type(data).__name__}", source)
-    _reject_unknown(data, SCALAR_FIELDS + ("members", "tls"), "", source)
+    _reject_unknown(data, SCALAR_FIELDS + _TABLE_FIELDS, "", source)
     values: Dict[str, Any] = {}
     sources: Dict[str, str] = {}
     for name in SCALAR_FIELDS:
@@ -418,59 +569,64 @@ def parse_config(
                 raise _fail(f"{prefix}.{name}", "missing", source)
         members.append(Member(id=table["id"], peer=table["peer"], client=table["client"]))
 
-    tls_raw = data.get("tls")
-    tls_values: Dict[str, Any] = {}
-    tls_sources: Dict[str, str] = {}
-    if tls_raw is not None:
-        if not isinstance(tls_raw, Mapping):
-            raise _fail("tls", "must be a table ([tls])", source)
-        _reject_unknown(tls_raw, _TLS_FIELDS, "tls.", source)
-        for name in _TLS_FIELDS:
-            if name in tls_raw:
-                tls_values[name] = tls_raw[name]
-                tls_sources[name] = source
-    for name in _TLS_FIELDS:
-        variable = f"{ENV_PREFIX}TLS_{name.upper()}"
-        if variable in env:
-            tls_values[name] = env[variable]
-            tls_sources[name] = f"environment variable {variable}"
+    tls_values, tls_sources = _table(data, env, "tls", _TLS_FIELDS, source)
     tls: Optional[TlsConfig] = None
     if tls_values:
         for name in _TLS_FIELDS:
             if name not in tls_values:
                 raise _fail(f"tls.{name}", "missing (cert, key and ca are all required for TLS)", source)
         tls = TlsConfig(cert=tls_values["cert"], key=tls_values["key"], ca=tls_values["ca"])
+    client_values, client_sources = _table(data, env, "client_tls", _CLIENT_TLS_FIELDS, source)
+    client_tls: Optional[ClientTlsConfig] = None
+    if client_values or "client_tls" in data:  # an empty table is a mistake, not "off"
+        for name in ("cert", "key"):
+            if name not in client_values:
+                raise _fail(f"client_tls.{name}", "missing (cert and key are required for HTTPS)", source)
+        client_tls = ClientTlsConfig(**client_values)
+    auth_values, auth_sources = _table(data, env, "auth", _AUTH_FIELDS, source)
+    auth: Optional[AuthConfig] = None
+    if auth_values or "auth" in data:  # an empty [auth] must not leave the API open
+        if "tokens_file" not in auth_values:
+            raise _fail("auth.tokens_file", "missing", source)
+        auth = AuthConfig(auth_values["tokens_file"], load_tokens(auth_values["tokens_file"]))
+    table_sources = {f"tls.{k}": v for k, v in tls_sources.items()}
+    table_sources.update({f"client_tls.{k}": v for k, v in client_sources.items()})
+    table_sources.update({f"auth.{k}": v for k, v in auth_sources.items()})
 
     for name in ("id", "data_dir", "cluster_id"):
         if name not in values:
             raise _fail(name, "missing (required)", source)
     try:
-        return NodeConfig(members=tuple(members), tls=tls, **values)
+        return NodeConfig(members=tuple(members), tls=tls, client_tls=client_tls, auth=auth, **values)
     except ConfigError as exc:
         field = getattr(exc, "field", "") or ""
-        origin = sources.get(field) or tls_sources.get(field[4:] if field.startswith("tls.") else "") or source
+        origin = sources.get(field) or table_sources.get(field) or source
         raise _fail(field, str(exc).split(": ", 1)[-1], origin) from None
+
+
+def _read_toml(source: str, field: str = "<file>") -> Dict[str, Any]:
+    """A TOML file's top-level table; ConfigError naming `field` if it cannot be read or parsed."""
+    try:
+        with open(source, "rb") as handle:
+            raw = handle.read(CONFIG_FILE_BYTES_MAX + 1)
+    except OSError as exc:
+        raise _fail(field, f"cannot read {source!r}: {exc.strerror or exc}") from None
+    if len(raw) > CONFIG_FILE_BYTES_MAX:
+        raise _fail(field, f"{source!r} is larger than {CONFIG_FILE_BYTES_MAX} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _fail(field, f"{source!r} is not UTF-8 (byte {exc.start})") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise _fail(field, f"{source!r} is not valid TOML: {exc}") from None
 
 
 def load_config(path: Union[str, "os.PathLike[str]"], env: Optional[Mapping[str, str]] = None) -> NodeConfig:
     """Read a TOML file, apply `CONSENSUS_*` overrides from `env` (default os.environ), validate."""
     source = os.fspath(path)
-    try:
-        with open(source, "rb") as handle:
-            raw = handle.read(CONFIG_FILE_BYTES_MAX + 1)
-    except OSError as exc:
-        raise _fail("<file>", f"cannot read {source!r}: {exc.strerror or exc}") from None
-    if len(raw) > CONFIG_FILE_BYTES_MAX:
-        raise _fail("<file>", f"{source!r} is larger than {CONFIG_FILE_BYTES_MAX} bytes")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise _fail("<file>", f"{source!r} is not UTF-8 (byte {exc.start})") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise _fail("<file>", f"{source!r} is not valid TOML: {exc}") from None
-    return parse_config(data, env, source=source)
+    return parse_config(_read_toml(source), env, source=source)
 
 
 # ---------------------------------------------------------------------------- dumping
@@ -522,13 +678,17 @@ def dump_config(cfg: NodeConfig) -> str:
         lines.append("[[members]]")
         for name in _MEMBER_FIELDS:
             lines.append(f"{name} = {_toml_value(getattr(member, name))}")
-    if cfg.tls is not None:
+    tables = (("tls", cfg.tls, _TLS_FIELDS), ("client_tls", cfg.client_tls, _CLIENT_TLS_FIELDS), ("auth", cfg.auth, _AUTH_FIELDS))
+    for table, value, names in tables:
+        if value is None:
+            continue
         lines.append("")
-        lines.append("[tls]")
-        for name in _TLS_FIELDS:
-            lines.append(f"{name} = {_toml_value(getattr(cfg.tls, name))}")
+        lines.append(f"[{table}]")
+        for name in names:
+            if getattr(value, name) is not None:
+                lines.append(f"{name} = {_toml_value(getattr(value, name))}")
     return "\n".join(lines) + "\n"
 
 
 # Every top-level scalar field is overridable and every field is either a scalar or a table.
-assert set(SCALAR_FIELDS) | {"members", "tls"} == {f.name for f in fields(NodeConfig)}
+assert set(SCALAR_FIELDS) | set(_TABLE_FIELDS) == {f.name for f in fields(NodeConfig)}
