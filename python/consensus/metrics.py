@@ -55,6 +55,8 @@ class NodeMetrics:
                 ("proposals_failed", "Proposals refused or failed"),
                 ("reads", "Linearizable reads answered"),
                 ("bad_frames", "Undecodable frames from peers"),
+                ("refused_frames", "Well-formed peer frames the core refused (invalid fields), dropped"),
+                ("entries_skipped", "Committed entries that could not be applied, skipped"),
                 ("frames_dropped", "Frames dropped because the inbox was full"),
                 ("snapshots_taken", "Snapshots taken"),
                 ("snapshots_installed", "Snapshots installed from the leader"),

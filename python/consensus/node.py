@@ -9,9 +9,16 @@ While a Ready is being persisted (fsync, in a worker thread without the GIL), fr
 reads keep arriving and wait in bounded queues; the next pass hands them over together, so one
 fsync covers every write that arrived meanwhile (group commit).
 
-Entries carry a one-byte envelope: ``0x01`` + a state-machine command, or ``0x02`` + a runtime
-record (the address book of members). Snapshots carry both the application's snapshot and the
-address book.
+Entries carry a one-byte envelope: ``0x01`` + a state-machine command, ``0x03`` + the leader's
+clock (u64 milliseconds, little endian) + a state-machine command, or ``0x02`` + a runtime record
+(the address book of members). Snapshots carry both the application's snapshot and the address
+book.
+
+Everything a peer sends is checked at the door (docs/security.md): a frame the core refuses
+(undecodable, or well-formed but invalid: a wrapped term, a gap in entries, another sender than the
+connection's) is dropped and counted, and a peer that keeps sending them is disconnected; it never
+stops the node. A Rust panic is a bug: it stops the node loudly (`failure` is set, `consensus serve`
+exits non-zero), never leaving a zombie.
 """
 
 from __future__ import annotations
@@ -29,7 +36,10 @@ from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence
 import msgpack
 
 from consensus import protocols
+from consensus.config import parse_address
+from consensus.transport.base import check_node_id
 from consensus._core import (
+    ConfigError,
     ConsensusError,
     DecodeError,
     NotLeaderError,
@@ -46,19 +56,32 @@ from consensus.errors import (
 )
 
 log = logging.getLogger("consensus.node")
+# TEMPORARY until the bindings with `step(frame, sender=)` are built everywhere.
+from consensus._core import RaftNode as _RaftNode  # noqa: E402
+
+_STEP_TAKES_SENDER = "sender" in (getattr(_RaftNode.step, "__text_signature__", "") or "")
 
 ENVELOPE_COMMAND = 0x01
 ENVELOPE_SYSTEM = 0x02
+#: A command stamped with the leader's clock when it was proposed: the state machine's only time.
+ENVELOPE_STAMPED_COMMAND = 0x03
+STAMP_BYTES = 8
 SNAPSHOT_FORMAT = 1
 
-#: Frames waiting for the driver; past this, frames are dropped (the protocols retransmit).
-INBOX_FRAMES_MAX = 65_536
+#: Frames waiting for the driver, per peer; past this, that peer's frames are dropped (the
+#: protocols retransmit). Each peer has its own queue and the driver takes them in turn, so a peer
+#: that floods cannot starve another's heartbeats.
+INBOX_FRAMES_PER_PEER_MAX = 16_384
+#: Frames the driver takes from one peer's queue before moving on to the next peer.
+INBOX_FRAMES_PER_TURN = 64
+#: Refused frames (invalid for the core) in a row after which the peer is disconnected.
+REFUSALS_BEFORE_DISCONNECT = 8
 #: A persist that needs an fsync runs inline on the event loop while the recent average fsync takes
 #: less than this (a thread handoff costs ~0.1-0.2 ms); on slower disks it runs in the IO thread,
 #: with the GIL released, and the loop keeps serving meanwhile.
 INLINE_SYNC_SECONDS_MAX = 0.0005
-#: ... and bytes waiting (a slow fsync must not let a fast peer fill the memory).
-INBOX_BYTES_MAX = 256 * 1024 * 1024
+#: ... and bytes waiting per peer (a slow fsync must not let a fast peer fill the memory).
+INBOX_BYTES_PER_PEER_MAX = 64 * 1024 * 1024
 #: Read contexts in flight before the driver sweeps those nobody waits for any more.
 READS_INFLIGHT_SWEEP = 1024
 #: Proposals handed to the core in one call.
@@ -109,10 +132,21 @@ class _Stats:
     elections: int = 0
     leader_changes: int = 0
     bad_frames: int = 0
+    #: Frames from peers that the core refused (well-formed but invalid); dropped.
+    refused_frames: int = 0
     frames_dropped: int = 0
+    #: Committed entries that could not be applied (a conf change that does not decode); skipped.
+    entries_skipped: int = 0
     readies: int = 0
     snapshots_taken: int = 0
     snapshots_installed: int = 0
+
+
+@dataclass(frozen=True)
+class _Skipped:
+    """The result of a committed entry that could not be applied (its proposer gets `error`)."""
+
+    error: BaseException
 
 
 def _expire(future: asyncio.Future, what: str, limit: float) -> None:
@@ -171,8 +205,13 @@ class Node:
         self.applied_index = applied
         self._snapshot_index = snapshot.index
 
-        self._inbox: Deque[Tuple[int, bytes]] = deque()
-        self._inbox_bytes = 0
+        #: peer -> frames waiting for the driver (and their bytes); fed to the core in turns.
+        self._inbox: Dict[int, Deque[bytes]] = {}
+        self._inbox_bytes: Dict[int, int] = {}
+        #: peer -> frames refused in a row (reset by an accepted one).
+        self._refusals: Dict[int, int] = {}
+        #: member -> the peer address that could not be used (logged once per address).
+        self._unusable_addresses: Dict[int, str] = {}
         self._proposals: Deque[Tuple[bytes, asyncio.Future]] = deque()
         #: index -> (term, future, start time) of the proposals the core accepted at that index, in
         #: proposal order (one per index for Raft; a Paxos slot holds a batch).
@@ -210,6 +249,7 @@ class Node:
         self.failure: Optional[BaseException] = None
         self._done: Optional[asyncio.Future] = None
         self.loop: Optional[asyncio.AbstractEventLoop] = None
+        self._advance_clock: Optional[Callable[[int], None]] = getattr(state_machine, "advance_clock", None)
         attach = getattr(state_machine, "attach", None)
         if attach is not None:
             attach(self)
@@ -319,8 +359,11 @@ class Node:
 
         Raises `NotLeaderError` (with `leader_hint`) on a follower, `BusyError` when too many
         requests wait, `LeadershipLostError` / `RequestTimeoutError` when the outcome is unknown.
+        The command is stamped with this (the leader's) clock; a state machine with
+        `advance_clock(time_ms)` is given the stamp before the command (leases, session expiry).
         """
-        return await self._propose_entry(bytes([ENVELOPE_COMMAND]) + bytes(command), timeout)
+        stamp = int(time.time() * 1000).to_bytes(STAMP_BYTES, "little")
+        return await self._propose_entry(bytes([ENVELOPE_STAMPED_COMMAND]) + stamp + bytes(command), timeout)
 
     async def _propose_entry(self, data: bytes, timeout: Optional[float]) -> Any:
         self._check_running()
@@ -363,7 +406,12 @@ class Node:
         self._check_running()
         if self.core.role != Role.LEADER:
             raise not_leader(self.core.leader)
-        index = self.spec.propose_membership(self.core, add_voters, remove_voters, add_learners, remove_learners)
+        for field, ids in (("add_voters", add_voters), ("remove_voters", remove_voters), ("add_learners", add_learners), ("remove_learners", remove_learners)):
+            for member in ids:
+                check_node_id(field, member)
+        index = self._core_call(
+            self.spec.propose_membership, self.core, add_voters, remove_voters, add_learners, remove_learners
+        )
         assert self.loop is not None and self._wake is not None
         future = self.loop.create_future()
         self._pending.setdefault(index, deque()).append((self.core.term, future, time.perf_counter()))
@@ -371,7 +419,11 @@ class Node:
         return await self._await(future, timeout, "membership change")
 
     async def set_address(self, member_id: int, peer: str, client: str, *, timeout: Optional[float] = None) -> None:
-        """Replicates the addresses of a member (so every node can reach a node added at runtime)."""
+        """Replicates the addresses of a member (so every node can reach a node added at runtime).
+        Both must be ``"host:port"``; anything else is a `ConfigError` here, before it is proposed."""
+        check_node_id("member_id", member_id)
+        parse_address(peer, "peer")
+        parse_address(client, "client")
         record = {"op": "address", "id": int(member_id), "peer": peer, "client": client}
         await self._propose_entry(_encode_system(record), timeout)
 
@@ -379,15 +431,29 @@ class Node:
         self._check_running()
         if self.core.role != Role.LEADER:
             raise not_leader(self.core.leader)
-        self.core.transfer_leader(to)
+        self._core_call(self.core.transfer_leader, to)
         assert self._wake is not None
         self._wake.set()
 
     async def campaign(self) -> None:
         self._check_running()
-        self.core.campaign()
+        self._core_call(self.core.campaign)
         assert self._wake is not None
         self._wake.set()
+
+    def _core_call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """A call into the core from outside the driver. Errors reach the caller; a panic (a bug in
+        the core: its state can no longer be trusted) stops the node, as in the driver."""
+        try:
+            return fn(*args)
+        except Exception:
+            raise
+        except (KeyboardInterrupt, SystemExit, GeneratorExit):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - a Rust panic
+            log.critical("node %d: the core panicked", self.id, exc_info=exc)
+            self._fatal(exc)
+            raise NodeStoppedError(f"the node stopped: the core panicked: {exc}", indeterminate=True) from exc
 
     async def _await(self, future: asyncio.Future, timeout: Optional[float], what: str) -> Any:
         """Waits for `future` at most the request timeout (a timer on the future itself: cheaper
@@ -434,11 +500,16 @@ class Node:
             self.health.heartbeat(peer, time.monotonic())
 
     def _on_frame(self, peer: int, frame: bytes) -> None:
-        if len(self._inbox) >= INBOX_FRAMES_MAX or self._inbox_bytes + len(frame) > INBOX_BYTES_MAX:
+        queue = self._inbox.get(peer)
+        if queue is None:
+            queue = self._inbox[peer] = deque()
+            self._inbox_bytes[peer] = 0
+        size = len(frame)
+        if len(queue) >= INBOX_FRAMES_PER_PEER_MAX or self._inbox_bytes[peer] + size > INBOX_BYTES_PER_PEER_MAX:
             self.stats.frames_dropped += 1
             return
-        self._inbox.append((peer, frame))
-        self._inbox_bytes += len(frame)
+        queue.append(frame)
+        self._inbox_bytes[peer] += size
         if self._wake is not None:
             self._wake.set()
 
@@ -450,6 +521,16 @@ class Node:
         members = set(self.spec.members(self.core))
         members |= set(self._local_addresses)
         peers = {m: self.addresses[m].peer for m in members if m != self.id and m in self.addresses}
+        for member, address in list(peers.items()):
+            try:
+                parse_address(address, f"members[{member}].peer")
+            except ConfigError as exc:
+                # Refused where it is proposed; one that slipped through (an older version, a
+                # snapshot) makes that peer unreachable until a later change fixes it, never fatal.
+                if self._unusable_addresses.get(member) != address:
+                    log.error("node %d: member %d has an unusable peer address; unreachable until fixed: %s", self.id, member, exc)
+                    self._unusable_addresses[member] = address
+                del peers[member]
         self.transport.set_peers(peers)
         if self.health is not None:
             for m in peers:
@@ -480,24 +561,17 @@ class Node:
             raise
         except StorageError as exc:
             self._fatal(exc)
-        except Exception as exc:  # noqa: BLE001 - a bug must stop the node loudly, not wedge it
-            log.exception("node %d driver failed", self.id)
+        except (KeyboardInterrupt, SystemExit, GeneratorExit):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - a bug (a Rust panic too) stops the node loudly
+            log.critical("node %d driver failed", self.id, exc_info=exc)
             self._fatal(exc)
 
     def _feed_core(self) -> None:
         """Hands the core everything that arrived since the last pass (the only place besides the
         public calls that mutates it)."""
         core = self.core
-        inbox = self._inbox
-        while inbox:
-            peer, frame = inbox.popleft()
-            self._inbox_bytes -= len(frame)
-            try:
-                core.step(frame)
-            except DecodeError as exc:
-                self.stats.bad_frames += 1
-                log.warning("dropping a bad frame from peer %d: %s", peer, exc)
-                self._disconnect(peer)
+        self._step_inbox()
         assert self.loop is not None
         due = int((self.loop.time() - self._started_at) / self.options.tick_interval) - self._ticks_done
         if due > 0:
@@ -513,10 +587,52 @@ class Node:
             self._submit_reads()
         self._check_timeouts()
 
-    def _disconnect(self, peer: int) -> None:
+    def _step_inbox(self) -> None:
+        """Steps every waiting frame into the core, taking the peers' queues in turns."""
+        inbox = self._inbox
+        while inbox:
+            for peer in list(inbox):
+                queue = inbox[peer]
+                for _ in range(min(len(queue), INBOX_FRAMES_PER_TURN)):
+                    frame = queue.popleft()
+                    self._inbox_bytes[peer] -= len(frame)
+                    self._step_frame(peer, frame)
+                if not queue:
+                    del inbox[peer]
+
+    def _step_frame(self, peer: int, frame: bytes) -> None:
+        """One frame into the core. Whatever a peer sends, the worst outcome is a dropped frame:
+        the core validates every field before it changes state, and the frame's sender must be the
+        peer the connection authenticated as."""
+        try:
+            if _STEP_TAKES_SENDER:
+                self.core.step(frame, sender=peer)
+            else:
+                self.core.step(frame)
+        except DecodeError as exc:
+            # Bytes that are not a message: the stream is broken or hostile; drop the connection.
+            self.stats.bad_frames += 1
+            log.warning("dropping an undecodable frame from peer %d: %s", peer, exc)
+            self._disconnect(peer, "undecodable frame")
+        except StorageError:
+            raise
+        except ConsensusError as exc:
+            self.stats.refused_frames += 1
+            refusals = self._refusals.get(peer, 0) + 1
+            if refusals <= 3 or refusals % 1000 == 0:
+                log.warning("refused a frame from peer %d: %s", peer, exc)
+            if refusals >= REFUSALS_BEFORE_DISCONNECT:
+                self._disconnect(peer, f"{refusals} refused frames in a row")
+                refusals = 0
+            self._refusals[peer] = refusals
+        else:
+            if self._refusals:
+                self._refusals.pop(peer, None)
+
+    def _disconnect(self, peer: int, reason: str) -> None:
         disconnect = getattr(self.transport, "disconnect", None)
         if disconnect is not None:
-            disconnect(peer, "undecodable frame")
+            disconnect(peer, reason)
 
     def _report_unreachable(self) -> None:
         if self.health is None or self.core.role != Role.LEADER:
@@ -655,13 +771,16 @@ class Node:
         index = entry.index
         result: Any = None
         if entry.kind == self.spec.conf_change_kind:
-            result = self.spec.apply_membership(self.core, entry)
-            self._sync_peers()
+            result = self._apply_membership(entry)
         else:
             data = entry.data
             if data:
                 tag = data[0]
-                if tag == ENVELOPE_COMMAND:
+                if tag == ENVELOPE_STAMPED_COMMAND and len(data) > STAMP_BYTES:
+                    if self._advance_clock is not None:
+                        self._advance_clock(int.from_bytes(data[1 : 1 + STAMP_BYTES], "little"))
+                    result = self.state_machine.apply(index, data[1 + STAMP_BYTES :])
+                elif tag == ENVELOPE_COMMAND:
                     result = self.state_machine.apply(index, data[1:])
                 elif tag == ENVELOPE_SYSTEM:
                     result = self._apply_system(data[1:])
@@ -678,11 +797,28 @@ class Node:
                 del self._pending[index]
             if future.done():
                 return
-            if entry.term == term:
+            if isinstance(result, _Skipped):
+                future.set_exception(result.error)
+            elif entry.term == term:
                 future.set_result(result)
                 self._observe("proposal", time.perf_counter() - started)
             else:
                 future.set_exception(LeadershipLostError(f"entry {index} was replaced by a later leader's"))
+
+    def _apply_membership(self, entry: Any) -> Any:
+        """A committed membership change. One that does not decode (the cores refuse such entries
+        at the door; this is the last line) is skipped and counted: stopping here would stop the
+        node again on every restart, since the entry is durable."""
+        try:
+            result = self.spec.apply_membership(self.core, entry)
+        except StorageError:
+            raise
+        except ConsensusError as exc:
+            self.stats.entries_skipped += 1
+            log.error("node %d: membership change at index %d cannot be applied; skipped: %s", self.id, entry.index, exc)
+            return _Skipped(exc)
+        self._sync_peers()
+        return result
 
     def _fail_unanswered(self, index: int) -> None:
         """Proposals at `index` still waiting once the application moved past it: the value chosen
