@@ -713,26 +713,65 @@ def test_memory_transport_bounds_queues_and_counts_decode_errors() -> None:
 
 
 @pytest.mark.integration
-def test_connections_beyond_the_pending_handshake_bound_are_refused_busy(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_at_the_pending_handshake_bound_the_oldest_pending_connection_is_evicted_busy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from consensus.transport import tcp as tcp_module
 
     monkeypatch.setattr(tcp_module, "PENDING_HANDSHAKES_MAX", 1)
 
     async def scenario() -> None:
-        transport = tcp(2, {1: "127.0.0.1:9"})
+        transport = tcp(2, {1: "127.0.0.1:9"}, handshake_timeout=60.0)
         await transport.start(Inbox())
         host, port = transport.listen_address.rsplit(":", 1)
         try:
-            _, silent = await asyncio.open_connection(host, int(port))
+            oldest_reader, oldest = await asyncio.open_connection(host, int(port))
             await wait_until(lambda: len(transport._pending) == 1, "first connection pending")
-            reader, writer = await asyncio.open_connection(host, int(port))
-            refusal = handshake.decode(await reader.read())
+            _, newest = await asyncio.open_connection(host, int(port))
+            refusal = handshake.decode(await oldest_reader.read())
             assert isinstance(refusal, handshake.Refusal) and refusal.reason == handshake.REASON_BUSY
-            assert transport.rejected_connections == 1
-            writer.close()
-            silent.close()
+            assert transport.rejected_connections == 1 and transport.evicted_handshakes == 1
+            assert len(transport._pending) == 1
+            oldest.close()
+            newest.close()
         finally:
             await transport.close()
+
+    run(scenario())
+
+
+@pytest.mark.integration
+def test_hundreds_of_idle_sockets_on_the_peer_port_do_not_lock_a_real_peer_out() -> None:
+    """Case 6 of issue 9: idle sockets from the peers' own address fill the pending-handshake
+    bound; the acceptor's handshake timeout is long, so only eviction lets the real peer in."""
+    from consensus.transport import tcp as tcp_module
+
+    idle_count = tcp_module.PENDING_HANDSHAKES_MAX + 80
+
+    async def scenario() -> None:
+        acceptor = tcp(2, handshake_timeout=120.0)
+        inbox_2 = Inbox()
+        await acceptor.start(inbox_2)
+        host, port = acceptor.listen_address.rsplit(":", 1)
+        idle: List[asyncio.StreamWriter] = []
+        dialer: Optional[TcpTransport] = None
+        try:
+            for _ in range(idle_count):
+                idle.append((await asyncio.open_connection(host, int(port)))[1])
+            await wait_until(lambda: acceptor.evicted_handshakes >= idle_count - tcp_module.PENDING_HANDSHAKES_MAX, "idle sockets accepted")
+            assert len(acceptor._pending) == tcp_module.PENDING_HANDSHAKES_MAX
+            dialer = tcp(1, {2: acceptor.listen_address})
+            inbox_1 = Inbox()
+            acceptor.set_peers({1: "127.0.0.1:9"})
+            await dialer.start(inbox_1)
+            await exchange({1: dialer, 2: acceptor}, {1: inbox_1, 2: inbox_2}, 1, 2, 1)
+            assert dialer.rejected_connections == 0
+        finally:
+            for writer in idle:
+                writer.close()
+            if dialer is not None:
+                await dialer.close()
+            await acceptor.close()
 
     run(scenario())
 

@@ -39,9 +39,15 @@ from consensus.transport.base import (
     report_greeting,
 )
 
-#: Connections accepted but not yet through the handshake; more are refused at once, so a flood
-#: of idle sockets cannot exhaust memory.
+#: Connections accepted but not yet through the handshake (TLS included). At this bound a new
+#: connection evicts the oldest pending one: memory stays bounded, and idle or slow sockets cannot
+#: lock real peers out, whatever address they come from (on one host, attackers and peers share
+#: 127.0.0.1, so no per-address quota could tell them apart).
 PENDING_HANDSHAKES_MAX = 128
+#: The default `handshake_timeout`: an accepted connection must complete TLS and the handshake
+#: within this many seconds of being accepted (one deadline, not one per step, so a peer that
+#: trickles bytes cannot stretch it); a dialer must get its WELCOME within it.
+HANDSHAKE_TIMEOUT_DEFAULT = 2.0
 #: The writer hands at most this many bytes to the socket before it yields to the loop.
 WRITE_BATCH_BYTES_MAX = 4 * 1024 * 1024
 #: How long `close()` waits for the listener to finish closing.
@@ -154,16 +160,13 @@ class _Connection(asyncio.Protocol):
         if self.dial_peer is not None:
             self._begin_handshake(transport)
             return
-        if owner._closed or len(owner._pending) >= PENDING_HANDSHAKES_MAX:
+        if owner._closed:
             owner._rejected += 1
             self.state = _STATE_CLOSED
-            if owner._ssl_server is None and not owner._closed:
-                transport.write(handshake.encode_refused(handshake.REASON_BUSY))  # type: ignore[attr-defined]
-                transport.close()
-            else:
-                transport.abort()  # type: ignore[attr-defined]
+            transport.abort()  # type: ignore[attr-defined]
             return
-        owner._pending.add(self)
+        owner._admit_pending(self)
+        self.handshake_timer = self.loop.call_later(owner.handshake_timeout, self._handshake_timed_out)
         if owner._ssl_server is not None:
             self.state = _STATE_TLS
             transport.pause_reading()  # type: ignore[attr-defined]
@@ -238,7 +241,8 @@ class _Connection(asyncio.Protocol):
         owner = self.owner
         self.transport = transport
         self.state = _STATE_HANDSHAKE
-        self.handshake_timer = self.loop.call_later(owner.handshake_timeout, self._handshake_timed_out)
+        if self.handshake_timer is None:
+            self.handshake_timer = self.loop.call_later(owner.handshake_timeout, self._handshake_timed_out)
         if self.dial_peer is not None:
             try:
                 flags = greeting_flags_for(owner, self.dial_peer.id)
@@ -251,6 +255,14 @@ class _Connection(asyncio.Protocol):
             transport.write(hello)  # type: ignore[attr-defined]
         elif self.buffer:
             self._receive_handshake()
+
+    def evict(self) -> None:
+        """Close this pending connection to make room for a newer one (plain TCP: say BUSY)."""
+        if self.state == _STATE_HANDSHAKE and self.transport is not None:
+            self.transport.write(handshake.encode_refused(handshake.REASON_BUSY))  # type: ignore[attr-defined]
+            self.close(flush=True)
+        else:
+            self.close()
 
     def _handshake_timed_out(self) -> None:
         if self.state in (_STATE_TLS, _STATE_HANDSHAKE):
@@ -422,7 +434,7 @@ class TcpTransport(Transport):
         connect_timeout: float = 1.0,
         backoff_initial: float = 0.05,
         backoff_max: float = 1.0,
-        handshake_timeout: float = 2.0,
+        handshake_timeout: float = HANDSHAKE_TIMEOUT_DEFAULT,
         keepalive_interval: float = 0.1,
     ) -> None:
         self.node_id = check_node_id("node_id", node_id)
@@ -459,9 +471,12 @@ class TcpTransport(Transport):
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._server: Optional[asyncio.base_events.Server] = None
         self._deliver: Deliver = _not_started
-        self._pending: Set[_Connection] = set()
+        #: Accepted connections still in their handshake, oldest first (a dict keeps the order).
+        self._pending: Dict[_Connection, None] = {}
         self._tasks: Set[asyncio.Task[None]] = set()
         self._rejected = 0
+        #: Pending connections closed to make room for newer ones (also counted as rejected).
+        self.evicted_handshakes = 0
         self._greeted: Set[int] = set()
         #: Frames given to `send` for an id that is not a peer.
         self.dropped_unknown_peer = 0
@@ -603,6 +618,17 @@ class TcpTransport(Transport):
         task.add_done_callback(self._tasks.discard)
         return task
 
+    def _admit_pending(self, connection: _Connection) -> None:
+        """Track a newly accepted connection; at `PENDING_HANDSHAKES_MAX`, evict the oldest."""
+        while len(self._pending) >= PENDING_HANDSHAKES_MAX:
+            oldest = next(iter(self._pending))
+            del self._pending[oldest]
+            self._rejected += 1
+            self.evicted_handshakes += 1
+            logger.info("too many connections in their handshake: closing the oldest")
+            oldest.evict()
+        self._pending[connection] = None
+
     def _maybe_dial(self, peer: _Peer) -> None:
         if self.node_id < peer.id and peer.dial_task is None:
             peer.dial_task = self._spawn(self._dial_loop(peer))
@@ -712,7 +738,7 @@ class TcpTransport(Transport):
         if old is not None and old is not connection:
             logger.info("peer %d connected again; replacing the old connection", peer.id)
             old.close()
-        self._pending.discard(connection)
+        self._pending.pop(connection, None)
         if connection.handshake_timer is not None:
             connection.handshake_timer.cancel()
         connection.peer = peer
@@ -726,7 +752,7 @@ class TcpTransport(Transport):
         report_greeting(self, peer.id, flags)
 
     def _detach(self, connection: _Connection) -> None:
-        self._pending.discard(connection)
+        self._pending.pop(connection, None)
         peer = connection.peer
         if peer is not None and peer.connection is connection:
             peer.connection = None
