@@ -49,6 +49,10 @@ ENV_PREFIX = "CONSENSUS_"
 PROTOCOLS = ("raft", "paxos", "zab")
 FSYNC_MODES = ("always", "batch", "never")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+#: How a node starts on an EMPTY data_dir (like etcd's initial-cluster-state): "new" bootstraps a new
+#: cluster, "existing" joins a running one (`serve --join`). Ignored once data_dir holds state
+#: (consensus.datadir; docs/operations.md, "Data directories and initial_state").
+INITIAL_STATES = ("new", "existing")
 #: A config file larger than this is refused before parsing.
 CONFIG_FILE_BYTES_MAX = 1 << 20
 CLUSTER_ID_BYTES_MAX = 255
@@ -194,6 +198,8 @@ class NodeConfig:
     check_quorum: bool = True
     phi_threshold: float = 8.0
     log_level: str = "info"
+    #: "new" | "existing": what an empty data_dir means (INITIAL_STATES).
+    initial_state: str = "new"
     #: HTTPS on the client API (None: plain HTTP).
     client_tls: Optional[ClientTlsConfig] = None
     #: Bearer tokens on the client API (None: every client may do everything).
@@ -257,7 +263,7 @@ class NodeConfig:
 
 # ---------------------------------------------------------------------------- validation
 
-_STR_FIELDS = ("protocol", "data_dir", "cluster_id", "fsync", "log_level")
+_STR_FIELDS = ("protocol", "data_dir", "cluster_id", "fsync", "log_level", "initial_state")
 _BOOL_FIELDS = ("forward", "pre_vote", "check_quorum", "metrics_public")
 _OPTIONAL_ADDRESS_FIELDS = ("peer_listen", "client_listen")
 _FLOAT_FIELDS = ("phi_threshold",)
@@ -284,6 +290,7 @@ SCALAR_FIELDS: Tuple[str, ...] = (
     "check_quorum",
     "phi_threshold",
     "log_level",
+    "initial_state",
     "metrics_public",
     "client_connections_max",
     "client_idle_timeout_ms",
@@ -328,6 +335,7 @@ def _validate(cfg: NodeConfig) -> None:
     _check_choice(cfg.protocol, "protocol", PROTOCOLS)
     _check_choice(cfg.fsync, "fsync", FSYNC_MODES)
     _check_choice(cfg.log_level, "log_level", LOG_LEVELS)
+    _check_choice(cfg.initial_state, "initial_state", INITIAL_STATES)
     if not _check_str(cfg.data_dir, "data_dir"):
         raise _fail("data_dir", "must not be empty")
     cluster_id = _check_str(cfg.cluster_id, "cluster_id")
