@@ -552,6 +552,101 @@ def test_tls_contexts_require_certificates_from_the_cluster_ca(tmp_path: Path) -
     assert info.value.field == "tls.ca"
 
 
+def _event_loop_factories() -> List[object]:
+    factories: List[object] = [pytest.param(asyncio.new_event_loop, id="asyncio")]
+    try:
+        import uvloop
+    except ImportError:
+        factories.append(pytest.param(None, id="uvloop", marks=pytest.mark.skip(reason="uvloop not installed")))
+    else:
+        factories.append(pytest.param(uvloop.new_event_loop, id="uvloop"))
+    return factories
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("new_loop", _event_loop_factories())
+def test_every_tls_accept_completes_on_the_first_attempt(tmp_path: Path, new_loop: Callable[[], asyncio.AbstractEventLoop]) -> None:
+    """Case 6b of issue 9: under uvloop, a ClientHello used to reach the plain handshake reader
+    (uvloop resumes reading right after connection_made) and the connection was dropped."""
+    from tlscerts import issue_cluster
+
+    dialer_ids = list(range(1, 17))
+    acceptor_id = len(dialer_ids) + 1
+    ca, leaves = issue_cluster(tmp_path, CLUSTER, dialer_ids + [acceptor_id])
+
+    def secured(node: int, peers: Mapping[int, str]) -> TcpTransport:
+        server, client = tls_contexts(leaves[node][0], leaves[node][1], ca)
+        return tcp(node, peers, ssl_server=server, ssl_client=client, handshake_timeout=30.0, connect_timeout=30.0)
+
+    async def scenario() -> None:
+        acceptor = secured(acceptor_id, {node: "127.0.0.1:9" for node in dialer_ids})
+        inbox = Inbox()
+        await acceptor.start(inbox)
+        dialers = {node: secured(node, {acceptor_id: acceptor.listen_address}) for node in dialer_ids}
+        try:
+            for node, dialer in dialers.items():
+                await dialer.start(Inbox())
+                dialer.send(acceptor_id, frame(node, acceptor_id, node))
+            await wait_until(lambda: sorted(peer for peer, _ in inbox.received) == dialer_ids, "a frame from every dialer")
+            assert acceptor.rejected_connections == 0
+            assert [dialer.dial_failures for dialer in dialers.values()] == [0] * len(dialers)
+            assert all(dialer.stats()[acceptor_id]["reconnects"] == 0 for dialer in dialers.values())
+        finally:
+            await close_all(dialers)
+            await acceptor.close()
+
+    loop = new_loop()
+    try:
+        loop.run_until_complete(asyncio.wait_for(scenario(), 120))
+    finally:
+        loop.close()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("new_loop", _event_loop_factories())
+def test_idle_sockets_in_their_tls_handshake_are_evicted_for_a_real_peer(
+    tmp_path: Path, new_loop: Callable[[], asyncio.AbstractEventLoop]
+) -> None:
+    """The pending bound covers the TLS handshake too: a socket that never sends a ClientHello
+    holds a slot until a newer connection evicts it."""
+    from tlscerts import issue_cluster
+
+    from consensus.transport import tcp as tcp_module
+
+    idle_count = tcp_module.PENDING_HANDSHAKES_MAX + 80
+    ca, leaves = issue_cluster(tmp_path, CLUSTER, [1, 2])
+    contexts = {node: tls_contexts(leaves[node][0], leaves[node][1], ca) for node in (1, 2)}
+
+    async def scenario() -> None:
+        acceptor = tcp(2, {1: "127.0.0.1:9"}, ssl_server=contexts[2][0], ssl_client=contexts[2][1], handshake_timeout=120.0)
+        inbox_2 = Inbox()
+        await acceptor.start(inbox_2)
+        host, port = acceptor.listen_address.rsplit(":", 1)
+        idle: List[asyncio.StreamWriter] = []
+        dialer = tcp(1, {2: acceptor.listen_address}, ssl_server=contexts[1][0], ssl_client=contexts[1][1])
+        try:
+            for _ in range(idle_count):
+                idle.append((await asyncio.open_connection(host, int(port)))[1])
+            await wait_until(
+                lambda: acceptor.evicted_handshakes >= idle_count - tcp_module.PENDING_HANDSHAKES_MAX, "idle sockets accepted"
+            )
+            inbox_1 = Inbox()
+            await dialer.start(inbox_1)
+            await exchange({1: dialer, 2: acceptor}, {1: inbox_1, 2: inbox_2}, 1, 2, 1)
+            assert len(acceptor._pending) <= tcp_module.PENDING_HANDSHAKES_MAX
+        finally:
+            for writer in idle:
+                writer.close()
+            await dialer.close()
+            await acceptor.close()
+
+    loop = new_loop()
+    try:
+        loop.run_until_complete(asyncio.wait_for(scenario(), 120))
+    finally:
+        loop.close()
+
+
 # ---------------------------------------------------------------------- configuration errors
 
 

@@ -9,9 +9,9 @@ buffers the body, hands whole frames up unchanged and never decodes them.
 from __future__ import annotations
 
 import asyncio
-import asyncio.base_events
 import os
 import random
+import socket
 import ssl
 from typing import Any, Dict, List, Mapping, Optional, Set, Tuple, Union
 
@@ -50,8 +50,10 @@ PENDING_HANDSHAKES_MAX = 128
 HANDSHAKE_TIMEOUT_DEFAULT = 2.0
 #: The writer hands at most this many bytes to the socket before it yields to the loop.
 WRITE_BATCH_BYTES_MAX = 4 * 1024 * 1024
-#: How long `close()` waits for the listener to finish closing.
-CLOSE_WAIT_SECONDS = 5.0
+#: The listen backlog of the peer port (the kernel's queue of connections not yet accepted).
+LISTEN_BACKLOG = 128
+#: After an accept fails (out of file descriptors...), the listener waits this long to retry.
+ACCEPT_RETRY_SECONDS = 0.1
 
 
 def _crc32c(data: bytes) -> int:
@@ -71,7 +73,7 @@ KEEPALIVE_PROTOCOL = 0
 _KEEPALIVE_HEAD = (11).to_bytes(4, "little") + bytes((1, KEEPALIVE_PROTOCOL, 0))
 KEEPALIVE_FRAME = _KEEPALIVE_HEAD + _crc32c(_KEEPALIVE_HEAD).to_bytes(4, "little")
 
-_STATE_TLS = 0  # acceptor only: TLS handshake in progress
+_STATE_ACCEPTED = 0  # acceptor only: the loop is setting up the transport (the TLS handshake)
 _STATE_HANDSHAKE = 1  # waiting for HELLO (acceptor) or WELCOME (dialer)
 _STATE_OPEN = 2  # authenticated: frames flow both ways
 _STATE_CLOSED = 3
@@ -130,14 +132,20 @@ class _Peer:
 class _Connection(asyncio.Protocol):
     """One TCP (or TLS) connection: handshake, then frames in and a writer task out."""
 
-    def __init__(self, owner: TcpTransport, dial_peer: Optional[_Peer]) -> None:
+    def __init__(
+        self, owner: TcpTransport, dial_peer: Optional[_Peer], accepted: Optional[socket.socket] = None
+    ) -> None:
         self.owner = owner
         #: The peer this connection dials, or None for an accepted connection.
         self.dial_peer = dial_peer
         #: The authenticated peer, once the handshake succeeded.
         self.peer: Optional[_Peer] = None
         self.transport: Optional[asyncio.BaseTransport] = None
-        self.state = _STATE_HANDSHAKE
+        self.state = _STATE_HANDSHAKE if accepted is None else _STATE_ACCEPTED
+        #: An accepted socket, until it is handed to the loop (then the loop owns and closes it).
+        self.unowned_socket = accepted
+        #: The accepted socket, kept to shut it down while the loop still runs its TLS handshake.
+        self.accepted_socket = accepted
         self.buffer = bytearray()
         loop = owner._loop
         assert loop is not None
@@ -155,24 +163,14 @@ class _Connection(asyncio.Protocol):
     # ------------------------------------------------------------------ asyncio callbacks
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        owner = self.owner
+        """Called with the final transport: for TLS, after the loop completed the TLS handshake
+        (accepted sockets are handed to the loop with the TLS context from the start, so no
+        ciphertext ever reaches this protocol)."""
         self.transport = transport
-        if self.dial_peer is not None:
-            self._begin_handshake(transport)
-            return
-        if owner._closed:
-            owner._rejected += 1
-            self.state = _STATE_CLOSED
+        if self.state == _STATE_CLOSED:  # evicted or timed out while the loop ran TLS
             transport.abort()  # type: ignore[attr-defined]
             return
-        owner._admit_pending(self)
-        self.handshake_timer = self.loop.call_later(owner.handshake_timeout, self._handshake_timed_out)
-        if owner._ssl_server is not None:
-            self.state = _STATE_TLS
-            transport.pause_reading()  # type: ignore[attr-defined]
-            owner._spawn(self._accept_tls(transport))
-        else:
-            self._begin_handshake(transport)
+        self._begin_handshake(transport)
 
     def data_received(self, data: bytes) -> None:
         if self.state == _STATE_OPEN:
@@ -180,13 +178,6 @@ class _Connection(asyncio.Protocol):
         elif self.state == _STATE_HANDSHAKE:
             self.buffer += data
             self._receive_handshake()
-        elif self.state == _STATE_TLS:
-            # Data decrypted before `start_tls` returned; the handshake reads it from the buffer.
-            if len(self.buffer) + len(data) > handshake.MESSAGE_BYTES_MAX:
-                self.owner._rejected += 1
-                self.close()
-                return
-            self.buffer += data
 
     def eof_received(self) -> Optional[bool]:
         return False  # close the connection; connection_lost does the accounting
@@ -198,7 +189,7 @@ class _Connection(asyncio.Protocol):
             # The peer closed the stream in the middle of a frame.
             self.peer.stats.bad_frames += 1
             logger.warning("peer %d closed the connection inside a frame", self.peer.id)
-        elif self.state in (_STATE_HANDSHAKE, _STATE_TLS):
+        elif self.state in (_STATE_HANDSHAKE, _STATE_ACCEPTED):
             self.owner._rejected += 1
             logger.info("connection closed during the handshake: %s", exc)
         self._finish()
@@ -214,28 +205,32 @@ class _Connection(asyncio.Protocol):
 
     # ------------------------------------------------------------------ handshake
 
-    async def _accept_tls(self, raw: asyncio.BaseTransport) -> None:
+    async def _open_accepted(self) -> None:
+        """Hand the accepted socket to the loop, with the TLS context if any: the loop runs the
+        TLS handshake before it calls `connection_made`.
+
+        Upgrading a plain transport later with `loop.start_tls` races under uvloop: uvloop
+        resumes reading right after `connection_made` returns (a `pause_reading` there is
+        undone), so the ClientHello could reach this protocol before `start_tls` took over."""
+        sock = self.unowned_socket
+        if sock is None or self.state == _STATE_CLOSED:
+            return
+        self.unowned_socket = None
         owner = self.owner
+        tls = owner._ssl_server
         try:
-            secured = await self.loop.start_tls(
-                raw,  # type: ignore[arg-type]
-                self,
-                owner._ssl_server,  # type: ignore[arg-type]
-                server_side=True,
-                ssl_handshake_timeout=owner.handshake_timeout,
+            await self.loop.connect_accepted_socket(
+                lambda: self,
+                sock,
+                ssl=tls,
+                ssl_handshake_timeout=owner.handshake_timeout if tls is not None else None,
             )
         except (OSError, asyncio.TimeoutError, ValueError, RuntimeError) as error:
+            # The loop closed the socket. ssl.SSLError is an OSError.
             if self.state != _STATE_CLOSED:
                 owner._rejected += 1
                 logger.info("TLS handshake with a connecting peer failed: %s", error)
-                self.close()
-            raw.close()
-            return
-        if self.state != _STATE_TLS or secured is None:
-            if secured is not None:
-                secured.abort()
-            return
-        self._begin_handshake(secured)
+                self._finish()
 
     def _begin_handshake(self, transport: asyncio.BaseTransport) -> None:
         owner = self.owner
@@ -265,7 +260,7 @@ class _Connection(asyncio.Protocol):
             self.close()
 
     def _handshake_timed_out(self) -> None:
-        if self.state in (_STATE_TLS, _STATE_HANDSHAKE):
+        if self.state in (_STATE_ACCEPTED, _STATE_HANDSHAKE):
             self.owner._rejected += 1
             logger.info("handshake timed out (peer %s)", self.dial_peer.id if self.dial_peer else "unknown")
             self.close()
@@ -401,6 +396,21 @@ class _Connection(asyncio.Protocol):
                 transport.close()
             else:
                 transport.abort()  # type: ignore[attr-defined]
+        else:
+            self._drop_accepted_socket()
+
+    def _drop_accepted_socket(self) -> None:
+        """Close an accepted socket that has no transport yet: directly if the loop does not own
+        it yet, else by shutting it down, so the loop's TLS handshake fails at once and the loop
+        closes it (never close a descriptor the loop still polls)."""
+        unowned, self.unowned_socket = self.unowned_socket, None
+        if unowned is not None:
+            unowned.close()
+        elif self.accepted_socket is not None:
+            try:
+                self.accepted_socket.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed by the loop
 
     def _finish(self) -> None:
         self.state = _STATE_CLOSED
@@ -469,12 +479,14 @@ class TcpTransport(Transport):
 
         self._peers: Dict[int, _Peer] = {}
         self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._server: Optional[asyncio.base_events.Server] = None
+        self._listeners: List[socket.socket] = []
         self._deliver: Deliver = _not_started
         #: Accepted connections still in their handshake, oldest first (a dict keeps the order).
         self._pending: Dict[_Connection, None] = {}
         self._tasks: Set[asyncio.Task[None]] = set()
         self._rejected = 0
+        #: Dial attempts that did not end in an open connection (unreachable, TLS, refused...).
+        self.dial_failures = 0
         #: Pending connections closed to make room for newer ones (also counted as rejected).
         self.evicted_handshakes = 0
         self._greeted: Set[int] = set()
@@ -490,8 +502,8 @@ class TcpTransport(Transport):
     @property
     def listen_address(self) -> str:
         """The address actually listened on ("host:port"; the real port when 0 was asked)."""
-        if self._server is not None and self._server.sockets:
-            host, port = self._server.sockets[0].getsockname()[:2]
+        if self._listeners:
+            host, port = self._listeners[0].getsockname()[:2]
             return format_address(host, port)
         return self._listen
 
@@ -510,12 +522,9 @@ class TcpTransport(Transport):
         self._started = True
         self._loop = asyncio.get_running_loop()
         self._deliver = deliver
-        self._server = await self._loop.create_server(
-            lambda: _Connection(self, None),
-            self._listen_host,
-            self._listen_port,
-            reuse_address=True,
-        )
+        self._listeners = await self._open_listeners()
+        for listener in self._listeners:
+            self._spawn(self._accept_loop(listener))
         for peer in self._peers.values():
             self._maybe_dial(peer)
 
@@ -588,9 +597,6 @@ class TcpTransport(Transport):
         if self._closed:
             return
         self._closed = True
-        server = self._server
-        if server is not None:
-            server.close()
         for peer in self._peers.values():
             if peer.dial_task is not None:
                 peer.dial_task.cancel()
@@ -603,11 +609,8 @@ class TcpTransport(Transport):
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        if server is not None:
-            try:
-                await asyncio.wait_for(server.wait_closed(), CLOSE_WAIT_SECONDS)
-            except asyncio.TimeoutError:
-                logger.warning("the listener of node %d did not close in time", self.node_id)
+        for listener in self._listeners:
+            listener.close()  # after the accept loops stopped polling it
 
     # ------------------------------------------------------------------ internals
 
@@ -617,6 +620,62 @@ class TcpTransport(Transport):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    async def _open_listeners(self) -> List[socket.socket]:
+        """Bind and listen on every address `listen` resolves to (like `loop.create_server`)."""
+        assert self._loop is not None
+        infos = await self._loop.getaddrinfo(
+            self._listen_host, self._listen_port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        listeners: List[socket.socket] = []
+        bound: Set[Tuple[int, Any]] = set()
+        try:
+            for family, kind, proto, _, address in infos:
+                if (family, address) in bound:
+                    continue
+                bound.add((family, address))
+                listener = socket.socket(family, kind, proto)
+                listeners.append(listener)
+                listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                listener.bind(address)
+                listener.listen(LISTEN_BACKLOG)
+                listener.setblocking(False)
+        except OSError:
+            for listener in listeners:
+                listener.close()
+            raise
+        return listeners
+
+    async def _accept_loop(self, listener: socket.socket) -> None:
+        """Accept connections on one listening socket until the transport closes.
+
+        The transport accepts sockets itself (rather than `loop.create_server`) so that a
+        connection is counted against `PENDING_HANDSHAKES_MAX` and can be evicted from the
+        moment it is accepted, TLS handshake included."""
+        loop = self._loop
+        assert loop is not None
+        while not self._closed:
+            try:
+                accepted, _ = await loop.sock_accept(listener)
+            except OSError as error:  # out of descriptors, a connection reset before accept...
+                logger.warning("accepting a peer connection failed: %s", error)
+                await asyncio.sleep(ACCEPT_RETRY_SECONDS)
+                continue
+            self._accept(accepted)
+
+    def _accept(self, accepted: socket.socket) -> None:
+        if self._closed:
+            accepted.close()
+            return
+        accepted.setblocking(False)
+        connection = _Connection(self, None, accepted)
+        self._admit_pending(connection)
+        connection.handshake_timer = connection.loop.call_later(
+            self.handshake_timeout, connection._handshake_timed_out
+        )
+        self._spawn(connection._open_accepted())
 
     def _admit_pending(self, connection: _Connection) -> None:
         """Track a newly accepted connection; at `PENDING_HANDSHAKES_MAX`, evict the oldest."""
@@ -670,12 +729,14 @@ class TcpTransport(Transport):
                 logger.warning("TLS handshake with peer %d failed: %s", peer.id, error)
                 connection.close()
                 failures += 1
+                self.dial_failures += 1
                 await asyncio.sleep(self._backoff_seconds(failures))
                 continue
             except (OSError, asyncio.TimeoutError) as error:
                 logger.debug("cannot reach peer %d at %s: %s", peer.id, peer.address, error)
                 connection.close()
                 failures += 1
+                self.dial_failures += 1
                 await asyncio.sleep(self._backoff_seconds(failures))
                 continue
             if await connection.ready:
@@ -683,6 +744,7 @@ class TcpTransport(Transport):
                 await connection.closed
             else:
                 failures += 1
+                self.dial_failures += 1
             await asyncio.sleep(self._backoff_seconds(failures))
 
     def _check_hello(self, message: Union[handshake.Greeting, handshake.Refusal]) -> _Peer:
