@@ -5,6 +5,7 @@
 
 pub mod codec;
 pub mod error;
+pub mod limits;
 pub mod log;
 pub mod paxos;
 pub mod quorum;

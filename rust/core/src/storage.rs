@@ -85,6 +85,7 @@ impl MemStorageCore {
     /// Appends entries, replacing any conflicting suffix. Entries must start at or before
     /// `last_index() + 1`; those at or below the snapshot index are skipped.
     pub fn append(&mut self, entries: &[Entry]) -> Result<(), StorageError> {
+        check_contiguous(entries)?;
         let Some(first_new) = entries.first() else { return Ok(()) };
         let first = self.first_index();
         if first_new.index > self.last_index() + 1 {
@@ -169,6 +170,22 @@ impl MemStorageCore {
 
     pub fn snapshot(&self) -> Snapshot {
         self.snapshot.clone()
+    }
+}
+
+/// Entries to append must have consecutive indexes from 1 up: a log with a hole is one no
+/// storage could read back (the WAL refuses it on reopen), so it is refused before anything is
+/// written.
+pub fn check_contiguous(entries: &[Entry]) -> Result<(), StorageError> {
+    if entries.first().is_some_and(|e| e.index == 0) {
+        return Err(StorageError::Other("append of an entry at index 0".into()));
+    }
+    match entries.windows(2).find(|pair| pair[0].index.checked_add(1) != Some(pair[1].index)) {
+        Some(pair) => Err(StorageError::Other(format!(
+            "append of entry {} after entry {}: entries must be contiguous",
+            pair[1].index, pair[0].index
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -276,6 +293,16 @@ mod tests {
     fn append_with_gap_is_refused() {
         let mut s = MemStorageCore::default();
         assert!(s.append(&[ent(3, 1)]).is_err());
+    }
+
+    #[test]
+    fn case_3_non_contiguous_append_is_refused_and_changes_nothing() {
+        let mut s = MemStorageCore::default();
+        s.append(&[ent(1, 1)]).unwrap();
+        for batch in [vec![ent(2, 1), ent(4, 1)], vec![ent(2, 1), ent(2, 1)], vec![ent(0, 1)]] {
+            assert!(matches!(s.append(&batch), Err(StorageError::Other(_))), "{batch:?}");
+            assert_eq!(s.last_index(), 1);
+        }
     }
 
     #[test]

@@ -73,6 +73,22 @@ fn entries_hard_state_and_conf_state_survive_reopen() {
 }
 
 #[test]
+fn case_3_non_contiguous_append_is_refused_before_anything_is_written_and_reopens() {
+    let dir = TempDir::new("gap");
+    {
+        let mut s = open(&dir.0).unwrap();
+        s.persist(&ready(vec![ent(1, 1)], Some(HardState { term: 1, vote: 1, commit: 0 }))).unwrap();
+        let gap = ready(vec![ent(2, 1), ent(4, 1)], None);
+        assert!(matches!(s.persist(&gap), Err(StorageError::Other(_))));
+        assert!(matches!(s.append(&[ent(2, 1), ent(2, 1)]), Err(StorageError::Other(_))));
+        assert_eq!(log_of(&s), vec![(1, 1)]);
+        s.close().unwrap();
+    }
+    let s = open(&dir.0).expect("the refused appends left a WAL that reopens");
+    assert_eq!(log_of(&s), vec![(1, 1)]);
+}
+
+#[test]
 fn conflicting_append_survives_reopen_as_the_truncated_log() {
     let dir = TempDir::new("conflict");
     {

@@ -3,6 +3,9 @@
 use crate::error::{Error, Result};
 pub use crate::raft::ReadOnlyOption;
 
+/// The largest `max_inflight_slots` (and so the largest α of a reconfiguration record).
+pub const MAX_INFLIGHT_SLOTS: u64 = 1 << 20;
+
 /// Upper bound for a single command's payload: it must fit in one frame with room for headers.
 pub const ENTRY_BYTES_LIMIT: u64 = 32 << 20;
 
@@ -71,7 +74,7 @@ impl Config {
         if self.election_tick > 1_000_000 {
             return Err(Error::config("election_tick", "must be at most 1000000"));
         }
-        if self.max_inflight_slots == 0 || self.max_inflight_slots > 1 << 20 {
+        if self.max_inflight_slots == 0 || self.max_inflight_slots > MAX_INFLIGHT_SLOTS {
             return Err(Error::config("max_inflight_slots", "must be in 1..=1048576"));
         }
         if self.max_batch_commands == 0 || self.max_batch_commands > 1 << 20 {

@@ -19,8 +19,10 @@ use super::message::{
 };
 use super::raw_node::ReadState;
 use super::storage::PaxosStorage;
+use super::validate::{self, SLOT_LEAD_MAX};
 use super::wire;
 use crate::error::{Error, Result};
+use crate::limits::next_term;
 use crate::rng::Rng;
 use crate::role::Role;
 
@@ -338,6 +340,12 @@ impl<S: PaxosStorage> Paxos<S> {
         self.leading_by_transfer = false;
     }
 
+    /// The round of this node's next ballot: above everything it promised or saw, `None` once
+    /// that would pass `limits::TERM_MAX`.
+    pub fn next_round(&self) -> Option<u64> {
+        next_term(self.promised.round.max(self.max_round_seen))
+    }
+
     /// Starts Phase 1 with a ballot above everything this node promised or saw.
     pub fn campaign(&mut self) {
         self.start_phase1(None);
@@ -349,7 +357,9 @@ impl<S: PaxosStorage> Paxos<S> {
         if !self.is_member() {
             return;
         }
-        let ballot = Ballot::new(self.promised.round.max(self.max_round_seen) + 1, self.id);
+        // At TERM_MAX the node cannot campaign any more: its ballot never wraps below its promise.
+        let Some(round) = self.next_round() else { return };
+        let ballot = Ballot::new(round, self.id);
         self.become_follower(0);
         self.role = Role::Candidate;
         self.promised = ballot;
@@ -861,7 +871,10 @@ impl<S: PaxosStorage> Paxos<S> {
 
     // ------------------------------------------------------------------ messages
 
+    /// Steps a message from a peer. It is validated first (`validate::check_message`): a
+    /// refused one is `Error::Protocol` and changes nothing.
     pub fn step(&mut self, m: Message) -> Result<()> {
+        validate::check_message(&m)?;
         self.max_round_seen = self.max_round_seen.max(m.ballot.round);
         match m.msg_type {
             MessageType::Prepare => self.handle_prepare(m),
@@ -1024,7 +1037,9 @@ impl<S: PaxosStorage> Paxos<S> {
         if self.role != Role::Candidate || m.ballot != self.promised || m.ballot.node != self.id {
             return;
         }
-        if self.promises.contains(&m.from) {
+        if self.promises.contains(&m.from) || !self.slots_within_lead(&m) {
+            // A report with a slot far ahead of what this candidate knows is dropped whole (as if
+            // lost): leaving that one slot out could let a new value overwrite a chosen one.
             return;
         }
         let asked = self.promise_pages.get(&m.from).copied();
@@ -1063,9 +1078,20 @@ impl<S: PaxosStorage> Paxos<S> {
         }
     }
 
+    /// Whether every slot of `m` lies within `SLOT_LEAD_MAX` of the highest slot known decided
+    /// (this node's commit, or the snapshot `m` carries).
+    fn slots_within_lead(&self, m: &Message) -> bool {
+        let decided = self.commit.max(m.snapshot.as_ref().map_or(0, |s| s.index));
+        m.entries.last().is_none_or(|last| last.slot <= decided.saturating_add(SLOT_LEAD_MAX))
+    }
+
     fn handle_accept(&mut self, m: Message) {
         if m.ballot < self.promised || m.ballot.node != m.from {
             self.nack(m.from);
+            return;
+        }
+        if !self.slots_within_lead(&m) {
+            // Far ahead of what this replica knows: dropped as if lost (the leader resends).
             return;
         }
         self.follow(m.ballot);

@@ -9,6 +9,7 @@ pub mod membership;
 pub mod message;
 pub mod raw_node;
 pub mod storage;
+pub mod validate;
 pub mod wire;
 
 pub use self::config::{Config, ReadOnlyOption};

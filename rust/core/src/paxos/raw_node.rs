@@ -16,7 +16,7 @@ use super::config::Config;
 use super::core::Paxos;
 use super::message::{AcceptedSlot, Ballot, Entry, HardState, Message, Snapshot};
 use super::storage::PaxosStorage;
-use super::wire;
+use super::{validate, wire};
 use crate::error::{Error, Result};
 use crate::role::Role;
 
@@ -160,23 +160,37 @@ impl<S: PaxosStorage> RawNode<S> {
     }
 
     /// Steps a decoded message from a peer.
+    /// A message that fails validation (docs/wire-format.md, "Validation at the door") is
+    /// refused with `Error::Protocol` and changes nothing.
     pub fn step_message(&mut self, message: Message) -> Result<()> {
-        if message.to != self.paxos.id {
-            return Err(Error::Protocol(format!(
-                "message addressed to node {} arrived at node {}",
-                message.to, self.paxos.id
-            )));
-        }
-        if message.from == 0 || message.from == self.paxos.id {
-            return Err(Error::Protocol(format!("message from node {}", message.from)));
-        }
+        validate::check_addressing(&message, self.paxos.id)?;
         self.paxos.step(message)
     }
 
     /// Decodes and steps one frame from a peer.
     pub fn step(&mut self, frame: &Bytes) -> Result<()> {
+        self.step_from(frame, None)
+    }
+
+    /// Decodes and steps one frame that arrived on a connection authenticated as `sender`: a
+    /// frame whose `from` names another node is refused (`Error::Protocol`). `None` skips that
+    /// check.
+    pub fn step_from(&mut self, frame: &Bytes, sender: Option<u64>) -> Result<()> {
         let message = wire::decode(frame)?;
+        if let Some(sender) = sender {
+            if message.from != sender {
+                return Err(Error::Protocol(format!(
+                    "frame from node {} arrived on the connection of node {sender}",
+                    message.from
+                )));
+            }
+        }
         self.step_message(message)
+    }
+
+    /// Whether the ballot round reached `limits::TERM_MAX`: this node can no longer campaign.
+    pub fn term_exhausted(&self) -> bool {
+        self.paxos.next_round().is_none()
     }
 
     pub fn has_ready(&self) -> bool {

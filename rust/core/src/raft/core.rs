@@ -9,8 +9,9 @@ use super::config::Config;
 use super::message::{ConfChange, ConfState, Entry, EntryKind, HardState, Message, MessageType, Snapshot};
 use super::progress::{Progress, ProgressState, ProgressTracker};
 use super::read_only::{ReadOnly, ReadOnlyOption, ReadState};
-use super::wire;
+use super::{validate, wire};
 use crate::error::{Error, Result};
+use crate::limits::next_term;
 use crate::log::RaftLog;
 use crate::quorum::VoteResult;
 use crate::rng::Rng;
@@ -231,9 +232,10 @@ impl<S: Storage> Raft<S> {
         self.role = Role::PreCandidate;
     }
 
-    fn become_candidate(&mut self) {
+    /// Moves to `term` (the next one, checked against `TERM_MAX` by the caller).
+    fn become_candidate(&mut self, term: u64) {
         assert_ne!(self.role, Role::Leader, "a leader cannot become a candidate");
-        self.reset(self.term + 1);
+        self.reset(term);
         self.vote = self.id;
         self.role = Role::Candidate;
     }
@@ -334,14 +336,20 @@ impl<S: Storage> Raft<S> {
         entries.iter().any(|e| e.kind == EntryKind::ConfChange)
     }
 
+    /// Starts an election. A node whose term reached `TERM_MAX` cannot campaign any more (the
+    /// term never wraps): it stays a follower.
     fn campaign(&mut self, kind: CampaignKind) {
+        let Some(next) = next_term(self.term) else {
+            self.stats.messages_ignored += 1;
+            return;
+        };
         self.stats.elections_started += 1;
         let (vote_type, term) = if kind == CampaignKind::PreElection {
             self.become_pre_candidate();
             // A pre-vote asks for the term we would campaign at, without moving to it.
-            (MessageType::RequestPreVote, self.term + 1)
+            (MessageType::RequestPreVote, next)
         } else {
-            self.become_candidate();
+            self.become_candidate(next);
             (MessageType::RequestVote, self.term)
         };
         if self.poll(self.id, true) == VoteResult::Won {
@@ -376,12 +384,12 @@ impl<S: Storage> Raft<S> {
 
     // ---------------------------------------------------------------- step
 
+    /// Steps a message from a peer. It is validated first (`validate::check_message`): a
+    /// refused one is `Error::Protocol` and changes nothing.
     pub fn step(&mut self, m: Message) -> Result<()> {
+        validate::check_message(&m)?;
         if m.term == 0 {
             // Forwarded requests (proposals, reads, transfers) carry no term.
-            if !matches!(m.msg_type, MessageType::Propose | MessageType::ReadIndex | MessageType::TransferLeader) {
-                return Err(Error::Protocol(format!("{:?} from {} without a term", m.msg_type, m.from)));
-            }
         } else if m.term > self.term {
             if matches!(m.msg_type, MessageType::RequestVote | MessageType::RequestPreVote) {
                 let force = m.context.as_ref() == CAMPAIGN_TRANSFER;
@@ -478,8 +486,9 @@ impl<S: Storage> Raft<S> {
                 }
             }
             MessageType::ReadIndex => self.handle_read_index(m.from, m.context),
-            MessageType::TransferLeader => self.handle_transfer_leader(m.from),
-            MessageType::AppendEntriesResponse => self.handle_append_response(m),
+            // A forwarded transfer names the transferee in `index`.
+            MessageType::TransferLeader => self.handle_transfer_leader(m.index),
+            MessageType::AppendEntriesResponse => return self.handle_append_response(m),
             MessageType::HeartbeatResponse => self.handle_heartbeat_response(m),
             _ => self.stats.messages_ignored += 1,
         }
@@ -543,13 +552,10 @@ impl<S: Storage> Raft<S> {
                 self.handle_leader_message(m);
             }
             MessageType::TransferLeader | MessageType::ReadIndex => {
-                if self.leader == 0 {
-                    self.stats.messages_ignored += 1;
-                } else {
-                    let mut forward = m;
-                    forward.to = self.leader;
-                    self.send(forward);
-                }
+                // The sender took us for the leader. Forwarding it on would put another node's
+                // id in `from`, which the leader must refuse; the sender retries once it knows
+                // the leader.
+                self.stats.messages_ignored += 1;
             }
             MessageType::TimeoutNow => {
                 // Leadership transfer (Raft thesis §3.10): campaign at once, skipping PreVote.
@@ -626,7 +632,7 @@ impl<S: Storage> Raft<S> {
             return false;
         }
         if self.role != Role::Follower && self.role != Role::Learner {
-            self.become_follower(self.term + 1, 0);
+            self.become_follower(next_term(self.term).unwrap_or(self.term), 0);
             return false;
         }
         let cs = &snapshot.conf_state;
@@ -733,12 +739,20 @@ impl<S: Storage> Raft<S> {
         true
     }
 
-    fn handle_append_response(&mut self, m: Message) {
+    fn handle_append_response(&mut self, m: Message) -> Result<()> {
         let last_index = self.log.last_index();
         let first_index = self.log.first_index();
+        if m.index > last_index {
+            // This leader sent nothing past its last index in its term: no correct answer
+            // acknowledges or rejects a position beyond it.
+            return Err(Error::Protocol(format!(
+                "append response from {} names index {} beyond the leader's last index {last_index}",
+                m.from, m.index
+            )));
+        }
         if !self.tracker.progress.contains_key(&m.from) {
             self.stats.messages_ignored += 1;
-            return;
+            return Ok(());
         }
         if m.reject {
             let mut next_probe = m.reject_hint;
@@ -755,13 +769,13 @@ impl<S: Storage> Raft<S> {
                 }
                 self.maybe_send_append(m.from, true);
             }
-            return;
+            return Ok(());
         }
         let progress = self.tracker.progress.get_mut(&m.from).expect("checked above");
         progress.recent_active = true;
         let was_paused = progress.is_paused();
         if !progress.maybe_update(m.index) {
-            return;
+            return Ok(());
         }
         match progress.state {
             ProgressState::Probe => progress.become_replicate(),
@@ -784,6 +798,7 @@ impl<S: Storage> Raft<S> {
         {
             self.send_timeout_now(m.from);
         }
+        Ok(())
     }
 
     fn handle_heartbeat_response(&mut self, m: Message) {
@@ -1016,10 +1031,10 @@ impl<S: Storage> Raft<S> {
             }
             _ if self.leader == 0 => Err(Error::ProposalDropped("no leader is known")),
             _ => {
-                // As in etcd, a forwarded transfer names the transferee in `from`.
-                let mut forward = Message::new(MessageType::TransferLeader, to, self.leader, 0);
-                forward.from = to;
-                self.msgs.push(forward);
+                // A forwarded transfer names the transferee in `index` (`from` is always the sender).
+                let mut forward = Message::new(MessageType::TransferLeader, self.id, self.leader, 0);
+                forward.index = to;
+                self.send(forward);
                 Ok(())
             }
         }

@@ -9,6 +9,7 @@ pub mod message;
 pub mod progress;
 pub mod raw_node;
 pub mod read_only;
+pub mod validate;
 pub mod wire;
 
 pub use self::config::Config;

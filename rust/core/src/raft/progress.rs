@@ -145,7 +145,7 @@ impl Progress {
             self.matched = index;
             self.probe_sent = false;
         }
-        self.next = self.next.max(index + 1);
+        self.next = self.next.max(index.saturating_add(1));
         updated
     }
 
@@ -169,7 +169,7 @@ impl Progress {
         if self.next == 0 || self.next - 1 != rejected {
             return false;
         }
-        self.next = (rejected.min(match_hint + 1)).max(self.matched + 1).max(1);
+        self.next = (rejected.min(match_hint.saturating_add(1))).max(self.matched + 1).max(1);
         self.probe_sent = false;
         true
     }

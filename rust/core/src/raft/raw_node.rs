@@ -14,7 +14,7 @@ use super::config::Config;
 use super::core::Raft;
 use super::message::{ConfChange, ConfState, Entry, EntryKind, HardState, Message, Snapshot};
 use super::read_only::ReadState;
-use super::wire;
+use super::{validate, wire};
 use crate::error::{Error, Result};
 use crate::role::Role;
 use crate::storage::Storage;
@@ -138,12 +138,19 @@ impl<S: Storage> RawNode<S> {
         self.raft.propose_entries(vec![Entry::new(0, 0, EntryKind::ConfChange, data)])
     }
 
-    /// Applies a committed configuration-change entry.
+    /// Applies a committed configuration-change entry. A payload that does not decode, or a
+    /// change that does not apply to the current configuration, is `Error::Config` (field
+    /// `conf_change`) and leaves the configuration as it was.
     pub fn apply_conf_change_entry(&mut self, entry: &Entry) -> Result<ConfState> {
         if entry.kind != EntryKind::ConfChange {
             return Err(Error::Protocol(format!("entry {} is not a configuration change", entry.index)));
         }
-        let change = wire::decode_conf_change(&entry.data)?;
+        // A payload that does not decode is refused like a change that does not apply: a
+        // `Config` error, the configuration unchanged, and the caller may skip the entry.
+        let change = wire::decode_conf_change(&entry.data).map_err(|e| Error::Config {
+            field: "conf_change",
+            reason: format!("entry {} does not decode: {e}", entry.index),
+        })?;
         self.raft.apply_conf_change(&change)
     }
 
@@ -156,23 +163,37 @@ impl<S: Storage> RawNode<S> {
     }
 
     /// Steps a decoded message from a peer.
+    /// A message that fails validation (docs/wire-format.md, "Validation at the door") is
+    /// refused with `Error::Protocol` and changes nothing.
     pub fn step_message(&mut self, message: Message) -> Result<()> {
-        if message.to != self.raft.id {
-            return Err(Error::Protocol(format!(
-                "message addressed to node {} arrived at node {}",
-                message.to, self.raft.id
-            )));
-        }
-        if message.from == 0 {
-            return Err(Error::Protocol("message from node 0".into()));
-        }
+        validate::check_addressing(&message, self.raft.id)?;
         self.raft.step(message)
     }
 
     /// Decodes and steps one frame from a peer.
     pub fn step(&mut self, frame: &Bytes) -> Result<()> {
+        self.step_from(frame, None)
+    }
+
+    /// Decodes and steps one frame that arrived on a connection authenticated as `sender`: a
+    /// frame whose `from` names another node is refused (`Error::Protocol`). `None` skips that
+    /// check.
+    pub fn step_from(&mut self, frame: &Bytes, sender: Option<u64>) -> Result<()> {
         let message = wire::decode(frame)?;
+        if let Some(sender) = sender {
+            if message.from != sender {
+                return Err(Error::Protocol(format!(
+                    "frame from node {} arrived on the connection of node {sender}",
+                    message.from
+                )));
+            }
+        }
         self.step_message(message)
+    }
+
+    /// Whether the term reached `limits::TERM_MAX`: this node can no longer campaign.
+    pub fn term_exhausted(&self) -> bool {
+        crate::limits::next_term(self.raft.term).is_none()
     }
 
     pub fn has_ready(&self) -> bool {

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use bytes::Bytes;
 use consensus_core::raft::{ConfState, Entry, HardState, Ready, Snapshot};
-use consensus_core::storage::MemStorage;
+use consensus_core::storage::{check_contiguous, MemStorage};
 use consensus_core::StorageError;
 
 use self::records::{decode_record, put_conf_state, put_entries, put_hard_state, put_snapshot_marker};
@@ -60,6 +60,7 @@ impl FileStorage {
 
     /// Writes the records of `entries` (those above the snapshot) to the buffer; returns them.
     fn encode_entries<'a>(&self, buf: &mut Vec<u8>, entries: &'a [Entry]) -> Result<&'a [Entry], StorageError> {
+        check_contiguous(entries)?;
         let core = self.mem.rl();
         let snapshot_index = core.first_index() - 1;
         let skip = entries.iter().take_while(|e| e.index <= snapshot_index).count();

@@ -1,0 +1,30 @@
+//! Range limits on the numbers peers send (docs/wire-format.md, "Validation at the door").
+//!
+//! A term, ballot round, log index or slot above its limit is refused before it changes any state,
+//! so that no arithmetic on them can wrap: a node at a limit stays there (it cannot campaign
+//! further) rather than wrapping to 0. The limits are `i64::MAX`, so every such number also fits a
+//! signed 64-bit integer wherever it is reported (Python, JSON, metrics, SQL).
+
+/// The highest Raft term (and Multi-Paxos ballot round) a node accepts or campaigns at.
+pub const TERM_MAX: u64 = i64::MAX as u64;
+
+/// The highest log index (Raft) or slot (Multi-Paxos) a message may name.
+pub const INDEX_MAX: u64 = i64::MAX as u64;
+
+/// The next term (or round) after `term`, or `None` when it would pass [`TERM_MAX`].
+pub fn next_term(term: u64) -> Option<u64> {
+    term.checked_add(1).filter(|next| *next <= TERM_MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_term_stops_at_the_limit_and_never_wraps() {
+        assert_eq!(next_term(0), Some(1));
+        assert_eq!(next_term(TERM_MAX - 1), Some(TERM_MAX));
+        assert_eq!(next_term(TERM_MAX), None);
+        assert_eq!(next_term(u64::MAX), None);
+    }
+}
