@@ -31,7 +31,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Awaitable, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import msgpack
 
@@ -180,8 +180,11 @@ class Node:
         join: bool = False,
         health: Any = None,
         metrics: Any = None,
+        start_gate: Optional[Callable[[Any], Awaitable[None]]] = None,
     ) -> None:
         self.id = id
+        #: Awaited by `start` between the transport and the core (`consensus.datadir.DataDirectory.gate`).
+        self._start_gate = start_gate
         self.protocol = protocol
         self.options = options
         self.state_machine = state_machine
@@ -264,6 +267,12 @@ class Node:
         self._sync_peers()
         self.transport.on_arrival = self._on_arrival
         await self.transport.start(self._on_frame)
+        # --- data-directory gate (consensus.datadir): a node on a fresh data directory waits here,
+        # transport up and core idle, until its peers confirm it is not a wiped member.
+        if self._start_gate is not None:
+            await self._start_gate(self.transport)
+            self._started_at = self.loop.time()  # ticks count from here, not from the wait
+        # --- end of the gate
         self._tasks = [
             asyncio.ensure_future(self._drive()),
             asyncio.ensure_future(self._ticker()),

@@ -1,0 +1,468 @@
+"""The data directory's identity and the start gate (consensus.datadir): a directory belongs to one
+cluster, node and protocol; a wiped directory never passes for a member.
+
+The first part checks the identity file and the decisions as pure functions, the gate against a
+scripted transport and inside `Node.start` on the in-memory network. The integration part runs
+real `consensus serve` processes (consensus.launcher.ProcessCluster); no timing assertions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Set
+
+import pytest
+
+from consensus import ConfigError, StorageError, raft
+from consensus.config import parse_config
+from consensus.datadir import (
+    IDENTITY_FILE,
+    IDENTITY_TEMP_FILE,
+    START_BOOTSTRAP,
+    START_JOIN,
+    START_RESTART,
+    DataDirectory,
+    Identity,
+    decode_identity,
+    encode_identity,
+    greeting_flags,
+    plan_start,
+    read_identity,
+    storage_is_empty,
+    write_identity,
+)
+from consensus.node import MemberAddress, Node, NodeOptions
+from consensus.transport import MemoryNetwork
+from consensus.transport.handshake import GREETING_HAS_STATE, GREETING_REMEMBERS_RECEIVER
+
+HAS, REMEMBERS = GREETING_HAS_STATE, GREETING_REMEMBERS_RECEIVER
+IDENTITY = Identity("orders", 2, "raft", state=True, peers_with_state=(1, 3))
+
+
+def directory(path: Path, *, node_id: int = 2, initial_state: str = "new", **fields: Any) -> DataDirectory:
+    expected = {"cluster_id": "orders", "protocol": "raft", **fields}
+    return DataDirectory(str(path), node_id=node_id, members=[1, 2, 3], initial_state=initial_state, **expected)
+
+
+def run(scenario: Any) -> None:
+    asyncio.run(asyncio.wait_for(scenario, 30))
+
+
+# ---------------------------------------------------------------------------- the file
+
+
+def test_identity_round_trips_through_the_file(tmp_path: Path) -> None:
+    write_identity(str(tmp_path), IDENTITY)
+    assert read_identity(str(tmp_path)) == IDENTITY
+    assert decode_identity(encode_identity(IDENTITY)) == IDENTITY
+    document = json.loads((tmp_path / IDENTITY_FILE).read_text())
+    assert document["cluster_id"] == "orders" and document["node_id"] == 2 and document["protocol"] == "raft"
+    assert document["checksum"].startswith("sha256:")
+
+
+def test_identity_with_a_unicode_cluster_id_round_trips() -> None:
+    identity = Identity("коммит-☃", 7, "paxos", state=False)
+    assert decode_identity(encode_identity(identity)) == identity
+
+
+def test_a_directory_without_an_identity_file_has_no_identity(tmp_path: Path) -> None:
+    assert read_identity(str(tmp_path)) is None
+    assert read_identity(str(tmp_path / "missing")) is None
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("cluster_id", "payments", "belongs to cluster 'orders'"),
+        ("protocol", "paxos", "holds a raft node"),
+    ],
+)
+def test_a_directory_of_another_cluster_or_protocol_is_refused_naming_the_field(
+    tmp_path: Path, field: str, value: str, message: str
+) -> None:
+    write_identity(str(tmp_path), IDENTITY)
+    with pytest.raises(ConfigError, match=message) as caught:
+        directory(tmp_path, **{field: value})
+    assert caught.value.field == field
+
+
+def test_a_directory_of_another_node_is_refused_naming_the_id(tmp_path: Path) -> None:
+    write_identity(str(tmp_path), IDENTITY)
+    with pytest.raises(ConfigError, match="belongs to node 2, this is node 3") as caught:
+        directory(tmp_path, node_id=3)
+    assert caught.value.field == "id"
+
+
+def _damage_flip_a_value(data: bytes) -> bytes:
+    return data.replace(b'"orders"', b'"ordery"')
+
+
+def _damage_with_fields(change: Dict[str, Any]) -> Any:
+    def damage(data: bytes) -> bytes:
+        document = json.loads(data)
+        document.update(change)
+        return json.dumps(document).encode()
+
+    return damage
+
+
+DAMAGES = {
+    "truncated": lambda data: data[: len(data) // 2],
+    "empty": lambda data: b"",
+    "a value changed under its checksum": _damage_flip_a_value,
+    "not JSON": lambda data: b"node_id = 2\n",
+    "not UTF-8": lambda data: b"\xff\xfe" + data,
+    "a JSON list": lambda data: b"[1, 2]",
+    "an unknown field": _damage_with_fields({"extra": 1}),
+    "a field missing": lambda data: json.dumps({k: v for k, v in json.loads(data).items() if k != "state"}).encode(),
+    "a duplicated key": lambda data: data.replace(b'"state": true', b'"state": true, "state": false'),
+    "a node id that is a string": _damage_with_fields({"node_id": "2"}),
+    "a node id that is a boolean": _damage_with_fields({"node_id": True}),
+    "an unknown format": _damage_with_fields({"format": 2}),
+    "unsorted peers": _damage_with_fields({"peers_with_state": [3, 1]}),
+    "itself among its peers": _damage_with_fields({"peers_with_state": [2]}),
+    "NaN": lambda data: data.replace(b'"node_id": 2', b'"node_id": NaN'),
+    "too large": lambda data: data + b" " * (300 * 1024),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGES))
+def test_a_damaged_identity_file_is_a_storage_error_and_is_never_rewritten(tmp_path: Path, damage: str) -> None:
+    write_identity(str(tmp_path), IDENTITY)
+    path = tmp_path / IDENTITY_FILE
+    damaged = DAMAGES[damage](path.read_bytes())
+    path.write_bytes(damaged)
+    with pytest.raises(StorageError, match="identity file is damaged"):
+        read_identity(str(tmp_path))
+    with pytest.raises(StorageError, match="identity file is damaged"):
+        directory(tmp_path)
+    assert path.read_bytes() == damaged
+
+
+def test_writing_the_identity_fsyncs_the_file_before_the_rename_and_the_directory_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: List[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append("fsync dir" if os.path.isdir(f"/proc/self/fd/{fd}") else "fsync file")
+        real_fsync(fd)
+
+    def rename(src: str, dst: str) -> None:
+        events.append(f"rename {os.path.basename(src)} -> {os.path.basename(dst)}")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", rename)
+    write_identity(str(tmp_path), IDENTITY)
+    assert events == ["fsync file", f"rename {IDENTITY_TEMP_FILE} -> {IDENTITY_FILE}", "fsync dir"]
+
+
+def test_a_write_that_fails_before_the_rename_leaves_the_previous_identity(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_identity(str(tmp_path), IDENTITY)
+
+    def fail(src: str, dst: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(StorageError, match="cannot write the identity file"):
+        write_identity(str(tmp_path), Identity("orders", 2, "raft", state=True, peers_with_state=(1, 3, 4)))
+    assert read_identity(str(tmp_path)) == IDENTITY
+
+
+def test_a_temporary_file_left_by_a_crash_is_ignored_and_replaced(tmp_path: Path) -> None:
+    write_identity(str(tmp_path), IDENTITY)
+    (tmp_path / IDENTITY_TEMP_FILE).write_bytes(b'{"half": ')
+    assert read_identity(str(tmp_path)) == IDENTITY
+    newer = Identity("orders", 2, "raft", state=True, peers_with_state=(1,))
+    write_identity(str(tmp_path), newer)
+    assert read_identity(str(tmp_path)) == newer
+    assert not (tmp_path / IDENTITY_TEMP_FILE).exists()
+
+
+# ---------------------------------------------------------------------------- decisions
+
+
+@pytest.mark.parametrize(
+    "found, storage_empty, initial_state, mode",
+    [
+        (None, True, "new", START_BOOTSTRAP),
+        (None, True, "existing", START_JOIN),
+        # A directory that holds state restarts, whatever initial_state says.
+        (IDENTITY, True, "new", START_RESTART),
+        (IDENTITY, False, "existing", START_RESTART),
+        # Storage from before identity files existed, or restored from a backup.
+        (None, False, "new", START_RESTART),
+        (None, False, "existing", START_RESTART),
+        # An identity that does not hold state yet is an empty directory.
+        (Identity("orders", 2, "raft", state=False), True, "new", START_BOOTSTRAP),
+        (Identity("orders", 2, "raft", state=False), True, "existing", START_JOIN),
+    ],
+)
+def test_how_a_node_starts_depends_on_its_directory_then_on_initial_state(
+    found: Optional[Identity], storage_empty: bool, initial_state: str, mode: str
+) -> None:
+    assert plan_start(found, storage_empty, initial_state) == mode
+
+
+def test_greeting_flags_say_whether_this_node_holds_state_and_whether_it_remembers_the_peer() -> None:
+    assert greeting_flags(False, (), 3) == 0
+    assert greeting_flags(True, (), 3) == HAS
+    assert greeting_flags(True, (1, 3), 3) == HAS | REMEMBERS
+    assert greeting_flags(False, (1, 3), 1) == REMEMBERS
+    assert greeting_flags(True, (1, 3), 2) == HAS
+
+
+def test_an_opened_but_unused_storage_is_empty_and_one_with_a_term_is_not(tmp_path: Path) -> None:
+    storage = raft.FileStorage(str(tmp_path / "raft"))
+    try:
+        assert storage_is_empty(storage)
+        storage.set_hard_state(raft.HardState(term=1, vote=0, commit=0))
+        assert not storage_is_empty(storage)
+    finally:
+        storage.close()
+
+
+def test_initial_state_defaults_to_new_and_is_validated() -> None:
+    data = {
+        "id": 1,
+        "data_dir": "/d",
+        "cluster_id": "c",
+        "members": [{"id": 1, "peer": "127.0.0.1:1", "client": "127.0.0.1:2"}],
+    }
+    assert parse_config(data, env={}).initial_state == "new"
+    assert parse_config(dict(data, initial_state="existing"), env={}).initial_state == "existing"
+    assert parse_config(data, env={"CONSENSUS_INITIAL_STATE": "existing"}).initial_state == "existing"
+    with pytest.raises(ConfigError) as caught:
+        parse_config(dict(data, initial_state="joining"), env={})
+    assert caught.value.field == "initial_state"
+    with pytest.raises(ConfigError):
+        directory(Path("/nonexistent"), initial_state="joining")
+
+
+def test_joining_on_an_empty_directory_records_its_identity_at_once(tmp_path: Path) -> None:
+    d = directory(tmp_path, initial_state="existing")
+    assert d.prepare(storage_empty=True) == START_JOIN
+    assert d.joining and d.start_gate is None
+    assert read_identity(str(tmp_path)) == Identity("orders", 2, "raft", state=True)
+    assert d.greeting_flags(1) == HAS
+
+
+def test_a_directory_with_state_but_no_identity_file_is_adopted_as_a_restart(tmp_path: Path) -> None:
+    d = directory(tmp_path)
+    assert d.prepare(storage_empty=False) == START_RESTART
+    assert d.start_gate is None and not d.joining
+    assert read_identity(str(tmp_path)) == Identity("orders", 2, "raft", state=True)
+
+
+def test_a_fresh_bootstrap_writes_nothing_before_its_gate_and_greets_without_state(tmp_path: Path) -> None:
+    d = directory(tmp_path)
+    assert d.prepare(storage_empty=True) == START_BOOTSTRAP
+    assert d.start_gate is not None
+    assert read_identity(str(tmp_path)) is None
+    assert d.greeting_flags(1) == 0
+
+
+def test_a_node_with_state_durably_remembers_peers_that_greet_with_state_writing_only_when_the_set_grows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_identity(str(tmp_path), Identity("orders", 2, "raft", state=True))
+    d = directory(tmp_path)
+    d.prepare(storage_empty=False)
+    writes: List[Identity] = []
+    real_write = write_identity
+    monkeypatch.setattr("consensus.datadir.write_identity", lambda path, i: (writes.append(i), real_write(path, i)))
+    d.on_greeting(1, HAS)
+    d.on_greeting(1, HAS)
+    d.on_greeting(3, 0)
+    d.on_greeting(1, HAS | REMEMBERS)  # a node that holds state ignores REMEMBERS_RECEIVER
+    assert [w.peers_with_state for w in writes] == [(1,)]
+    assert read_identity(str(tmp_path)) == Identity("orders", 2, "raft", state=True, peers_with_state=(1,))
+    assert d.greeting_flags(1) == HAS | REMEMBERS
+    assert d.greeting_flags(3) == HAS
+    # A restart greets the remembered peer the same way.
+    again = directory(tmp_path)
+    again.prepare(storage_empty=False)
+    assert again.greeting_flags(1) == HAS | REMEMBERS
+
+
+# ---------------------------------------------------------------------------- the gate
+
+
+class ScriptedTransport:
+    """The greeting side of a transport: the test plays the handshakes."""
+
+    def __init__(self) -> None:
+        self.greeting_flags: Any = None
+        self.on_greeting: Any = None
+        self.greeted: Set[int] = set()
+        self.disconnected: List[int] = []
+
+    def greet(self, peer: int, flags: int) -> int:
+        """A completed handshake with `peer`, which sent `flags`; returns the flags this node sent."""
+        sent = int(self.greeting_flags(peer))
+        self.greeted.add(peer)
+        self.on_greeting(peer, flags)
+        return sent
+
+    def greeted_peers(self) -> Set[int]:
+        return set(self.greeted)
+
+    def disconnect(self, peer_id: int, reason: str = "") -> None:
+        self.disconnected.append(peer_id)
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+def gated(tmp_path: Path) -> "tuple[DataDirectory, ScriptedTransport]":
+    d = directory(tmp_path)
+    d.prepare(storage_empty=True)
+    transport = ScriptedTransport()
+    d.attach(transport)
+    return d, transport
+
+
+def test_a_fresh_node_waits_to_greet_every_member_then_records_its_state_and_greets_again(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        d, transport = gated(tmp_path)
+        gate = asyncio.ensure_future(d.gate(transport))
+        assert transport.greet(1, 0) == 0
+        await settle()
+        assert not gate.done(), "one of two peers greeted: still waiting"
+        assert read_identity(str(tmp_path)) is None
+        transport.greet(3, HAS)
+        await gate
+        assert read_identity(str(tmp_path)) == Identity("orders", 2, "raft", state=True, peers_with_state=(3,))
+        # Reconnecting makes every peer greet it again, now with HAS_STATE.
+        assert sorted(transport.disconnected) == [1, 3]
+        assert transport.greeting_flags(1) == HAS and transport.greeting_flags(3) == HAS | REMEMBERS
+
+    run(scenario())
+
+
+def test_a_fresh_node_that_a_peer_remembers_is_refused_and_records_nothing(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        d, transport = gated(tmp_path)
+        gate = asyncio.ensure_future(d.gate(transport))
+        await settle()
+        transport.greet(3, HAS | REMEMBERS)
+        with pytest.raises(ConfigError, match="node 2's data directory was wiped or replaced") as caught:
+            await gate
+        assert caught.value.field == "initial_state"
+        assert 'initial_state = "existing"' in str(caught.value)
+        assert read_identity(str(tmp_path)) is None
+        assert transport.disconnected == []
+
+    run(scenario())
+
+
+def test_a_greeting_that_came_before_the_gate_counts(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        d, transport = gated(tmp_path)
+        transport.greet(1, HAS | REMEMBERS)
+        transport.greet(3, HAS)
+        with pytest.raises(ConfigError, match="peer 1"):
+            await d.gate(transport)
+
+    run(scenario())
+
+
+FAST = NodeOptions(tick_interval=0.002, election_ticks=10, heartbeat_ticks=1)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.commands: List[bytes] = []
+
+    def apply(self, index: int, command: bytes) -> Any:
+        self.commands.append(command)
+        return index
+
+    def snapshot(self) -> bytes:
+        return b""
+
+    def restore(self, data: bytes) -> None:
+        pass
+
+
+def test_node_start_waits_at_the_gate_with_its_transport_up_and_its_core_idle(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        net = MemoryNetwork()
+        opened = asyncio.Event()
+        seen: List[Any] = []
+
+        async def gate(transport: Any) -> None:
+            seen.append(transport)
+            await opened.wait()
+
+        node = Node(1, [1, 2, 3], Recorder(), net.transport(1), options=FAST, start_gate=gate)
+        starting = asyncio.ensure_future(node.start())
+        await settle()
+        assert seen == [node.transport] and node.transport.started
+        assert not starting.done() and node._tasks == []
+        opened.set()
+        await starting
+        assert len(node._tasks) == 2
+        await node.stop()
+
+    run(scenario())
+
+
+def test_node_start_raises_what_the_gate_raises_and_never_runs_its_core(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        net = MemoryNetwork()
+
+        async def refuse(transport: Any) -> None:
+            raise ConfigError("initial_state: refused")
+
+        node = Node(1, [1, 2, 3], Recorder(), net.transport(1), options=FAST, start_gate=refuse)
+        with pytest.raises(ConfigError, match="refused"):
+            await node.start()
+        assert node._tasks == []
+        await node.stop()
+
+    run(scenario())
+
+
+def test_three_fresh_in_memory_nodes_behind_their_gates_bootstrap_together_and_elect(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        net = MemoryNetwork()
+        ids = [1, 2, 3]
+        nodes: Dict[int, Node] = {}
+        for i in ids:
+            d = DataDirectory(str(tmp_path / f"d{i}"), cluster_id="c", node_id=i, protocol="raft", members=ids)
+            d.prepare(storage_empty=True)
+            transport = net.transport(i)
+            d.attach(transport)
+            nodes[i] = Node(
+                i,
+                ids,
+                Recorder(),
+                transport,
+                options=FAST,
+                addresses={m: MemberAddress(f"mem:{m}", f"mem:{m}") for m in ids},
+                start_gate=d.start_gate,
+            )
+        # Started one after the other, each would wait for the next forever: they start together.
+        await asyncio.gather(*(n.start() for n in nodes.values()))
+        try:
+            while not any(n.is_leader for n in nodes.values()):
+                await asyncio.sleep(0.005)
+            leader = next(n for n in nodes.values() if n.is_leader)
+            await leader.propose(b"first")
+            for i in ids:
+                assert read_identity(str(tmp_path / f"d{i}")) is not None
+        finally:
+            for n in nodes.values():
+                await n.stop()
+
+    run(scenario())
