@@ -155,7 +155,9 @@ def test_request_id_makes_a_retried_write_apply_once_and_refuses_reuse(cluster: 
     async def scenario() -> None:
         async with KVClient(cluster.urls) as client:
             _, url = await client.wait_for_leader()
-            headers = {"X-Request-Id": "c1:1"}
+            status, session = await raw(url, "POST", "/v1/sessions")
+            assert status == 200 and session["ttl_ms"] > 0
+            headers = {"X-Request-Id": f"{session['client']}:1"}
             s1, first = await raw(url, "PUT", "/v1/kv/x", {"value": "1"}, headers)
             s2, again = await raw(url, "PUT", "/v1/kv/x", {"value": "1"}, headers)
             assert s1 == s2 == 200 and first == again

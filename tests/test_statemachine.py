@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import zlib
 from typing import Any, Callable, List, Optional, Tuple
 
 import msgpack
@@ -12,6 +13,8 @@ from hypothesis import strategies as st
 
 from consensus import StorageError
 from consensus.statemachine import (
+    CLOCK_MS_MAX,
+    SESSION_SWEEP_MAX,
     CommandRejectedError,
     Counter,
     KVStore,
@@ -22,8 +25,16 @@ from consensus.statemachine import (
 )
 
 
-def apply_all(sm: Any, commands: List[bytes], start: int = 1) -> List[object]:
-    return [sm.apply(start + i, command) for i, command in enumerate(commands)]
+def step(sm: Any, index: int, command: Any) -> object:
+    """Apply a command (bytes); anything else is a leader's clock stamp, given to advance_clock."""
+    if isinstance(command, bytes):
+        return sm.apply(index, command)
+    sm.advance_clock(command)
+    return ("clock", sm.clock_ms)
+
+
+def apply_all(sm: Any, commands: List[Any], start: int = 1) -> List[object]:
+    return [step(sm, start + i, command) for i, command in enumerate(commands)]
 
 
 class LocalProposer:
@@ -99,108 +110,240 @@ def test_kv_empty_string_value_is_distinct_from_absent() -> None:
     assert kv.apply(3, KVStore.encode_cas("k", "", "x")) == {"succeeded": True, "revision": 2}
 
 
-# ------------------------------------------------------------------------ idempotent requests
+# ------------------------------------------------------------------------ replicated clock
+
+
+@pytest.mark.parametrize("make", [KVStore, Lock])
+def test_replicated_clock_takes_the_largest_stamp_and_never_goes_back(make: Callable[[], Any]) -> None:
+    sm = make()
+    assert sm.clock_ms == 0
+    sm.advance_clock(1000)
+    sm.advance_clock(400)  # a new leader with a slower clock
+    assert sm.clock_ms == 1000
+    sm.advance_clock(CLOCK_MS_MAX)
+    assert sm.clock_ms == CLOCK_MS_MAX and sm.invalid_clock_stamps == 0
+
+
+@pytest.mark.parametrize("make", [KVStore, Lock])
+@pytest.mark.parametrize("stamp", [1 << 62, CLOCK_MS_MAX + 1, (1 << 64) - 1, -1, True, 1.5, "5", None])
+def test_invalid_clock_stamp_is_refused_and_counted(make: Callable[[], Any], stamp: Any) -> None:
+    sm = make()
+    sm.advance_clock(1000)
+    sm.advance_clock(stamp)
+    assert sm.clock_ms == 1000 and sm.invalid_clock_stamps == 1
+    sm.advance_clock(2000)  # later valid stamps still move it
+    assert sm.clock_ms == 2000
+
+
+@pytest.mark.parametrize("make", [KVStore, Lock])
+def test_clock_is_in_snapshots_and_restored(make: Callable[[], Any]) -> None:
+    sm = make()
+    sm.advance_clock(123_456)
+    copy = make()
+    copy.restore(sm.snapshot())
+    assert copy.clock_ms == 123_456 and copy.snapshot() == sm.snapshot()
+
+
+@pytest.mark.parametrize("make", [KVStore, Lock])
+def test_snapshot_with_a_clock_out_of_range_is_refused(make: Callable[[], Any]) -> None:
+    sm = make()
+    sm.advance_clock(5)
+    body = msgpack.unpackb(msgpack.unpackb(sm.snapshot())[3])
+    body["clock_ms"] = CLOCK_MS_MAX + 1
+    packed_body = msgpack.packb(body, use_bin_type=True)
+    forged = msgpack.packb([make.SNAPSHOT_TAG, 1, zlib.crc32(packed_body), packed_body], use_bin_type=True)
+    with pytest.raises(StorageError):
+        make().restore(forged)
+
+
+# ------------------------------------------------------------------------ idempotent requests (sessions)
+
+
+def open_session(kv: KVStore, index: int = 1) -> str:
+    result = kv.apply(index, KVStore.encode_open_session())
+    assert isinstance(result, dict) and "error" not in result, result
+    return str(result["client"])
+
+
+def error_code(result: object) -> str:
+    assert isinstance(result, dict) and "error" in result, result
+    return str(result["error"])
+
+
+def test_sessions_are_minted_from_a_replicated_counter() -> None:
+    kv = KVStore(session_ttl_ms=60_000)
+    assert kv.apply(1, KVStore.encode_open_session()) == {"client": "1", "ttl_ms": 60_000}
+    assert kv.apply(2, KVStore.encode_open_session()) == {"client": "2", "ttl_ms": 60_000}
+    assert kv.sessions_minted == 2 and kv.session_count == 2 and kv.revision == 0
 
 
 def test_retry_with_same_request_id_returns_first_answer_without_applying_again() -> None:
     kv = KVStore()
-    first = kv.apply(1, KVStore.encode_put("k", "v", request_id="c1:1"))
+    c = open_session(kv)
+    first = kv.apply(2, KVStore.encode_put("k", "v", request_id=f"{c}:1"))
     assert first == {"revision": 1}
-    kv.apply(2, KVStore.encode_put("k", "other"))
-    assert kv.apply(3, KVStore.encode_put("k", "v", request_id="c1:1")) == first
+    kv.apply(3, KVStore.encode_put("k", "other"))
+    assert kv.apply(4, KVStore.encode_put("k", "v", request_id=f"{c}:1")) == first
     assert kv.get("k") == ("other", 2) and kv.revision == 2
 
 
 def test_retried_cas_returns_its_first_answer_even_when_state_moved_on() -> None:
     kv = KVStore()
-    cas = KVStore.encode_cas("k", None, "v", request_id="c:1")
-    assert kv.apply(1, cas) == {"succeeded": True, "revision": 1}
-    # Applied again it would fail; the retry gets the original success.
+    c = open_session(kv)
+    cas = KVStore.encode_cas("k", None, "v", request_id=f"{c}:1")
     assert kv.apply(2, cas) == {"succeeded": True, "revision": 1}
-    delete = KVStore.encode_delete("k", request_id="c:2")
-    assert kv.apply(3, delete) == {"revision": 2, "deleted": True}
+    # Applied again it would fail; the retry gets the original success.
+    assert kv.apply(3, cas) == {"succeeded": True, "revision": 1}
+    delete = KVStore.encode_delete("k", request_id=f"{c}:2")
     assert kv.apply(4, delete) == {"revision": 2, "deleted": True}
+    assert kv.apply(5, delete) == {"revision": 2, "deleted": True}
 
 
 def test_same_request_id_with_different_request_is_refused() -> None:
     kv = KVStore()
-    kv.apply(1, KVStore.encode_put("k", "v", request_id="c:5"))
+    c = open_session(kv)
+    kv.apply(2, KVStore.encode_put("k", "v", request_id=f"{c}:5"))
     for command in (
-        KVStore.encode_put("k", "different", request_id="c:5"),
-        KVStore.encode_put("other", "v", request_id="c:5"),
-        KVStore.encode_delete("k", request_id="c:5"),
+        KVStore.encode_put("k", "different", request_id=f"{c}:5"),
+        KVStore.encode_put("other", "v", request_id=f"{c}:5"),
+        KVStore.encode_delete("k", request_id=f"{c}:5"),
     ):
-        result = kv.apply(2, command)
-        assert isinstance(result, dict) and result["error"] == "request_id_reused"
+        assert error_code(kv.apply(3, command)) == "request_id_reused"
     assert kv.get("k") == ("v", 1) and kv.revision == 1 and kv.get("other") is None
 
 
 def test_stale_sequence_number_is_refused() -> None:
     kv = KVStore()
-    kv.apply(1, KVStore.encode_put("k", "v1", request_id="c:1"))
-    kv.apply(2, KVStore.encode_put("k", "v2", request_id="c:2"))
-    result = kv.apply(3, KVStore.encode_put("k", "v1", request_id="c:1"))
-    assert isinstance(result, dict) and result["error"] == "request_id_reused"
+    c, d = open_session(kv, 1), open_session(kv, 2)
+    kv.apply(3, KVStore.encode_put("k", "v1", request_id=f"{c}:1"))
+    kv.apply(4, KVStore.encode_put("k", "v2", request_id=f"{c}:2"))
+    assert error_code(kv.apply(5, KVStore.encode_put("k", "v1", request_id=f"{c}:1"))) == "request_id_reused"
     assert kv.get("k") == ("v2", 2)
-    # Sequence numbers may skip; other clients are independent.
-    assert kv.apply(4, KVStore.encode_put("k", "v9", request_id="c:9")) == {"revision": 3}
-    assert kv.apply(5, KVStore.encode_put("k", "w", request_id="d:1")) == {"revision": 4}
-
-
-def test_request_table_survives_snapshot_and_restore() -> None:
-    kv = KVStore()
-    kv.apply(1, KVStore.encode_put("k", "v", request_id="c:1"))
-    copy = KVStore()
-    copy.restore(kv.snapshot())
-    assert copy.apply(2, KVStore.encode_put("k", "v", request_id="c:1")) == {"revision": 1}
-    refused = copy.apply(3, KVStore.encode_put("k", "x", request_id="c:1"))
-    assert isinstance(refused, dict) and refused["error"] == "request_id_reused"
-    assert copy.revision == 1 and copy.snapshot() == kv.snapshot()
-
-
-def test_client_table_is_bounded_and_evicts_the_oldest_client() -> None:
-    kv = KVStore(max_clients=2)
-    kv.apply(1, KVStore.encode_put("k", "a", request_id="a:1"))
-    kv.apply(2, KVStore.encode_put("k", "b", request_id="b:1"))
-    kv.apply(3, KVStore.encode_put("k", "a2", request_id="a:2"))  # a is now newer than b
-    kv.apply(4, KVStore.encode_put("k", "c", request_id="c:1"))  # evicts b, the oldest
-    assert kv.client_count == 2
-    # a and c are remembered: retries return the stored answers.
-    assert kv.apply(5, KVStore.encode_put("k", "a2", request_id="a:2")) == {"revision": 3}
-    assert kv.apply(6, KVStore.encode_put("k", "c", request_id="c:1")) == {"revision": 4}
-    # b was forgotten: its retry is applied again (the documented cost of the bound).
-    assert kv.apply(7, KVStore.encode_put("k", "b", request_id="b:1")) == {"revision": 5}
-    # The eviction order is replicated state: a restored replica evicts the same client next.
-    other = KVStore(max_clients=2)
-    other.restore(kv.snapshot())
-    for sm in (kv, other):
-        sm.apply(8, KVStore.encode_put("k", "d", request_id="d:1"))
-    assert other.snapshot() == kv.snapshot()
+    # Sequence numbers may skip; sessions are independent.
+    assert kv.apply(6, KVStore.encode_put("k", "v9", request_id=f"{c}:9")) == {"revision": 3}
+    assert kv.apply(7, KVStore.encode_put("k", "w", request_id=f"{d}:1")) == {"revision": 4}
 
 
 def test_failed_writes_with_request_ids_are_remembered_too() -> None:
     kv = KVStore()
-    failed = kv.apply(1, KVStore.encode_cas("k", "x", "y", request_id="c:1"))
+    c = open_session(kv)
+    failed = kv.apply(2, KVStore.encode_cas("k", "x", "y", request_id=f"{c}:1"))
     assert failed == {"succeeded": False, "revision": 0}
-    kv.apply(2, KVStore.encode_put("k", "x"))
-    assert kv.apply(3, KVStore.encode_cas("k", "x", "y", request_id="c:1")) == failed
+    kv.apply(3, KVStore.encode_put("k", "x"))
+    assert kv.apply(4, KVStore.encode_cas("k", "x", "y", request_id=f"{c}:1")) == failed
 
 
-@pytest.mark.parametrize("request_id", ["", "c", ":1", "c:0", "c:-1", "c:x", "c:1.5", "c:", 7])
+def test_retry_after_its_session_expired_gets_session_expired_and_changes_nothing() -> None:
+    """Issue 9, case 10: a retry is never applied twice, however late it comes."""
+    kv = KVStore(session_ttl_ms=1000)
+    kv.advance_clock(10_000)
+    c = open_session(kv)
+    put = KVStore.encode_put("k", "v", request_id=f"{c}:1")
+    assert kv.apply(2, put) == {"revision": 1}
+    kv.apply(3, KVStore.encode_put("k", "moved on"))
+    kv.advance_clock(10_999)
+    assert kv.apply(4, put) == {"revision": 1}  # still live: answered from the table
+    kv.advance_clock(10_999 + 1000)  # 1000 ms without a request naming the session
+    result = kv.apply(5, put)
+    assert error_code(result) == "session_expired"
+    assert kv.get("k") == ("moved on", 2) and kv.revision == 2
+    # Any later request in that session is refused the same way; nothing is applied.
+    assert error_code(kv.apply(6, KVStore.encode_put("k", "new", request_id=f"{c}:2"))) == "session_expired"
+    assert kv.revision == 2 and kv.session_count == 0
+
+
+def test_a_session_in_use_stays_alive() -> None:
+    kv = KVStore(session_ttl_ms=1000)
+    c = open_session(kv)
+    for seq in range(1, 6):
+        kv.advance_clock(seq * 900)  # each request comes within the lifetime of the previous one
+        assert kv.apply(seq + 1, KVStore.encode_put("k", str(seq), request_id=f"{c}:{seq}")) == {"revision": seq}
+    assert kv.session_count == 1
+
+
+def test_request_naming_a_session_never_opened_is_refused_as_unknown() -> None:
+    kv = KVStore()
+    c = open_session(kv)
+    assert c == "1"
+    assert error_code(kv.apply(2, KVStore.encode_put("k", "v", request_id="2:1"))) == "unknown_session"
+    assert kv.revision == 0 and kv.sessions_minted == 1
+
+
+def test_many_sessions_never_evict_a_live_one_and_the_cap_refuses_new_ones_with_busy() -> None:
+    """Issue 9, case 10: the old table evicted the oldest client, so its retry applied twice."""
+    kv = KVStore(max_sessions=3, session_ttl_ms=1000)
+    first = open_session(kv, 1)
+    assert kv.apply(2, KVStore.encode_put("k", "first", request_id=f"{first}:1")) == {"revision": 1}
+    open_session(kv, 3)
+    open_session(kv, 4)
+    for index in range(5, 20):
+        assert error_code(kv.apply(index, KVStore.encode_open_session())) == "busy"
+    assert kv.sessions_minted == 3
+    kv.apply(20, KVStore.encode_put("k", "other"))
+    assert kv.apply(21, KVStore.encode_put("k", "first", request_id=f"{first}:1")) == {"revision": 1}
+    assert kv.get("k") == ("other", 2)
+
+
+def test_expired_sessions_free_their_slots() -> None:
+    kv = KVStore(max_sessions=2, session_ttl_ms=1000)
+    open_session(kv, 1)
+    kept = open_session(kv, 2)
+    kv.advance_clock(600)
+    kv.apply(3, KVStore.encode_put("k", "v", request_id=f"{kept}:1"))  # keeps its session alive
+    kv.advance_clock(1000)  # the first session expired, the second has 600 ms left
+    assert open_session(kv, 4) == "3"
+    assert kv.session_count == 2
+    assert kv.apply(5, KVStore.encode_put("k", "v", request_id=f"{kept}:1")) == {"revision": 1}
+
+
+def test_expired_sessions_are_swept_with_bounded_work_per_command() -> None:
+    kv = KVStore(session_ttl_ms=10)
+    for index in range(1, 3 * SESSION_SWEEP_MAX + 1):
+        open_session(kv, index)
+    kv.advance_clock(10)
+    kv.apply(100, KVStore.encode_put("k", "v"))
+    assert kv.session_count == 2 * SESSION_SWEEP_MAX
+    kv.apply(101, KVStore.encode_delete("k"))
+    assert kv.session_count == SESSION_SWEEP_MAX
+
+
+def test_sessions_and_clock_survive_snapshot_and_restore() -> None:
+    kv = KVStore(session_ttl_ms=1000)
+    kv.advance_clock(500)
+    c = open_session(kv)
+    kv.apply(2, KVStore.encode_put("k", "v", request_id=f"{c}:1"))
+    copy = KVStore(session_ttl_ms=1000)
+    copy.restore(kv.snapshot())
+    assert copy.clock_ms == 500 and copy.sessions_minted == 1 and copy.snapshot() == kv.snapshot()
+    assert copy.apply(3, KVStore.encode_put("k", "v", request_id=f"{c}:1")) == {"revision": 1}
+    assert error_code(copy.apply(4, KVStore.encode_put("k", "x", request_id=f"{c}:1"))) == "request_id_reused"
+    assert copy.revision == 1
+    # The minted counter came back too: the session, once expired, is known to have existed.
+    copy.advance_clock(1500)
+    assert error_code(copy.apply(5, KVStore.encode_put("k", "v", request_id=f"{c}:1"))) == "session_expired"
+    assert open_session(copy, 6) == "2"
+
+
+@pytest.mark.parametrize(
+    "request_id", ["", "c", ":1", "1:0", "1:-1", "1:x", "1:1.5", "1:", 7, "c:1", "01:1", "host:42:7", "-1:1"]
+)
 def test_malformed_request_id_is_refused(request_id: Any) -> None:
     with pytest.raises((ValueError, TypeError)):
         KVStore.encode_put("k", "v", request_id=request_id)
     kv = KVStore()
+    open_session(kv)
     raw = msgpack.packb({"op": "put", "key": "k", "value": "v", "request_id": request_id}, use_bin_type=True)
-    result = kv.apply(1, raw)
-    assert isinstance(result, dict) and result["error"] == "bad_command"
+    assert error_code(kv.apply(2, raw)) == "bad_command"
     assert kv.revision == 0
 
 
-def test_client_id_may_contain_colons() -> None:
-    kv = KVStore()
-    kv.apply(1, KVStore.encode_put("k", "v", request_id="host:42:7"))
-    assert kv.apply(2, KVStore.encode_put("k", "v", request_id="host:42:7")) == {"revision": 1}
+def test_kv_async_session_helper() -> None:
+    async def scenario() -> Tuple[str, str]:
+        kv = KVStore()
+        kv.attach(LocalProposer(kv))
+        return await kv.open_session(), await kv.open_session()
+
+    assert asyncio.run(scenario()) == ("1", "2")
 
 
 # ------------------------------------------------------------------------ malformed commands
@@ -230,6 +373,8 @@ MALFORMED: List[bytes] = [
     packed({"op": "cas", "key": "k", "expected": 3, "value": "v"}),
     packed({"op": "delete", "key": b"k"}),
     packed({"op": "add", "n": "1"}),
+    packed({"op": "open_session", "request_id": "1:1"}),
+    packed({"op": "acquire", "name": "l", "owner": "o", "ttl_ms": 10, "now_ms": 1 << 62}),
     packed({1: "int key"}),
     b"\xd4\x05\x00",  # extension type
     b"\xa2\xff\xfe",  # invalid UTF-8 string
@@ -256,13 +401,16 @@ def test_non_bytes_command_is_a_bad_command() -> None:
 
 def populate(sm: Any) -> None:
     if isinstance(sm, KVStore):
-        apply_all(sm, [KVStore.encode_put("a", "1", request_id="c:1"), KVStore.encode_put("b", "2")])
+        sm.advance_clock(1000)
+        commands = [KVStore.encode_open_session(), KVStore.encode_put("a", "1", request_id="1:1")]
+        apply_all(sm, commands + [KVStore.encode_put("b", "2")])
     elif isinstance(sm, ReplicatedDict):
         apply_all(sm, [ReplicatedDict.encode_set("a", {"x": [1, 2.5, None, b"raw"]})])
     elif isinstance(sm, Counter):
         apply_all(sm, [Counter.encode_add(5)])
     else:
-        apply_all(sm, [Lock.encode_acquire("l", "o", 1000, 10)])
+        sm.advance_clock(10)
+        apply_all(sm, [Lock.encode_acquire("l", "o", 1000)])
 
 
 @pytest.mark.parametrize(
@@ -276,8 +424,8 @@ def populate(sm: Any) -> None:
         lambda: ReplicatedDict.encode_set("k", {1: "int key"}),
         lambda: Counter.encode_add(1 << 63),
         lambda: Counter.encode_add(True),
-        lambda: Lock.encode_acquire("l", "o", 0, 1),
-        lambda: Lock.encode_acquire("l", "o", 10, -1),
+        lambda: Lock.encode_acquire("l", "o", 0),
+        lambda: Lock.encode_acquire("l", "o", 10, 5),  # type: ignore[call-arg]  # no caller clock
         lambda: Lock.encode_release("l", "o", 0),
     ],
 )
@@ -323,7 +471,7 @@ def _one_more_command(sm: Any) -> bytes:
         return ReplicatedDict.encode_set("z", 1)
     if isinstance(sm, Counter):
         return Counter.encode_add(1)
-    return Lock.encode_acquire("z", "o", 5, 20)
+    return Lock.encode_acquire("z", "o", 5)
 
 
 def test_snapshot_of_another_machine_is_refused() -> None:
@@ -354,12 +502,15 @@ def test_snapshot_bytes_do_not_depend_on_insertion_order() -> None:
 
 keys = st.sampled_from(["a", "b", "c", "ü"])
 texts = st.sampled_from(["", "x", "y", "zz"])
-request_ids = st.one_of(st.none(), st.builds(lambda c, s: f"{c}:{s}", st.sampled_from(["p", "q", "r"]),
-                                             st.integers(1, 4)))
+request_ids = st.one_of(st.none(), st.builds(lambda c, s: f"{c}:{s}", st.integers(1, 4), st.integers(1, 4)))
+#: Leader clock stamps: mostly small steps, some invalid (too large, negative).
+clock_stamps = st.one_of(st.integers(0, 300), st.sampled_from([1 << 62, -1, CLOCK_MS_MAX + 1]))
 kv_commands = st.one_of(
     st.builds(KVStore.encode_put, keys, texts, request_ids),
     st.builds(KVStore.encode_delete, keys, request_ids),
     st.builds(KVStore.encode_cas, keys, st.one_of(st.none(), texts), texts, request_ids),
+    st.just(KVStore.encode_open_session()),
+    clock_stamps,
     st.binary(max_size=12),
 )
 plain_values = st.recursive(
@@ -379,12 +530,13 @@ counter_commands = st.one_of(
     st.builds(Counter.encode_set, st.integers(-(1 << 63), (1 << 63) - 1)),
 )
 lock_commands = st.one_of(
-    st.builds(Lock.encode_acquire, keys, st.sampled_from(["o1", "o2"]), st.integers(1, 50), st.integers(0, 200)),
-    st.builds(Lock.encode_release, keys, st.sampled_from(["o1", "o2"]), st.integers(1, 6)),
+    st.builds(Lock.encode_acquire, keys, st.sampled_from(["o1", "o2", "o3"]), st.integers(1, 50)),
+    st.builds(Lock.encode_release, keys, st.sampled_from(["o1", "o2", "o3"]), st.integers(1, 6)),
+    clock_stamps,
 )
 
 
-def check_replicas_agree(make: Callable[[], Any], commands: List[bytes], cut: int) -> None:
+def check_replicas_agree(make: Callable[[], Any], commands: List[Any], cut: int) -> None:
     first, second = make(), make()
     results_first = apply_all(first, commands)
     results_second = apply_all(second, commands)
@@ -402,8 +554,8 @@ def check_replicas_agree(make: Callable[[], Any], commands: List[bytes], cut: in
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(kv_commands, max_size=40), st.integers(0, 40))
-def test_kv_replicas_fed_the_same_commands_agree(commands: List[bytes], cut: int) -> None:
-    check_replicas_agree(lambda: KVStore(max_clients=2), commands, cut)
+def test_kv_replicas_fed_the_same_commands_agree(commands: List[Any], cut: int) -> None:
+    check_replicas_agree(lambda: KVStore(max_sessions=2, session_ttl_ms=50), commands, cut)
 
 
 @settings(max_examples=60, deadline=None)
@@ -420,18 +572,18 @@ def test_counter_replicas_fed_the_same_commands_agree(commands: List[bytes], cut
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(lock_commands, max_size=40), st.integers(0, 40))
-def test_lock_replicas_fed_the_same_commands_agree(commands: List[bytes], cut: int) -> None:
+def test_lock_replicas_fed_the_same_commands_agree(commands: List[Any], cut: int) -> None:
     check_replicas_agree(lambda: Lock(max_locks=2), commands, cut)
 
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(kv_commands, max_size=40))
-def test_kv_revision_counts_successful_writes_and_mod_revisions_are_unique(commands: List[bytes]) -> None:
+def test_kv_revision_counts_successful_writes_and_mod_revisions_are_unique(commands: List[Any]) -> None:
     kv = KVStore()
     produced: List[int] = []
     for index, command in enumerate(commands, 1):
         before = kv.revision
-        result = kv.apply(index, command)
+        result = step(kv, index, command)
         assert kv.revision in (before, before + 1)
         if kv.revision == before + 1:
             assert isinstance(result, dict) and result["revision"] == kv.revision
@@ -471,64 +623,104 @@ def test_counter_commands_and_overflow() -> None:
 # ------------------------------------------------------------------------ Lock
 
 
+def acquire(lock: Lock, index: int, name: str, owner: str, ttl_ms: int) -> Any:
+    return lock.apply(index, Lock.encode_acquire(name, owner, ttl_ms))
+
+
 def test_lock_acquire_contend_release() -> None:
     lock = Lock()
-    granted = lock.apply(1, Lock.encode_acquire("db", "alice", ttl_ms=100, now_ms=1000))
-    assert granted == {"acquired": True, "token": 1, "expires_ms": 1100}
-    assert lock.apply(2, Lock.encode_acquire("db", "bob", 100, 1050)) == {
-        "acquired": False,
-        "holder": "alice",
-        "expires_ms": 1100,
-    }
+    lock.advance_clock(1000)
+    assert acquire(lock, 1, "db", "alice", 100) == {"acquired": True, "token": 1, "expires_ms": 1100}
+    lock.advance_clock(1050)
+    assert acquire(lock, 2, "db", "bob", 100) == {"acquired": False, "holder": "alice", "expires_ms": 1100}
     assert lock.holder("db") == ("alice", 1, 1100)
     # Re-acquire by the holder renews the lease and keeps the token.
-    assert lock.apply(3, Lock.encode_acquire("db", "alice", 100, 1060)) == {
-        "acquired": True,
-        "token": 1,
-        "expires_ms": 1160,
-    }
+    lock.advance_clock(1060)
+    assert acquire(lock, 3, "db", "alice", 100) == {"acquired": True, "token": 1, "expires_ms": 1160}
     assert lock.apply(4, Lock.encode_release("db", "bob", 1)) == {"released": False}
     assert lock.apply(5, Lock.encode_release("db", "alice", 2)) == {"released": False}
     assert lock.apply(6, Lock.encode_release("db", "alice", 1)) == {"released": True}
     assert lock.holder("db") is None
-    assert lock.apply(7, Lock.encode_acquire("db", "bob", 100, 1070))["token"] == 2  # type: ignore[index]
+    assert acquire(lock, 7, "db", "bob", 100)["token"] == 2
 
 
 def test_expired_lease_moves_to_another_owner_with_a_larger_token() -> None:
     lock = Lock()
-    first = lock.apply(1, Lock.encode_acquire("db", "alice", 100, 1000))
-    assert first["token"] == 1  # type: ignore[index]
-    other = lock.apply(2, Lock.encode_acquire("other", "carol", 10_000, 1000))
-    assert other["token"] == 2  # type: ignore[index]
+    lock.advance_clock(1000)
+    assert acquire(lock, 1, "db", "alice", 100)["token"] == 1
+    assert acquire(lock, 2, "other", "carol", 10_000)["token"] == 2
     # At 1100 alice's lease has expired: bob takes it with a token larger than every earlier one.
-    taken = lock.apply(3, Lock.encode_acquire("db", "bob", 100, 1100))
-    assert taken == {"acquired": True, "token": 3, "expires_ms": 1200}
+    lock.advance_clock(1100)
+    assert acquire(lock, 3, "db", "bob", 100) == {"acquired": True, "token": 3, "expires_ms": 1200}
     # alice's stale token no longer releases anything: that is the fencing.
     assert lock.apply(4, Lock.encode_release("db", "alice", 1)) == {"released": False}
     assert lock.holder("db") == ("bob", 3, 1200)
 
 
-def test_lock_clock_never_goes_backwards() -> None:
+def test_a_caller_can_no_longer_pass_a_clock() -> None:
+    """Issue 9, case 11: leases were timed by the caller's `now_ms`."""
+    with pytest.raises(TypeError):
+        Lock.encode_acquire("db", "alice", 100, 1 << 62)  # type: ignore[call-arg]
     lock = Lock()
-    lock.apply(1, Lock.encode_acquire("db", "alice", 100, 5000))
-    # A proposer with a slow clock cannot rewind time and steal or extend past the machine's clock.
-    assert lock.apply(2, Lock.encode_acquire("db", "bob", 100, 10)) == {
-        "acquired": False,
-        "holder": "alice",
-        "expires_ms": 5100,
-    }
-    renewed = lock.apply(3, Lock.encode_acquire("x", "bob", 100, 10))
-    assert renewed == {"acquired": True, "token": 2, "expires_ms": 5100}
-    assert lock.clock_ms == 5000
+    lock.advance_clock(1000)
+    acquire(lock, 1, "db", "alice", 100)
+    # A hand-made acquire carrying a clock is a bad command: it neither steals nor moves time.
+    forged = packed({"op": "acquire", "name": "db", "owner": "mallory", "ttl_ms": 100, "now_ms": 1 << 62})
+    assert lock.apply(2, forged)["error"] == "bad_command"  # type: ignore[index]
+    assert lock.clock_ms == 1000 and lock.holder("db") == ("alice", 1, 1100)
+
+    async def scenario() -> None:
+        lock.attach(LocalProposer(lock))
+        await lock.acquire("db", "bob", 100, now_ms=1 << 62)  # type: ignore[call-arg]
+
+    with pytest.raises(TypeError):
+        asyncio.run(scenario())
+
+
+def test_a_huge_stamp_neither_freezes_nor_rewinds_the_lock_clock() -> None:
+    """Issue 9, case 11: `now_ms = 2^62` froze the clock, so leases never expired again."""
+    lock = Lock()
+    lock.advance_clock(1000)
+    acquire(lock, 1, "db", "alice", 100)
+    lock.advance_clock(1 << 62)  # refused: the clock stays, the lease keeps its meaning
+    assert lock.clock_ms == 1000 and lock.invalid_clock_stamps == 1
+    assert acquire(lock, 2, "db", "bob", 100)["acquired"] is False
+    lock.advance_clock(900)  # a slower leader cannot rewind it either
+    assert lock.clock_ms == 1000
+    lock.advance_clock(1100)  # time still moves: the lease expires when it should
+    assert acquire(lock, 3, "db", "bob", 100) == {"acquired": True, "token": 2, "expires_ms": 1200}
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(lock_commands, max_size=60))
+def test_two_owners_never_hold_a_lock_at_the_same_clock_reading(commands: List[Any]) -> None:
+    """Issue 9, case 11: judged by the replicated clock, a lease is exclusive until it expires."""
+    lock = Lock(max_locks=2)
+    held: dict = {}  # name -> (owner, token, expires_ms) as the answers told it
+    for index, command in enumerate(commands, 1):
+        result = step(lock, index, command)
+        if not isinstance(command, bytes):
+            continue
+        decoded = msgpack.unpackb(command)
+        if decoded["op"] == "release":
+            if result == {"released": True}:
+                del held[decoded["name"]]
+            continue
+        if isinstance(result, dict) and result.get("acquired"):
+            previous = held.get(decoded["name"])
+            if previous is not None and previous[2] > lock.clock_ms:
+                assert previous[0] == decoded["owner"] and previous[1] == result["token"]
+            held[decoded["name"]] = (decoded["owner"], result["token"], result["expires_ms"])
 
 
 def test_lock_tokens_strictly_increase_across_all_grants() -> None:
     lock = Lock()
     tokens: List[int] = []
     now = 0
-    for step in range(30):
+    for index in range(30):
         now += 7
-        result = lock.apply(step + 1, Lock.encode_acquire(f"l{step % 3}", f"o{step % 4}", 10, now))
+        lock.advance_clock(now)
+        result = acquire(lock, index + 1, f"l{index % 3}", f"o{index % 4}", 10)
         assert isinstance(result, dict)
         if result["acquired"] and (not tokens or result["token"] != tokens[-1]):
             if result["token"] not in tokens:
@@ -538,24 +730,26 @@ def test_lock_tokens_strictly_increase_across_all_grants() -> None:
 
 def test_lock_table_is_bounded_and_drops_expired_leases_first() -> None:
     lock = Lock(max_locks=2)
-    lock.apply(1, Lock.encode_acquire("a", "o", 10, 0))
-    lock.apply(2, Lock.encode_acquire("b", "o", 1000, 0))
-    refused = lock.apply(3, Lock.encode_acquire("c", "o", 10, 5))
-    assert isinstance(refused, dict) and refused["error"] == "too_many_locks"
+    acquire(lock, 1, "a", "o", 10)
+    acquire(lock, 2, "b", "o", 1000)
+    lock.advance_clock(5)
+    assert acquire(lock, 3, "c", "o", 10)["error"] == "too_many_locks"
     # Once "a" expired, its slot is reused.
-    assert lock.apply(4, Lock.encode_acquire("c", "o", 10, 20)) == {"acquired": True, "token": 3, "expires_ms": 30}
+    lock.advance_clock(20)
+    assert acquire(lock, 4, "c", "o", 10) == {"acquired": True, "token": 3, "expires_ms": 30}
     assert lock.holder("a") is None and lock.holder("b") is not None
 
 
 def test_lock_survives_snapshot_with_clock_and_token_counter() -> None:
     lock = Lock()
-    lock.apply(1, Lock.encode_acquire("db", "alice", 100, 1000))
+    lock.advance_clock(1000)
+    acquire(lock, 1, "db", "alice", 100)
     lock.apply(2, Lock.encode_release("db", "alice", 1))
     copy = Lock()
     copy.restore(lock.snapshot())
     assert copy.clock_ms == 1000
     # Tokens are never reused, even after a restore.
-    assert copy.apply(3, Lock.encode_acquire("db", "bob", 100, 0))["token"] == 2  # type: ignore[index]
+    assert acquire(copy, 3, "db", "bob", 100) == {"acquired": True, "token": 2, "expires_ms": 1100}
 
 
 # ------------------------------------------------------------------------ async helpers
@@ -566,15 +760,16 @@ def test_kv_async_helpers_through_a_proposer() -> None:
         kv = KVStore()
         proposer = LocalProposer(kv)
         kv.attach(proposer)
-        put = await kv.put("k", "v", request_id="c:1")
-        retry = await kv.put("k", "v", request_id="c:1")
+        session = await kv.open_session()
+        put = await kv.put("k", "v", request_id=f"{session}:1")
+        retry = await kv.put("k", "v", request_id=f"{session}:1")
         cas = await kv.cas("k", "v", "w")
         failed_cas = await kv.cas("k", "nope", "x")
         read = await kv.get_linearizable("k")
         deleted = await kv.delete("k")
         gone = await kv.get_linearizable("k")
         with pytest.raises(CommandRejectedError) as info:
-            await kv.put("k", "other", request_id="c:1")
+            await kv.put("k", "other", request_id=f"{session}:1")
         return put, retry, cas, failed_cas, read, deleted, gone, proposer.read_barriers, info.value
 
     put, retry, cas, failed_cas, read, deleted, gone, barriers, rejected = asyncio.run(scenario())
@@ -618,3 +813,147 @@ def test_async_helper_without_attach_raises() -> None:
 
     with pytest.raises(RuntimeError):
         asyncio.run(scenario())
+
+
+# ------------------------------------------------------------------------ sessions over HTTP
+
+
+class LeaderStub:
+    """Just enough of a `Node` for `KVService`: a leader that applies each command at once,
+    stamped with `now_ms` as the runtime stamps commands with the leader's clock."""
+
+    def __init__(self, kv: KVStore) -> None:
+        self.kv = kv
+        self.now_ms = 1000
+        self.index = 0
+        self.id = self.leader = 1
+        self.is_leader = True
+        self.metrics: Any = None
+        self.addresses: dict = {}
+
+    async def propose(self, command: bytes) -> object:
+        self.index += 1
+        self.kv.advance_clock(self.now_ms)
+        return self.kv.apply(self.index, command)
+
+    async def read_index(self) -> None:
+        return None
+
+
+def serve_kv(kv: KVStore, scenario: Callable[[LeaderStub, str], Any]) -> None:
+    """Run `scenario(stub, base_url)` against an in-process KV service over `kv`."""
+    from aiohttp.test_utils import TestServer
+
+    from consensus.kv import KVService
+
+    async def main() -> None:
+        stub = LeaderStub(kv)
+        server = TestServer(KVService(stub, kv).app)
+        await server.start_server()
+        try:
+            await scenario(stub, str(server.make_url("")).rstrip("/"))
+        finally:
+            await server.close()
+
+    asyncio.run(main())
+
+
+def test_http_session_route_and_request_id_errors() -> None:
+    import aiohttp
+
+    kv = KVStore(session_ttl_ms=1000)
+
+    async def scenario(stub: LeaderStub, url: str) -> None:
+        async with aiohttp.ClientSession() as http:
+
+            async def call(method: str, path: str, body: Any = None, rid: Optional[str] = None) -> Tuple[int, Any]:
+                headers = {"X-Request-Id": rid} if rid else {}
+                async with http.request(method, url + path, json=body, headers=headers) as resp:
+                    return resp.status, await resp.json()
+
+            assert await call("POST", "/v1/sessions") == (200, {"client": "1", "ttl_ms": 1000})
+            first = await call("PUT", "/v1/kv/k", {"value": "v"}, "1:1")
+            assert first == (200, {"revision": 1}) and await call("PUT", "/v1/kv/k", {"value": "v"}, "1:1") == first
+            status, body = await call("PUT", "/v1/kv/k", {"value": "x"}, "1:1")
+            assert (status, body["code"]) == (409, "request_id_reused")
+            for not_a_session in ("c1:1", "7:1"):  # not a session id; a session never opened
+                status, body = await call("PUT", "/v1/kv/k", {"value": "x"}, not_a_session)
+                assert (status, body["code"], body["indeterminate"]) == (400, "bad_request", False)
+            stub.now_ms += 1000
+            status, body = await call("PUT", "/v1/kv/k", {"value": "v"}, "1:1")
+            assert (status, body["code"], body["indeterminate"]) == (409, "session_expired", False)
+            assert kv.revision == 1 and kv.get("k") == ("v", 1)
+
+    serve_kv(kv, scenario)
+
+
+def test_http_opening_a_session_at_the_cap_is_a_definite_busy() -> None:
+    import aiohttp
+
+    kv = KVStore(max_sessions=1)
+
+    async def scenario(stub: LeaderStub, url: str) -> None:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(url + "/v1/sessions") as resp:
+                assert resp.status == 200
+            async with http.post(url + "/v1/sessions") as resp:
+                body = await resp.json()
+                assert (resp.status, body["code"], body["indeterminate"]) == (429, "busy", False)
+
+    serve_kv(kv, scenario)
+
+
+def test_kv_client_opens_sessions_lazily_and_one_per_request_in_flight() -> None:
+    from consensus.client import KVClient
+
+    kv = KVStore()
+
+    async def scenario(stub: LeaderStub, url: str) -> None:
+        async with KVClient([url], retry_for=1.0) as client:
+            assert await client.get("a") is None and kv.sessions_minted == 0  # reads need none
+            assert await client.put("a", "1") == 1
+            assert await client.put("a", "2") == 2
+            assert kv.sessions_minted == 1
+            await asyncio.gather(*(client.put(f"k{i}", "v") for i in range(3)))
+            assert kv.sessions_minted == 3  # the idle session and two more for the concurrent writes
+
+    serve_kv(kv, scenario)
+
+
+def test_kv_client_raises_session_expired_and_does_not_resend() -> None:
+    from consensus.client import KVClient, SessionExpiredError
+
+    kv = KVStore(session_ttl_ms=60_000)
+
+    async def scenario(stub: LeaderStub, url: str) -> None:
+        async with KVClient([url], retry_for=1.0) as client:
+            assert await client.put("a", "1") == 1
+            stub.now_ms += 60_000  # the leader's clock says the session expired; the client's does not
+            with pytest.raises(SessionExpiredError) as info:
+                await client.put("a", "2")
+            assert info.value.status == 409 and info.value.after_indeterminate is False
+            assert kv.get("a") == ("1", 1) and kv.revision == 1
+            assert await client.put("a", "3") == 2  # the next write opens a new session
+            assert kv.sessions_minted == 2
+
+    serve_kv(kv, scenario)
+
+
+def test_kv_client_renews_a_session_idle_for_half_its_lifetime(monkeypatch: pytest.MonkeyPatch) -> None:
+    import consensus.client as client_module
+    from consensus.client import KVClient
+
+    kv = KVStore(session_ttl_ms=60_000)
+    now = [100.0]
+    monkeypatch.setattr(client_module, "_monotonic", lambda: now[0])
+
+    async def scenario(stub: LeaderStub, url: str) -> None:
+        async with KVClient([url], retry_for=1.0) as client:
+            assert await client.put("a", "1") == 1
+            now[0] += 29.0
+            assert await client.put("a", "2") == 2 and kv.sessions_minted == 1
+            now[0] += 30.0  # idle for half the lifetime: renewed before the service could expire it
+            stub.now_ms += 60_000  # without the renewal this write would get session_expired
+            assert await client.put("a", "3") == 3 and kv.sessions_minted == 2
+
+    serve_kv(kv, scenario)

@@ -1,8 +1,9 @@
 """An asyncio client of the KV service (DESIGN.md §3) that finds the leader and retries safely.
 
-Writes carry an ``X-Request-Id`` (``<client>:<seq>``), so a retry after an indeterminate answer
-(a timeout, a lost leader, a dropped connection) is applied at most once: the service returns the
-first answer for a repeated id.
+Writes carry an ``X-Request-Id`` (``<session>:<seq>``) in a client session the client opens
+(``POST /v1/sessions``), so a retry after an indeterminate answer (a timeout, a lost leader, a
+dropped connection) is applied at most once: the service returns the first answer for a repeated
+id, or ``session_expired`` (raised as `SessionExpiredError`) if the session expired meanwhile.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import uuid
+import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import aiohttp
@@ -21,13 +22,44 @@ RETRYABLE_CODES = {"no_leader", "not_leader", "leadership_lost", "timeout", "bus
 
 
 class ClientError(Exception):
-    """A definite error answer (bad request, request id reused, ...) or retries exhausted."""
+    """A definite error answer (bad request, request id reused, ...) or retries exhausted.
 
-    def __init__(self, status: int, body: Dict[str, Any]) -> None:
+    `after_indeterminate`: an earlier attempt of the same request had an indeterminate answer (a
+    timeout, a lost leader, a broken connection), so that attempt may have been applied."""
+
+    def __init__(self, status: int, body: Dict[str, Any], *, after_indeterminate: bool = False) -> None:
         super().__init__(f"{status} {body.get('code', '?')}: {body.get('error', body)}")
         self.status = status
         self.body = body
         self.code = body.get("code", "")
+        self.after_indeterminate = after_indeterminate
+
+
+class SessionExpiredError(ClientError):
+    """The write's client session expired (docs/operations.md): the service did not apply it now.
+
+    With `after_indeterminate`, an earlier attempt of the same write may have been applied: the
+    caller must find out (read the key) before writing it again. Without, the write was not
+    applied. The client opens a new session for its next write; it never resends by itself.
+    """
+
+
+#: The clock a client's sessions are renewed by (a module attribute, so tests can move it).
+_monotonic = time.monotonic
+
+
+class _Lane:
+    """A client session used by one request at a time: the service keeps one answer per session,
+    so each request in flight needs a session of its own."""
+
+    __slots__ = ("session", "seq", "ttl_s", "renew_at")
+
+    def __init__(self) -> None:
+        self.session: Optional[str] = None
+        self.seq = 0
+        self.ttl_s = 0.0
+        #: Past this time the session may be close to expiring on the service: open a new one.
+        self.renew_at = 0.0
 
 
 class KVClient:
@@ -37,17 +69,12 @@ class KVClient:
         self,
         urls: Sequence[str],
         *,
-        client_id: Optional[str] = None,
         timeout: float = 10.0,
         retry_for: float = 30.0,
         session: Optional[aiohttp.ClientSession] = None,
     ) -> None:
         self.urls = [u.rstrip("/") for u in urls]
-        self.client_id = client_id or uuid.uuid4().hex[:12]
-        #: The service keeps the last answer per client id, so each request in flight needs an id
-        #: of its own: a lane is a client id with its own sequence, used by one request at a time.
-        self._free_lanes: List[List[Any]] = []
-        self._lane_count = 0
+        self._free_lanes: List[_Lane] = []
         self.timeout = timeout
         self.retry_for = retry_for
         self._session = session
@@ -95,17 +122,29 @@ class KVClient:
         headers = {"Content-Type": "application/json"}
         if not idempotent_write:
             return await self._call(method, path, body, headers)
-        if self._free_lanes:
-            lane = self._free_lanes.pop()
-        else:
-            self._lane_count += 1
-            lane = [f"{self.client_id}.{self._lane_count}", 0]
-        lane[1] += 1
-        headers["X-Request-Id"] = f"{lane[0]}:{lane[1]}"
+        lane = self._free_lanes.pop() if self._free_lanes else _Lane()
         try:
+            if lane.session is None or _monotonic() >= lane.renew_at:
+                await self._open_session(lane)
+            lane.seq += 1
+            # The service measures a session's idle time from its last request, which it sees
+            # after this moment: renewing after half the lifetime leaves the other half as margin
+            # (for the leader's clock running ahead of this one, or jumping at a leader change).
+            lane.renew_at = _monotonic() + lane.ttl_s / 2
+            headers["X-Request-Id"] = f"{lane.session}:{lane.seq}"
             return await self._call(method, path, body, headers)
+        except ClientError as exc:
+            if exc.code != "session_expired":
+                raise
+            lane.session = None  # never resend: the next write opens a new session
+            raise SessionExpiredError(exc.status, exc.body, after_indeterminate=exc.after_indeterminate) from None
         finally:
             self._free_lanes.append(lane)
+
+    async def _open_session(self, lane: _Lane) -> None:
+        """Opens a client session (``POST /v1/sessions``) for `lane`."""
+        payload = await self._call("POST", "/v1/sessions", None, {"Content-Type": "application/json"})
+        lane.session, lane.seq, lane.ttl_s = str(payload["client"]), 0, int(payload["ttl_ms"]) / 1000
 
     async def _call(self, method: str, path: str, body: Any, headers: Dict[str, str]) -> Dict[str, Any]:
         loop = asyncio.get_running_loop()
@@ -115,6 +154,7 @@ class KVClient:
         delay = 0.02
         redirects = 0
         last: Tuple[int, Dict[str, Any]] = (0, {"code": "unreachable"})
+        uncertain = False  # an earlier attempt may have been applied
         while True:
             try:
                 status, payload = await self.request(url, method, path, body, headers)
@@ -135,10 +175,11 @@ class KVClient:
                 return payload
             code = payload.get("code", "")
             if status and code not in RETRYABLE_CODES:
-                raise ClientError(status, payload)
+                raise ClientError(status, payload, after_indeterminate=uncertain)
             last = (status, payload)
+            uncertain = uncertain or status == 0 or bool(payload.get("indeterminate"))
             if loop.time() >= deadline:
-                raise ClientError(last[0], last[1])
+                raise ClientError(last[0], last[1], after_indeterminate=uncertain)
             leader_url = payload.get("leader_url")
             if code == "not_leader" and leader_url:
                 url = leader_url.rstrip("/")

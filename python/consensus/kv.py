@@ -5,6 +5,7 @@ PUT    /v1/kv/{key}        {"value": "text"}             -> {"revision": R}
 GET    /v1/kv/{key}        [?consistency=stale]          -> {"value", "revision", "store_revision"} | 404
 DELETE /v1/kv/{key}                                      -> {"revision": R, "deleted": bool}
 POST   /v1/kv/{key}/cas    {"expected": str|null, "value": str} -> {"succeeded": bool, "revision": R}
+POST   /v1/sessions                                      -> {"client": id, "ttl_ms": T} (for X-Request-Id)
 GET    /v1/status, GET /metrics
 GET    /v1/members, POST /v1/members {"id", "peer", "client"} (joins as a learner; as an acceptor
        under Multi-Paxos, which has no learners: its promote is then a no-op),
@@ -41,6 +42,15 @@ FORWARDED_HEADER = "X-Consensus-Forwarded-By"
 REQUEST_ID_HEADER = "X-Request-Id"
 #: How far a learner may trail the leader's commit index and still be promoted.
 PROMOTE_LAG_MAX = 1000
+
+
+#: KVStore error results: HTTP status and code (definite answers: the command changed nothing).
+_COMMAND_ERRORS = {
+    "request_id_reused": (409, "request_id_reused"),
+    "session_expired": (409, "session_expired"),
+    "unknown_session": (400, "bad_request"),
+    "busy": (429, "busy"),
+}
 
 
 class HttpError(Exception):
@@ -83,6 +93,7 @@ class KVService:
                 web.get("/v1/kv/{key}", self.get),
                 web.delete("/v1/kv/{key}", self.delete),
                 web.post("/v1/kv/{key}/cas", self.cas),
+                web.post("/v1/sessions", self.open_session),
                 web.get("/v1/status", self.status),
                 web.get("/metrics", self.prometheus),
                 web.get("/v1/members", self.members),
@@ -236,9 +247,15 @@ class KVService:
         result = await self.node.propose(command)
         if isinstance(result, dict) and "error" in result:
             code = str(result["error"])
-            status = 409 if code == "request_id_reused" else 400
+            status, code = _COMMAND_ERRORS.get(code, (400, code))
             raise HttpError(status, code, str(result.get("message", code)))
         return web.json_response(result)
+
+    async def open_session(self, request: web.Request) -> web.StreamResponse:
+        """A client session for `X-Request-Id` (docs/operations.md, "Idempotent writes")."""
+        await request.read()  # any body is ignored
+        command = KVStore.encode_open_session()
+        return await self._leader_only(request, b"", lambda: self._propose(command))
 
     # ------------------------------------------------------------------ KV
 

@@ -18,7 +18,7 @@ command and return the decoded result. An error result makes the helper raise `C
 from __future__ import annotations
 
 import hashlib
-import time
+import logging
 import zlib
 from collections import OrderedDict
 from typing import (
@@ -28,6 +28,7 @@ from typing import (
     ItemsView,
     Iterator,
     KeysView,
+    List,
     Optional,
     Protocol,
     Tuple,
@@ -38,7 +39,10 @@ import msgpack
 
 from consensus._core import ConsensusError, StorageError
 
+log = logging.getLogger("consensus.statemachine")
+
 __all__ = [
+    "CLOCK_MS_MAX",
     "COMMAND_BYTES_MAX",
     "CommandRejectedError",
     "Counter",
@@ -48,6 +52,7 @@ __all__ = [
     "ReplicatedDict",
     "StateMachine",
     "parse_request_id",
+    "session_number",
 ]
 
 #: Largest command `apply` decodes (the default peer frame bound); a larger one is a bad command.
@@ -59,10 +64,12 @@ VALUE_DEPTH_MAX = 32
 #: msgpack integers are 64-bit; a counter or token outside this range could not be snapshotted.
 INT64_MIN = -(1 << 63)
 INT64_MAX = (1 << 63) - 1
-#: Largest sequence number of a request id, a lease duration and a clock reading.
+#: Largest sequence number of a request id, and of a lease duration.
 SEQ_MAX = INT64_MAX
 TTL_MS_MAX = 1 << 40
-NOW_MS_MAX = 1 << 62
+#: Largest clock stamp `advance_clock` accepts (2^53 ms: about 285,000 years after 1970); a larger
+#: one, a negative one or a non-integer is refused and counted, never applied.
+CLOCK_MS_MAX = 1 << 53
 
 SNAPSHOT_FORMAT_VERSION = 1
 
@@ -248,7 +255,9 @@ def _int(value: object, what: str, low: int, high: int) -> int:
 
 
 def parse_request_id(request_id: object) -> Tuple[str, int]:
-    """Split `"client:seq"` (client non-empty, seq a positive integer); ValueError otherwise."""
+    """Split `"client:seq"` into the client session id and the sequence number; ValueError unless
+    the client is a session id as `KVStore` mints them (a positive decimal number, no leading zero)
+    and seq a positive integer."""
     if not isinstance(request_id, str):
         raise ValueError("request_id must be a string 'client:seq'")
     client, sep, seq_text = request_id.rpartition(":")
@@ -259,11 +268,16 @@ def parse_request_id(request_id: object) -> Tuple[str, int]:
     seq = int(seq_text)
     if not 1 <= seq <= SEQ_MAX:
         raise ValueError(f"request_id {request_id!r}: seq must be in 1..{SEQ_MAX}")
-    try:
-        _name(client, "request_id client")
-    except _BadCommand as exc:
-        raise ValueError(str(exc)) from None
+    session_number(client)
     return client, seq
+
+
+def session_number(client: str) -> int:
+    """The number of a session id (`"17"` -> 17); ValueError unless it is one `KVStore` could mint."""
+    canonical = client.isascii() and client.isdigit() and not client.startswith("0") and len(client) <= 19
+    if not canonical or int(client) > INT64_MAX:
+        raise ValueError(f"client {client[:40]!r} is not a session id (open one with POST /v1/sessions)")
+    return int(client)
 
 
 def _encode(fields: Dict[str, Any]) -> bytes:
@@ -372,50 +386,125 @@ class _Attachable:
         return result
 
 
+class _ReplicatedClock:
+    """The leader's wall clock, as replicated state: the only time a state machine may read.
+
+    The runtime stamps every command with the leader's clock (milliseconds since the epoch) when it
+    proposes it, and calls `advance_clock(stamp)` just before applying that command on every
+    replica. The clock is the largest valid stamp applied so far: the same on every replica, never
+    going backwards (a new leader with a slower clock leaves it where it is), kept in snapshots.
+    A stamp outside 0..CLOCK_MS_MAX or not an integer is refused: it is counted in
+    `invalid_clock_stamps` (local, not replicated) and logged, and the clock does not move.
+    """
+
+    _clock_ms: int = 0
+    #: Stamps refused by `advance_clock` since this object was created (a diagnostic counter).
+    invalid_clock_stamps: int = 0
+
+    def advance_clock(self, time_ms: int) -> None:
+        """Move the clock to `time_ms` if that is later; called before each stamped command."""
+        if isinstance(time_ms, bool) or not isinstance(time_ms, int) or not 0 <= time_ms <= CLOCK_MS_MAX:
+            self._refuse_stamp(time_ms)
+            return
+        if time_ms > self._clock_ms:
+            self._clock_ms = time_ms
+
+    def _refuse_stamp(self, time_ms: object) -> None:
+        self.invalid_clock_stamps += 1
+        count = self.invalid_clock_stamps
+        if count & (count - 1) == 0:  # the 1st, 2nd, 4th, 8th, ...: a flood cannot flood the log
+            log.warning(
+                "%s: refused clock stamp %r (valid: integers 0..%d); %d refused so far",
+                type(self).__name__, time_ms, CLOCK_MS_MAX, count,
+            )
+
+    @property
+    def clock_ms(self) -> int:
+        """The replicated clock: the largest valid stamp applied so far (0 before the first)."""
+        return self._clock_ms
+
+
+def _clock_field(body: Dict[str, Any], tag: str) -> int:
+    clock_ms = _field(body, "clock_ms", int, tag)
+    if not 0 <= clock_ms <= CLOCK_MS_MAX:
+        raise StorageError(f"{tag} snapshot: clock_ms out of range")
+    return clock_ms
+
+
 # ---------------------------------------------------------------------------- KVStore
 
+#: How long a client session lives without a request, on the replicated clock (docs/operations.md).
+SESSION_TTL_MS_DEFAULT = 60 * 60 * 1000
+#: Sessions held at once; opening one more is refused with `busy`.
+SESSIONS_MAX_DEFAULT = 100_000
+#: Expired sessions removed per applied command, at most: the sweep's work per apply is bounded.
+SESSION_SWEEP_MAX = 8
 
-class _ClientRecord:
-    """The last answered request of one client (Raft thesis §6.3)."""
 
-    __slots__ = ("seq", "fingerprint", "answer", "index")
+class _Session:
+    """A client session (Raft thesis §6.3): its last answered request and when it was last used."""
 
-    def __init__(self, seq: int, fingerprint: bytes, answer: Dict[str, Any], index: int) -> None:
+    __slots__ = ("seq", "fingerprint", "answer", "active_ms")
+
+    def __init__(self, seq: int, fingerprint: bytes, answer: Dict[str, Any], active_ms: int) -> None:
+        #: Sequence number of the last answered request (0 before the first).
         self.seq = seq
         self.fingerprint = fingerprint
         self.answer = answer
-        #: Log index of that request; eviction removes the client whose last request is oldest.
-        self.index = index
+        #: Replicated clock at the session's last request (or its opening).
+        self.active_ms = active_ms
 
 
 _KV_OPS: Dict[str, Tuple[str, ...]] = {
     "put": ("key", "value"),
     "delete": ("key",),
     "cas": ("key", "expected", "value"),
+    "open_session": (),
 }
 
 
-class KVStore(_Attachable):
+class KVStore(_ReplicatedClock, _Attachable):
     """String keys to string values with one store-wide revision counter (DESIGN.md §3).
 
     Every successful write increases `revision` by one and stores it as the key's modification
-    revision; revisions are never reused. Writes may carry a `request_id` ("client:seq") that makes
-    retries idempotent; the table of answered requests is replicated state (it is in snapshots) and
-    holds at most `max_clients` clients (every replica must use the same bound).
+    revision; revisions are never reused.
+
+    Idempotent writes use client sessions (Raft thesis §6.3, docs/operations.md): `open_session`
+    mints a session id from a replicated counter; writes may then carry a `request_id`
+    ("<session>:<seq>"). A retry of the last answered request of a live session returns its first
+    answer without applying it again. A session expires once `session_ttl_ms` passes on the
+    replicated clock (`advance_clock`) without a request naming it; a request naming a session that
+    was minted but is gone answers `session_expired` and changes nothing, so a retry is never
+    applied twice. At most `max_sessions` sessions are held; opening one more answers `busy`.
+    `session_ttl_ms` and `max_sessions` must be the same on every replica.
     """
 
     SNAPSHOT_TAG = "consensus.kv"
 
-    def __init__(self, max_clients: int = 100_000) -> None:
-        if isinstance(max_clients, bool) or not isinstance(max_clients, int) or max_clients < 1:
-            raise ValueError("max_clients must be a positive integer")
-        self.max_clients = max_clients
+    def __init__(
+        self, max_sessions: int = SESSIONS_MAX_DEFAULT, session_ttl_ms: int = SESSION_TTL_MS_DEFAULT
+    ) -> None:
+        if isinstance(max_sessions, bool) or not isinstance(max_sessions, int) or max_sessions < 1:
+            raise ValueError("max_sessions must be a positive integer")
+        if isinstance(session_ttl_ms, bool) or not isinstance(session_ttl_ms, int):
+            raise ValueError("session_ttl_ms must be an integer")
+        if not 1 <= session_ttl_ms <= TTL_MS_MAX:
+            raise ValueError(f"session_ttl_ms must be in 1..{TTL_MS_MAX}")
+        self.max_sessions = max_sessions
+        self.session_ttl_ms = session_ttl_ms
         self._data: Dict[str, Tuple[str, int]] = {}
         self._revision = 0
-        #: Clients in the order of their last request (oldest first): the eviction order.
-        self._clients: "OrderedDict[str, _ClientRecord]" = OrderedDict()
+        #: Live sessions by number, least recently used first (so the expired ones are in front).
+        self._sessions: "OrderedDict[int, _Session]" = OrderedDict()
+        #: The last session number minted: every number up to it was handed out once.
+        self._sessions_minted = 0
 
     # ------------------------------------------------------------------ commands
+
+    @staticmethod
+    def encode_open_session() -> bytes:
+        """Command: open a client session; applies to `{"client": "<id>", "ttl_ms": T}`."""
+        return _encode({"op": "open_session"})
 
     @staticmethod
     def encode_put(key: str, value: str, request_id: Optional[str] = None) -> bytes:
@@ -445,51 +534,61 @@ class KVStore(_Attachable):
     def apply(self, index: int, command: bytes) -> object:
         try:
             op, fields = _decode_command(command, _KV_OPS)
-            key = _name(fields["key"], "key")
-            if op == "put":
-                args: Tuple[object, ...] = (_text(fields["value"], "value"),)
-            elif op == "delete":
-                args = ()
+            if op == "open_session":
+                if "request_id" in fields:
+                    raise _BadCommand("open_session takes no request_id")
             else:
-                expected = fields["expected"]
-                if expected is not None:
-                    expected = _text(expected, "expected")
-                args = (expected, _text(fields["value"], "value"))
-            request_id = fields.get("request_id")
-            client: Optional[str] = None
-            seq = 0
-            if request_id is not None:
-                try:
-                    client, seq = parse_request_id(request_id)
-                except ValueError as exc:
-                    raise _BadCommand(str(exc)) from None
+                key, args = self._write_arguments(op, fields)
+                request = _decode_request_id(fields.get("request_id"))
         except _BadCommand as exc:
             return _error("bad_command", str(exc))
+        self._sweep_sessions()
+        if op == "open_session":
+            return self._open_session()
+        if request is None:
+            return self._write(op, key, args)
+        return self._write_once(op, key, args, *request)
 
-        fingerprint = b""
-        if client is not None:
-            fingerprint = hashlib.sha256(_pack([op, key, *args])).digest()
-            record = self._clients.get(client)
-            if record is not None:
-                if seq < record.seq:
-                    return _error(
-                        "request_id_reused",
-                        f"request {client}:{seq} is older than the last answered {client}:{record.seq}",
-                    )
-                if seq == record.seq:
-                    if record.fingerprint == fingerprint:
-                        return dict(record.answer)
-                    return _error("request_id_reused", f"request id {client}:{seq} was used for another request")
-
+    @staticmethod
+    def _write_arguments(op: str, fields: Dict[str, Any]) -> Tuple[str, Tuple[Optional[str], ...]]:
+        key = _name(fields["key"], "key")
         if op == "put":
-            answer = self._put(key, str(args[0]))
-        elif op == "delete":
-            answer = self._delete(key)
-        else:
-            answer = self._cas(key, args[0] if args[0] is None else str(args[0]), str(args[1]))
+            return key, (_text(fields["value"], "value"),)
+        if op == "delete":
+            return key, ()
+        expected = fields["expected"]
+        if expected is not None:
+            expected = _text(expected, "expected")
+        return key, (expected, _text(fields["value"], "value"))
 
-        if client is not None:
-            self._remember(client, _ClientRecord(seq, fingerprint, dict(answer), index))
+    def _write(self, op: str, key: str, args: Tuple[Optional[str], ...]) -> Dict[str, Any]:
+        if op == "put":
+            return self._put(key, str(args[0]))
+        if op == "delete":
+            return self._delete(key)
+        return self._cas(key, args[0], str(args[1]))
+
+    def _write_once(
+        self, op: str, key: str, args: Tuple[Optional[str], ...], number: int, seq: int
+    ) -> Dict[str, Any]:
+        """A write with a request id: applied at most once within its session's lifetime."""
+        found = self._live_session(number)
+        if not isinstance(found, _Session):
+            return found
+        session = found
+        self._touch(number, session)
+        fingerprint = hashlib.sha256(_pack([op, key, *args])).digest()
+        if seq < session.seq:
+            return _error(
+                "request_id_reused",
+                f"request {number}:{seq} is older than the last answered {number}:{session.seq}",
+            )
+        if seq == session.seq:
+            if session.fingerprint == fingerprint:
+                return dict(session.answer)
+            return _error("request_id_reused", f"request id {number}:{seq} was used for another request")
+        answer = self._write(op, key, args)
+        session.seq, session.fingerprint, session.answer = seq, fingerprint, dict(answer)
         return answer
 
     def _put(self, key: str, value: str) -> Dict[str, Any]:
@@ -513,11 +612,51 @@ class KVStore(_Attachable):
         self._data[key] = (value, self._revision)
         return {"succeeded": True, "revision": self._revision}
 
-    def _remember(self, client: str, record: _ClientRecord) -> None:
-        self._clients.pop(client, None)
-        self._clients[client] = record
-        while len(self._clients) > self.max_clients:
-            self._clients.popitem(last=False)
+    # ------------------------------------------------------------------ sessions
+
+    def _expired(self, session: _Session) -> bool:
+        return self._clock_ms - session.active_ms >= self.session_ttl_ms
+
+    def _live_session(self, number: int) -> "_Session | Dict[str, Any]":
+        """The live session `number`, or the error result for a request naming it."""
+        session = self._sessions.get(number)
+        if session is not None and self._expired(session):
+            del self._sessions[number]
+            session = None
+        if session is not None:
+            return session
+        if number <= self._sessions_minted:
+            return _error(
+                "session_expired",
+                f"session {number} expired (no request for {self.session_ttl_ms} ms); open a new one."
+                " Whether an earlier attempt of this request was applied cannot be known from it",
+            )
+        return _error("unknown_session", f"session {number} was never opened")
+
+    def _touch(self, number: int, session: _Session) -> None:
+        session.active_ms = self._clock_ms
+        self._sessions.move_to_end(number)
+
+    def _sweep_sessions(self) -> None:
+        """Remove up to SESSION_SWEEP_MAX expired sessions (the least recently used come first)."""
+        for _ in range(SESSION_SWEEP_MAX):
+            if not self._sessions:
+                return
+            number, session = next(iter(self._sessions.items()))
+            if not self._expired(session):
+                return
+            del self._sessions[number]
+
+    def _open_session(self) -> Dict[str, Any]:
+        if len(self._sessions) >= self.max_sessions:
+            return _error("busy", f"{self.max_sessions} client sessions are open; retry once some expire")
+        if self._sessions_minted >= INT64_MAX:
+            return _error("overflow", "session ids exhausted")
+        self._sessions_minted += 1
+        self._sessions[self._sessions_minted] = _Session(0, b"", {}, self._clock_ms)
+        return {"client": str(self._sessions_minted), "ttl_ms": self.session_ttl_ms}
+
+    # ------------------------------------------------------------------ snapshots
 
     def snapshot(self) -> bytes:
         return self.snapshot_writer()()
@@ -526,25 +665,27 @@ class KVStore(_Attachable):
         """Captures the state now (a C-level copy of the table) and returns a function that
         encodes it later, on any thread, to exactly the bytes `snapshot()` gives. The encoding
         packs rows in chunks, so a thread doing it lets the event loop run in between."""
-        revision = self._revision
+        revision, clock_ms, minted = self._revision, self._clock_ms, self._sessions_minted
         items = list(self._data.items())
-        # Eviction order (oldest first) is part of the state; a list keeps it.
-        clients = _canonical(
-            [[client, r.seq, r.fingerprint, r.answer, r.index] for client, r in self._clients.items()]
+        # The sessions' order (least recently used first) is part of the state; a list keeps it.
+        sessions = _canonical(
+            [[number, s.seq, s.fingerprint, s.answer, s.active_ms] for number, s in self._sessions.items()]
         )
         tag = self.SNAPSHOT_TAG
 
         def encode() -> bytes:
             items.sort()  # keys are unique: sorts by key
             packer = msgpack.Packer(use_bin_type=True)
-            # The canonical body {"clients", "data", "revision"} (keys sorted), written piecewise.
-            parts = [packer.pack_map_header(3), packer.pack("clients"), packer.pack(clients), packer.pack("data")]
-            parts.append(packer.pack_array_header(len(items)))
             pack = packer.pack
+            # The canonical body (keys sorted: clock_ms, data, revision, sessions, sessions_minted),
+            # written piecewise.
+            parts = [packer.pack_map_header(5), pack("clock_ms"), pack(clock_ms), pack("data")]
+            parts.append(packer.pack_array_header(len(items)))
             for start in range(0, len(items), _SNAPSHOT_CHUNK_ROWS):
                 chunk = items[start : start + _SNAPSHOT_CHUNK_ROWS]
                 parts.append(b"".join([pack([key, value, mod]) for key, (value, mod) in chunk]))
-            parts += [packer.pack("revision"), packer.pack(revision)]
+            parts += [pack("revision"), pack(revision), pack("sessions"), pack(sessions)]
+            parts += [pack("sessions_minted"), pack(minted)]
             return _seal_packed(tag, b"".join(parts))
 
         return encode
@@ -553,41 +694,18 @@ class KVStore(_Attachable):
         tag = self.SNAPSHOT_TAG
         body = _unseal(tag, data)
         revision = _field(body, "revision", int, tag)
-        rows = _field(body, "data", list, tag)
-        client_rows = _field(body, "clients", list, tag)
         if revision < 0:
             raise StorageError(f"{tag} snapshot: negative revision")
-        store: Dict[str, Tuple[str, int]] = {}
-        for row in rows:
-            if not (
-                isinstance(row, list)
-                and len(row) == 3
-                and isinstance(row[0], str)
-                and isinstance(row[1], str)
-                and isinstance(row[2], int)
-                and not isinstance(row[2], bool)
-                and 1 <= row[2] <= revision
-                and row[0] not in store
-            ):
-                raise StorageError(f"{tag} snapshot: malformed key entry")
-            store[row[0]] = (row[1], row[2])
-        clients: "OrderedDict[str, _ClientRecord]" = OrderedDict()
-        for row in client_rows:
-            if not (
-                isinstance(row, list)
-                and len(row) == 5
-                and isinstance(row[0], str)
-                and row[0] not in clients
-                and isinstance(row[1], int)
-                and isinstance(row[2], bytes)
-                and isinstance(row[3], dict)
-                and isinstance(row[4], int)
-            ):
-                raise StorageError(f"{tag} snapshot: malformed client entry")
-            clients[row[0]] = _ClientRecord(row[1], row[2], row[3], row[4])
-        while len(clients) > self.max_clients:
-            clients.popitem(last=False)
-        self._revision, self._data, self._clients = revision, store, clients
+        clock_ms = _clock_field(body, tag)
+        minted = _field(body, "sessions_minted", int, tag)
+        if not 0 <= minted <= INT64_MAX:
+            raise StorageError(f"{tag} snapshot: sessions_minted out of range")
+        store = _restore_entries(_field(body, "data", list, tag), revision, tag)
+        sessions = _restore_sessions(_field(body, "sessions", list, tag), minted, clock_ms, tag)
+        while len(sessions) > self.max_sessions:  # a replica configured with a smaller bound
+            sessions.popitem(last=False)
+        self._revision, self._data, self._sessions = revision, store, sessions
+        self._clock_ms, self._sessions_minted = clock_ms, minted
 
     # ------------------------------------------------------------------ local reads
 
@@ -614,11 +732,21 @@ class KVStore(_Attachable):
         return self._data.items()
 
     @property
-    def client_count(self) -> int:
-        """How many clients the request-id table holds (at most `max_clients`)."""
-        return len(self._clients)
+    def session_count(self) -> int:
+        """Sessions the table holds (at most `max_sessions`; some may have expired, not yet swept)."""
+        return len(self._sessions)
+
+    @property
+    def sessions_minted(self) -> int:
+        """How many session ids were ever handed out (the last one minted)."""
+        return self._sessions_minted
 
     # ------------------------------------------------------------------ async helpers
+
+    async def open_session(self) -> str:
+        """Replicate the opening of a client session; returns its id, for `request_id`s."""
+        result: Dict[str, Any] = await self._propose(self.encode_open_session())
+        return str(result["client"])
 
     async def put(self, key: str, value: str, request_id: Optional[str] = None) -> Dict[str, Any]:
         """Replicate a put; returns `{"revision": R}`."""
@@ -648,6 +776,57 @@ def _with_request_id(fields: Dict[str, Any], request_id: Optional[str]) -> Dict[
         parse_request_id(request_id)
         fields["request_id"] = request_id
     return fields
+
+
+def _decode_request_id(request_id: object) -> Optional[Tuple[int, int]]:
+    """`(session number, seq)` of a command's request id, None without one; `_BadCommand` if bad."""
+    if request_id is None:
+        return None
+    try:
+        client, seq = parse_request_id(request_id)
+    except ValueError as exc:
+        raise _BadCommand(str(exc)) from None
+    return session_number(client), seq
+
+
+def _restore_entries(rows: List[Any], revision: int, tag: str) -> Dict[str, Tuple[str, int]]:
+    store: Dict[str, Tuple[str, int]] = {}
+    for row in rows:
+        if not (
+            isinstance(row, list)
+            and len(row) == 3
+            and isinstance(row[0], str)
+            and isinstance(row[1], str)
+            and isinstance(row[2], int)
+            and not isinstance(row[2], bool)
+            and 1 <= row[2] <= revision
+            and row[0] not in store
+        ):
+            raise StorageError(f"{tag} snapshot: malformed key entry")
+        store[row[0]] = (row[1], row[2])
+    return store
+
+
+def _restore_sessions(rows: List[Any], minted: int, clock_ms: int, tag: str) -> "OrderedDict[int, _Session]":
+    """Sessions in their snapshot order, which must be least recently used first."""
+    sessions: "OrderedDict[int, _Session]" = OrderedDict()
+    last_active = 0
+    for row in rows:
+        if not (
+            isinstance(row, list)
+            and len(row) == 5
+            and all(isinstance(row[i], int) and not isinstance(row[i], bool) for i in (0, 1, 4))
+            and 1 <= row[0] <= minted
+            and row[0] not in sessions
+            and 0 <= row[1] <= SEQ_MAX
+            and isinstance(row[2], bytes)
+            and isinstance(row[3], dict)
+            and last_active <= row[4] <= clock_ms
+        ):
+            raise StorageError(f"{tag} snapshot: malformed session entry")
+        last_active = row[4]
+        sessions[row[0]] = _Session(row[1], row[2], row[3], row[4])
+    return sessions
 
 
 # ---------------------------------------------------------------------------- ReplicatedDict
@@ -823,7 +1002,7 @@ class Counter(_Attachable):
 # ---------------------------------------------------------------------------- Lock
 
 _LOCK_OPS: Dict[str, Tuple[str, ...]] = {
-    "acquire": ("name", "owner", "ttl_ms", "now_ms"),
+    "acquire": ("name", "owner", "ttl_ms"),
     "release": ("name", "owner", "token"),
 }
 
@@ -837,15 +1016,19 @@ class _Lease:
         self.expires_ms = expires_ms
 
 
-class Lock(_Attachable):
+class Lock(_ReplicatedClock, _Attachable):
     """Named leases with fencing tokens.
 
-    Time comes only from commands: each acquire carries the proposer's `now_ms`, and the machine's
-    clock is the largest `now_ms` applied so far, so every replica sees the same clock. A lease is
-    live while `clock < expires_ms`; an expired lease can be taken by another owner. Every granted
-    acquisition of a free or expired lock gets a new token, larger than every token before it (of
-    any lock); a live holder that acquires again renews its lease and keeps its token. Resources
-    guarded by a lock should refuse writes carrying a token lower than one they have seen.
+    Leases are timed by the replicated clock (`advance_clock`, fed by the leader's stamps), never
+    by a caller: an acquire carries no time, and its lease runs until `clock_ms + ttl_ms`. A lease
+    is live while `clock_ms < expires_ms`; an expired lease can be taken by another owner. Two
+    owners therefore never hold a name at the same clock reading, whatever the callers' clocks
+    say. A machine whose clock is never advanced (no stamping runtime) never expires a lease:
+    only `release` frees it. Every granted acquisition of a free or expired lock gets a new token,
+    larger than every token before it (of any lock); a live holder that acquires again renews its
+    lease and keeps its token. Resources guarded by a lock should refuse writes carrying a token
+    lower than one they have seen: the replicated clock is the leader's wall clock, so a holder
+    judging its lease by its own clock may overrun it, and the token is what keeps it out.
 
     At most `max_locks` names are held at once (same bound on every replica); when full, expired
     leases are dropped first, then a new name is refused with `too_many_locks`.
@@ -858,17 +1041,15 @@ class Lock(_Attachable):
             raise ValueError("max_locks must be a positive integer")
         self.max_locks = max_locks
         self._leases: Dict[str, _Lease] = {}
-        self._clock_ms = 0
         self._last_token = 0
 
     @staticmethod
-    def encode_acquire(name: str, owner: str, ttl_ms: int, now_ms: int) -> bytes:
-        """Command: take or renew `name` for `owner` until `max(clock, now_ms) + ttl_ms`."""
+    def encode_acquire(name: str, owner: str, ttl_ms: int) -> bytes:
+        """Command: take or renew `name` for `owner` until the replicated clock + `ttl_ms`."""
         _check_encode_name(name, "name")
         _check_encode_name(owner, "owner")
         _check_encode_int(ttl_ms, "ttl_ms", 1, TTL_MS_MAX)
-        _check_encode_int(now_ms, "now_ms", 0, NOW_MS_MAX)
-        return _encode({"op": "acquire", "name": name, "owner": owner, "ttl_ms": ttl_ms, "now_ms": now_ms})
+        return _encode({"op": "acquire", "name": name, "owner": owner, "ttl_ms": ttl_ms})
 
     @staticmethod
     def encode_release(name: str, owner: str, token: int) -> bytes:
@@ -885,21 +1066,19 @@ class Lock(_Attachable):
             owner = _name(fields["owner"], "owner")
             if op == "acquire":
                 ttl_ms = _int(fields["ttl_ms"], "ttl_ms", 1, TTL_MS_MAX)
-                now_ms = _int(fields["now_ms"], "now_ms", 0, NOW_MS_MAX)
             else:
                 token = _int(fields["token"], "token", 1, INT64_MAX)
         except _BadCommand as exc:
             return _error("bad_command", str(exc))
         if op == "acquire":
-            return self._acquire(name, owner, ttl_ms, now_ms)
+            return self._acquire(name, owner, ttl_ms)
         lease = self._leases.get(name)
         if lease is None or lease.owner != owner or lease.token != token:
             return {"released": False}
         del self._leases[name]
         return {"released": True}
 
-    def _acquire(self, name: str, owner: str, ttl_ms: int, now_ms: int) -> Dict[str, Any]:
-        self._clock_ms = max(self._clock_ms, now_ms)
+    def _acquire(self, name: str, owner: str, ttl_ms: int) -> Dict[str, Any]:
         expires_ms = self._clock_ms + ttl_ms
         lease = self._leases.get(name)
         live = lease is not None and self._clock_ms < lease.expires_ms
@@ -936,7 +1115,7 @@ class Lock(_Attachable):
     def restore(self, data: bytes) -> None:
         tag = self.SNAPSHOT_TAG
         body = _unseal(tag, data)
-        clock_ms = _field(body, "clock_ms", int, tag)
+        clock_ms = _clock_field(body, tag)
         last_token = _field(body, "last_token", int, tag)
         rows = _field(body, "leases", list, tag)
         leases: Dict[str, _Lease] = {}
@@ -957,11 +1136,6 @@ class Lock(_Attachable):
 
     # ------------------------------------------------------------------ local reads
 
-    @property
-    def clock_ms(self) -> int:
-        """The largest `now_ms` applied so far."""
-        return self._clock_ms
-
     def holder(self, name: str) -> Optional[Tuple[str, int, int]]:
         """`(owner, token, expires_ms)` of a live lease on `name` at the machine's clock, or None."""
         lease = self._leases.get(name)
@@ -971,12 +1145,9 @@ class Lock(_Attachable):
 
     # ------------------------------------------------------------------ async helpers
 
-    async def acquire(
-        self, name: str, owner: str, ttl_ms: int, *, now_ms: Optional[int] = None
-    ) -> Dict[str, Any]:
-        """Replicate an acquire stamped with this process's wall clock (or `now_ms`)."""
-        stamp = int(time.time() * 1000) if now_ms is None else now_ms
-        result: Dict[str, Any] = await self._propose(self.encode_acquire(name, owner, ttl_ms, stamp))
+    async def acquire(self, name: str, owner: str, ttl_ms: int) -> Dict[str, Any]:
+        """Replicate an acquire; the lease runs `ttl_ms` on the replicated (leader's) clock."""
+        result: Dict[str, Any] = await self._propose(self.encode_acquire(name, owner, ttl_ms))
         return result
 
     async def release(self, name: str, owner: str, token: int) -> Dict[str, Any]:
