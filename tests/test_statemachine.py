@@ -830,11 +830,21 @@ class LeaderStub:
         self.is_leader = True
         self.metrics: Any = None
         self.addresses: dict = {}
+        #: Set to a number of ms: the next write is applied, then the answer is lost (a timeout)
+        #: and the leader's clock jumps by that much.
+        self.lose_next_answer_and_skip_ms = 0
 
     async def propose(self, command: bytes) -> object:
+        from consensus.errors import RequestTimeoutError
+
         self.index += 1
         self.kv.advance_clock(self.now_ms)
-        return self.kv.apply(self.index, command)
+        result = self.kv.apply(self.index, command)
+        skip, self.lose_next_answer_and_skip_ms = self.lose_next_answer_and_skip_ms, 0
+        if skip:
+            self.now_ms += skip
+            raise RequestTimeoutError("the answer was lost")
+        return result
 
     async def read_index(self) -> None:
         return None
@@ -935,6 +945,23 @@ def test_kv_client_raises_session_expired_and_does_not_resend() -> None:
             assert kv.get("a") == ("1", 1) and kv.revision == 1
             assert await client.put("a", "3") == 2  # the next write opens a new session
             assert kv.sessions_minted == 2
+
+    serve_kv(kv, scenario)
+
+
+def test_session_expired_after_an_indeterminate_attempt_says_the_write_may_have_been_applied() -> None:
+    from consensus.client import KVClient, SessionExpiredError
+
+    kv = KVStore(session_ttl_ms=60_000)
+
+    async def scenario(stub: LeaderStub, url: str) -> None:
+        async with KVClient([url], retry_for=5.0) as client:
+            assert await client.put("a", "1") == 1
+            stub.lose_next_answer_and_skip_ms = 60_000  # applied, answer lost, then the session expires
+            with pytest.raises(SessionExpiredError) as info:
+                await client.put("a", "2")
+            assert info.value.after_indeterminate is True
+            assert kv.get("a") == ("2", 2) and kv.revision == 2  # applied once, by the first attempt
 
     serve_kv(kv, scenario)
 

@@ -1,8 +1,9 @@
 """Replicated state machines: the protocol the runtime applies committed entries to, and built-ins.
 
 Every replica applies the same committed commands in the same order, so `apply` must be a pure
-function of the state and the command: no clock, no randomness, no iteration order that differs
-between processes. A malformed or unknown command is not an exception: `apply` returns an error
+function of the state and the command: no local clock, no randomness, no iteration order that
+differs between processes. Time comes only from the log: a machine with `advance_clock(time_ms)` is
+given the leader's stamp before each command (`_ReplicatedClock`). A malformed or unknown command is not an exception: `apply` returns an error
 result (`{"error": "bad_command", "message": ...}`) and leaves the state unchanged, because an
 exception on one committed entry would wedge every replica at the same index.
 
@@ -107,8 +108,9 @@ class Proposer(Protocol):
 class CommandRejectedError(ConsensusError):
     """A command was committed and applied, and the state machine answered with an error.
 
-    `code` is the result's `error` field (`bad_command`, `request_id_reused`, `overflow`, ...),
-    `result` the whole error result. Nothing was changed by the command.
+    `code` is the result's `error` field (`bad_command`, `request_id_reused`, `session_expired`,
+    `unknown_session`, `busy`, `overflow`, ...), `result` the whole error result. Nothing was
+    changed by the command.
     """
 
     code: str
