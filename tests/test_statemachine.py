@@ -984,3 +984,15 @@ def test_kv_client_renews_a_session_idle_for_half_its_lifetime(monkeypatch: pyte
             assert await client.put("a", "3") == 3 and kv.sessions_minted == 2
 
     serve_kv(kv, scenario)
+
+
+def test_a_snapshot_from_before_sessions_restores_its_data_without_the_old_request_table() -> None:
+    body = {"clients": [["c1", 1, b"f" * 32, {"revision": 1}, 1]], "data": [["k", "v", 1]], "revision": 1}
+    packed_body = msgpack.packb(body, use_bin_type=True)
+    old = msgpack.packb([KVStore.SNAPSHOT_TAG, 1, zlib.crc32(packed_body), packed_body], use_bin_type=True)
+    kv = KVStore()
+    kv.restore(old)
+    assert kv.get("k") == ("v", 1) and kv.revision == 1
+    assert kv.session_count == 0 and kv.sessions_minted == 0 and kv.clock_ms == 0
+    retry = msgpack.packb({"op": "put", "key": "k", "value": "v", "request_id": "c1:1"}, use_bin_type=True)
+    assert error_code(kv.apply(2, retry)) == "bad_command" and kv.revision == 1

@@ -698,12 +698,17 @@ class KVStore(_ReplicatedClock, _Attachable):
         revision = _field(body, "revision", int, tag)
         if revision < 0:
             raise StorageError(f"{tag} snapshot: negative revision")
-        clock_ms = _clock_field(body, tag)
-        minted = _field(body, "sessions_minted", int, tag)
-        if not 0 <= minted <= INT64_MAX:
-            raise StorageError(f"{tag} snapshot: sessions_minted out of range")
         store = _restore_entries(_field(body, "data", list, tag), revision, tag)
-        sessions = _restore_sessions(_field(body, "sessions", list, tag), minted, clock_ms, tag)
+        if sorted(body) == ["clients", "data", "revision"]:
+            # The layout from before client sessions: its request-id table is keyed by names that
+            # are not session ids, so it is dropped (a retry naming one is refused, not applied).
+            clock_ms, minted, sessions = 0, 0, OrderedDict()
+        else:
+            clock_ms = _clock_field(body, tag)
+            minted = _field(body, "sessions_minted", int, tag)
+            if not 0 <= minted <= INT64_MAX:
+                raise StorageError(f"{tag} snapshot: sessions_minted out of range")
+            sessions = _restore_sessions(_field(body, "sessions", list, tag), minted, clock_ms, tag)
         while len(sessions) > self.max_sessions:  # a replica configured with a smaller bound
             sessions.popitem(last=False)
         self._revision, self._data, self._sessions = revision, store, sessions
