@@ -8,6 +8,10 @@
     consensus snapshot restore FILE --config F       seed a new node's data dir from a backup
     consensus demo [--protocol raft|paxos]           the 3-process failover demo (make run)
     consensus simulate --seeds 0-9999                the deterministic simulator
+
+The commands that talk to nodes take ``--token`` (default: the CONSENSUS_TOKEN environment
+variable) for clusters with ``[auth]``, and ``--cacert``, ``--cert``, ``--key`` for HTTPS nodes
+(``[client_tls]``; a URL without a scheme means https:// once one of them is given).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from typing import Any, Dict, List, Optional
 
@@ -31,21 +36,39 @@ def _parse_seeds(text: str) -> range:
         raise argparse.ArgumentTypeError(f"seeds must look like 0-9999 or 42, not {text!r}") from None
 
 
+TOKEN_ENV = "CONSENSUS_TOKEN"
+
+#: How the node commands connect, set from the command line by `main` (token, TLS files).
+_connection: Dict[str, Optional[str]] = {}
+
+
+def _uses_tls() -> bool:
+    return any(_connection.get(name) for name in ("cacert", "cert", "key"))
+
+
 def _url(text: str) -> str:
-    return text if text.startswith(("http://", "https://")) else f"http://{text}"
+    if text.startswith(("http://", "https://")):
+        return text
+    return f"{'https' if _uses_tls() else 'http'}://{text}"
+
+
+def _client(urls: List[str], **kwargs: Any) -> Any:
+    """A KVClient for `urls` with the command line's token and TLS settings."""
+    from consensus.client import KVClient, tls_context
+
+    context = None
+    if _uses_tls():
+        context = tls_context(_connection.get("cacert"), _connection.get("cert"), _connection.get("key"))
+    return KVClient([_url(u) for u in urls], token=_connection.get("token"), ssl_context=context, **kwargs)
 
 
 async def _http(url: str, method: str, path: str, body: Any = None) -> "tuple[int, Dict[str, Any]]":
-    from consensus.client import KVClient
-
-    async with KVClient([url]) as client:
+    async with _client([url]) as client:
         return await client.request(_url(url).rstrip("/"), method, path, body)
 
 
 async def _leader_call(urls: List[str], method: str, path: str, body: Any = None) -> Dict[str, Any]:
-    from consensus.client import KVClient
-
-    async with KVClient([_url(u) for u in urls], retry_for=10.0) as client:
+    async with _client(urls, retry_for=10.0) as client:
         return await client.call(method, path, body)
 
 
@@ -76,11 +99,10 @@ def _status(urls: List[str]) -> int:
 
 
 def _snapshot_save(url: str, path: str) -> int:
-    import aiohttp
-
     async def fetch() -> bytes:
-        async with aiohttp.ClientSession() as session:
-            async with session.get(_url(url).rstrip("/") + "/v1/snapshot") as resp:
+        async with _client([url], timeout=600.0) as client:
+            headers = {"Authorization": f"Bearer {client.token}"} if client.token is not None else {}
+            async with client.session.get(_url(url).rstrip("/") + "/v1/snapshot", headers=headers) as resp:
                 if resp.status != 200:
                     raise SystemExit(f"snapshot save: HTTP {resp.status}: {await resp.text()}")
                 return await resp.read()
@@ -121,37 +143,42 @@ def _snapshot_restore(path: str, config_path: str) -> int:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="consensus", description="Raft, Multi-Paxos and Zab for Python services.")
     commands = parser.add_subparsers(dest="command", required=True)
+    conn = argparse.ArgumentParser(add_help=False)
+    conn.add_argument("--token", default=os.environ.get(TOKEN_ENV), help=f"bearer token (default: ${TOKEN_ENV})")
+    conn.add_argument("--cacert", help="CA file that signed the nodes' HTTPS certificates")
+    conn.add_argument("--cert", help="client certificate, for nodes that require one")
+    conn.add_argument("--key", help="the client certificate's private key")
 
     serve = commands.add_parser("serve", help="run a node: HTTP KV service and peer transport")
     serve.add_argument("--config", required=True, help="the node's TOML file (CONSENSUS_* variables override it)")
     serve.add_argument("--join", action="store_true", help="join a running cluster (add it with `members add`)")
 
-    status = commands.add_parser("status", help="show nodes' status")
+    status = commands.add_parser("status", help="show nodes' status", parents=[conn])
     status.add_argument("urls", nargs="+", help="client addresses (host:port or http://host:port)")
 
     members = commands.add_parser("members", help="membership at runtime")
     members_cmd = members.add_subparsers(dest="members_command", required=True)
-    m_list = members_cmd.add_parser("list", help="members and their addresses")
+    m_list = members_cmd.add_parser("list", help="members and their addresses", parents=[conn])
     m_list.add_argument("urls", nargs="+")
-    m_add = members_cmd.add_parser("add", help="add a node as a learner (it catches up, then promote it)")
+    m_add = members_cmd.add_parser("add", help="add a node as a learner (it catches up, then promote it)", parents=[conn])
     m_add.add_argument("urls", nargs="+")
     m_add.add_argument("--id", type=int, required=True)
     m_add.add_argument("--peer", required=True, help="its peer address host:port")
     m_add.add_argument("--client", required=True, help="its client address host:port")
-    m_promote = members_cmd.add_parser("promote", help="make a caught-up learner a voter")
+    m_promote = members_cmd.add_parser("promote", help="make a caught-up learner a voter", parents=[conn])
     m_promote.add_argument("urls", nargs="+")
     m_promote.add_argument("--id", type=int, required=True)
-    m_remove = members_cmd.add_parser("remove", help="remove a voter or learner")
+    m_remove = members_cmd.add_parser("remove", help="remove a voter or learner", parents=[conn])
     m_remove.add_argument("urls", nargs="+")
     m_remove.add_argument("--id", type=int, required=True)
 
-    transfer = commands.add_parser("transfer-leader", help="hand the leadership to another voter")
+    transfer = commands.add_parser("transfer-leader", help="hand the leadership to another voter", parents=[conn])
     transfer.add_argument("urls", nargs="+")
     transfer.add_argument("--to", type=int, required=True)
 
     snapshot = commands.add_parser("snapshot", help="back up or restore the replicated state")
     snapshot_cmd = snapshot.add_subparsers(dest="snapshot_command", required=True)
-    save = snapshot_cmd.add_parser("save", help="download a node's state (after a read barrier) to FILE")
+    save = snapshot_cmd.add_parser("save", help="download a node's state (after a read barrier) to FILE", parents=[conn])
     save.add_argument("url")
     save.add_argument("file")
     restore = snapshot_cmd.add_parser("restore", help="seed an empty data_dir from a backup, for a new cluster")
@@ -172,6 +199,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     simulate.add_argument("--quiet", action="store_true", help="no progress bar")
 
     args = parser.parse_args(argv)
+    _connection.clear()
+    _connection.update({name: getattr(args, name, None) for name in ("token", "cacert", "cert", "key")})
+    if _connection["key"] and not _connection["cert"]:
+        parser.error("--key needs --cert")
     from consensus._core import ConsensusError
     from consensus.client import ClientError
 
@@ -197,6 +228,10 @@ def _run(args: argparse.Namespace) -> int:
         if args.members_command == "list":
             _print(asyncio.run(_leader_call(args.urls, "GET", "/v1/members")))
         elif args.members_command == "add":
+            from consensus.config import parse_address
+
+            parse_address(args.peer, "--peer")  # checked here: a bad address is never proposed
+            parse_address(args.client, "--client")
             body = {"id": args.id, "peer": args.peer, "client": args.client}
             _print(asyncio.run(_leader_call(args.urls, "POST", "/v1/members", body)))
         elif args.members_command == "promote":

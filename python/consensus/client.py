@@ -12,6 +12,8 @@ import asyncio
 import itertools
 import json
 import time
+import ssl
+import urllib.parse
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import aiohttp
@@ -62,8 +64,34 @@ class _Lane:
         self.renew_at = 0.0
 
 
+#: Keys a URL path segment cannot carry (normalization turns them into other routes).
+_DOT_SEGMENTS = (".", "..")
+
+
+def key_path(key: str, suffix: str = "") -> str:
+    """``/v1/kv/<key><suffix>`` with the key escaped as exactly one path segment; a key that cannot
+    be one (empty, "." or "..", or containing "/") raises ClientError bad_request, unsent."""
+    if not isinstance(key, str) or not key or key in _DOT_SEGMENTS or "/" in key:
+        raise ClientError(
+            400, {"code": "bad_request", "error": f"invalid key {key!r}: not empty, not '.' or '..', no '/'"}
+        )
+    return "/v1/kv/" + urllib.parse.quote(key, safe="") + suffix
+
+
+def tls_context(cafile: Optional[str] = None, certfile: Optional[str] = None, keyfile: Optional[str] = None) -> ssl.SSLContext:
+    """A client TLS context for HTTPS nodes: trusts `cafile` (else the system store), presents
+    `certfile`/`keyfile` when the nodes require client certificates; TLS 1.2 or later."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if certfile is not None:
+        context.load_cert_chain(certfile, keyfile)
+    return context
+
+
 class KVClient:
-    """Talks to any node of a cluster; ``urls`` are the nodes' client addresses (``http://h:p``)."""
+    """Talks to any node of a cluster; ``urls`` are the nodes' client addresses (``http://h:p``,
+    ``https://h:p``). ``token`` is sent as ``Authorization: Bearer`` on every request; ``ssl_context``
+    is the TLS context for HTTPS nodes (see `tls_context`)."""
 
     def __init__(
         self,
@@ -72,8 +100,12 @@ class KVClient:
         timeout: float = 10.0,
         retry_for: float = 30.0,
         session: Optional[aiohttp.ClientSession] = None,
+        token: Optional[str] = None,
+        ssl_context: Optional[ssl.SSLContext] = None,
     ) -> None:
         self.urls = [u.rstrip("/") for u in urls]
+        self.token = token
+        self.ssl_context = ssl_context
         self._free_lanes: List[_Lane] = []
         self.timeout = timeout
         self.retry_for = retry_for
@@ -92,7 +124,7 @@ class KVClient:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
-                connector=aiohttp.TCPConnector(limit=0),
+                connector=aiohttp.TCPConnector(limit=0, ssl=self.ssl_context if self.ssl_context is not None else True),
             )
         return self._session
 
@@ -104,8 +136,12 @@ class KVClient:
     async def request(self, url: str, method: str, path: str, body: Any = None, headers: Optional[Dict[str, str]] = None) -> Tuple[int, Dict[str, Any]]:
         """One HTTP exchange with one node, redirects not followed."""
         data = None if body is None else json.dumps(body)
+        headers = dict(headers or {})
+        if self.token is not None:
+            headers["Authorization"] = f"Bearer {self.token}"
+        # encoded=True: the path is already escaped and must reach the node exactly as it is.
         async with self.session.request(
-            method, url + path, data=data, headers=headers, allow_redirects=False
+            method, URL(url + path, encoded=True), data=data, headers=headers, allow_redirects=False
         ) as resp:
             raw = await resp.read()
             if resp.status == 307:
@@ -192,20 +228,20 @@ class KVClient:
     # ------------------------------------------------------------------ the KV API
 
     async def put(self, key: str, value: str) -> int:
-        return int((await self.call("PUT", f"/v1/kv/{key}", {"value": value}, idempotent_write=True))["revision"])
+        return int((await self.call("PUT", key_path(key), {"value": value}, idempotent_write=True))["revision"])
 
     async def get(self, key: str, *, stale: bool = False) -> Optional[Tuple[str, int]]:
         suffix = "?consistency=stale" if stale else ""
-        payload = await self.call("GET", f"/v1/kv/{key}{suffix}")
+        payload = await self.call("GET", key_path(key, suffix))
         if payload["_status"] == 404:
             return None
         return payload["value"], int(payload["revision"])
 
     async def delete(self, key: str) -> Dict[str, Any]:
-        return await self.call("DELETE", f"/v1/kv/{key}", idempotent_write=True)
+        return await self.call("DELETE", key_path(key), idempotent_write=True)
 
     async def cas(self, key: str, expected: Optional[str], value: str) -> Dict[str, Any]:
-        return await self.call("POST", f"/v1/kv/{key}/cas", {"expected": expected, "value": value}, idempotent_write=True)
+        return await self.call("POST", key_path(key, "/cas"), {"expected": expected, "value": value}, idempotent_write=True)
 
     async def status(self, url: str) -> Dict[str, Any]:
         status, payload = await self.request(url.rstrip("/"), "GET", "/v1/status")

@@ -16,21 +16,29 @@ GET    /v1/snapshot (the replicated state as a file), POST /v1/snapshot (snapsho
 A follower forwards writes (and membership operations) to the leader and relays its answer; with
 ``forward = false`` it answers 307 with the leader's URL. Linearizable reads are served on any node
 through the read-index barrier (Raft §6.4), which the leader confirms.
+
+With tokens configured (``[auth]``), every route needs ``Authorization: Bearer <token>`` of a role
+allowed to call it (`consensus.auth.ROUTE_ROLES`): 401 ``unauthorized`` without a known token, 403
+``forbidden`` below the role. A follower checks the token, forwards it, and the leader checks it
+again. docs/security.md has the threat model.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
+import ssl
 import time
-from typing import Any, Awaitable, Callable, Dict, Optional
+from typing import Any, Awaitable, Callable, Dict, Mapping, Optional
 
 import aiohttp
 from aiohttp import web
 
-from consensus import snapshotfile
-from consensus._core import ConsensusError, NotLeaderError, ProposalDroppedError
+from consensus import auth, snapshotfile
+from consensus.config import ROLES, parse_address
+from consensus._core import ConfigError, ConsensusError, NotLeaderError, ProposalDroppedError
 from consensus.errors import BusyError, LeadershipLostError, NodeStoppedError, RequestTimeoutError
 from consensus.metrics import CONTENT_TYPE, NodeMetrics
 from consensus.statemachine import KVStore, parse_request_id
@@ -40,8 +48,12 @@ log = logging.getLogger("consensus.kv")
 KEY_BYTES_MAX = 1024
 FORWARDED_HEADER = "X-Consensus-Forwarded-By"
 REQUEST_ID_HEADER = "X-Request-Id"
+#: The caller's headers a follower passes on when it forwards a request to the leader.
+FORWARDED_REQUEST_HEADERS = (REQUEST_ID_HEADER, "Authorization")
 #: How far a learner may trail the leader's commit index and still be promoted.
 PROMOTE_LAG_MAX = 1000
+#: A snapshot download is written to the client in pieces of this size.
+SNAPSHOT_CHUNK_BYTES = 256 << 10
 
 
 #: KVStore error results: HTTP status and code (definite answers: the command changed nothing).
@@ -51,6 +63,18 @@ _COMMAND_ERRORS = {
     "unknown_session": (400, "bad_request"),
     "busy": (429, "busy"),
 }
+
+
+def key_problem(key: str) -> Optional[str]:
+    """Why `key` cannot be one path segment of a URL (".", ".." or a "/" in it), or None.
+
+    A client puts the key into ``/v1/kv/{key}`` escaped; URL normalization would still turn
+    "." and ".." into other routes, and a "/" is never part of a segment."""
+    if key in (".", ".."):
+        return f"key {key!r} is not allowed (a URL would normalize it away)"
+    if "/" in key:
+        return "a key must not contain '/'"
+    return None
 
 
 class HttpError(Exception):
@@ -76,8 +100,22 @@ class KVService:
         max_value_bytes: int = 1 << 20,
         request_timeout: float = 5.0,
         metrics: Optional[NodeMetrics] = None,
+        tokens: Optional[Mapping[str, str]] = None,
+        metrics_public: bool = False,
+        scheme: str = "http",
+        forward_ssl: Optional[ssl.SSLContext] = None,
     ) -> None:
+        """`tokens` (token -> role) turns on bearer-token checks; `scheme` is how the nodes serve
+        clients ("https" with [client_tls]) and `forward_ssl` the context that forwarding to the
+        leader dials with."""
         self.node = node
+        self.tokens = auth.TokenTable(tokens) if tokens is not None else None
+        self.metrics_public = metrics_public
+        self.scheme = scheme
+        self.forward_ssl = forward_ssl
+        self._snapshot_downloads = asyncio.Lock()
+        #: The client port's `consensus.server.ConnectionGate`, for /metrics (set by the server).
+        self.connection_gate: Any = None
         self.kv = kv
         self.forward = forward
         self.max_value_bytes = max_value_bytes
@@ -86,7 +124,9 @@ class KVService:
         if node.metrics is None:
             node.metrics = self.metrics
         self._session: Optional[aiohttp.ClientSession] = None
-        self.app = web.Application(middlewares=[self._errors], client_max_size=max_value_bytes * 2 + 4096)
+        self.app = web.Application(
+            middlewares=[self._errors, self._authorize], client_max_size=max_value_bytes * 2 + 4096
+        )
         self.app.add_routes(
             [
                 web.put("/v1/kv/{key}", self.put),
@@ -130,6 +170,24 @@ class KVService:
         finally:
             self.metrics.observe("http", time.perf_counter() - started)
 
+    @web.middleware
+    async def _authorize(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        """The one place tokens are checked: every route, before its handler runs."""
+        if self.tokens is None or (self.metrics_public and request.path == auth.METRICS_PATH):
+            return await handler(request)
+        route = request.match_info.route.resource
+        pattern = route.canonical if route is not None else None
+        needed = auth.READ if request.path == auth.METRICS_PATH else auth.required_role(request.method, pattern)
+        token = auth.bearer_token(request.headers.get("Authorization"))
+        role = self.tokens.role_of(token) if token is not None else None
+        if role is None:
+            raise HttpError(401, "unauthorized", "a known bearer token is required (Authorization: Bearer <token>)")
+        if role < needed:
+            raise HttpError(403, "forbidden", f"this route needs the {ROLES[needed]} role; the token has {ROLES[role]}")
+        return await handler(request)
+
     def _map_error(self, exc: ConsensusError) -> HttpError:
         if isinstance(exc, BusyError):
             return HttpError(429, "busy", str(exc))
@@ -157,7 +215,7 @@ class KVService:
         address = self.node.addresses.get(leader)
         if address is None or not address.client:
             return None
-        return f"http://{address.client}"
+        return f"{self.scheme}://{address.client}"
 
     def _not_leader(self, leader: int) -> HttpError:
         if leader == 0:
@@ -183,10 +241,15 @@ class KVService:
 
     async def _forward(self, request: web.Request, url: str, body: bytes) -> web.StreamResponse:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.request_timeout + 1.0))
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.request_timeout + 1.0),
+                connector=aiohttp.TCPConnector(ssl=self.forward_ssl if self.forward_ssl is not None else True),
+            )
         headers = {FORWARDED_HEADER: str(self.node.id), "Content-Type": request.headers.get("Content-Type", "application/json")}
-        if REQUEST_ID_HEADER in request.headers:
-            headers[REQUEST_ID_HEADER] = request.headers[REQUEST_ID_HEADER]
+        # The leader checks the caller's token again: forwarding grants nothing of its own.
+        for name in FORWARDED_REQUEST_HEADERS:
+            if name in request.headers:
+                headers[name] = request.headers[name]
         try:
             async with self._session.request(request.method, url + request.path_qs, data=body, headers=headers) as resp:
                 payload = await resp.read()
@@ -200,13 +263,16 @@ class KVService:
     @staticmethod
     def _key(request: web.Request) -> str:
         key = request.match_info["key"]
-        size = len(key.encode("utf-8"))
+        size = len(key.encode("utf-8", "surrogatepass"))
         if not 1 <= size <= KEY_BYTES_MAX:
             raise HttpError(400, "bad_request", f"key must be 1 to {KEY_BYTES_MAX} bytes of UTF-8 (got {size})")
+        problem = key_problem(key)
+        if problem is not None:
+            raise HttpError(400, "bad_request", problem)
         return key
 
     async def _json(self, request: web.Request) -> "tuple[Dict[str, Any], bytes]":
-        body = await request.read()
+        body = await self._body(request)
         try:
             data = json.loads(body or b"null")
         except (ValueError, UnicodeDecodeError):
@@ -214,6 +280,13 @@ class KVService:
         if not isinstance(data, dict):
             raise HttpError(400, "bad_request", "the body must be a JSON object")
         return data, body
+
+    async def _body(self, request: web.Request) -> bytes:
+        """The request body; a client that does not send it within the request timeout gets 408."""
+        try:
+            return await asyncio.wait_for(request.read(), self.request_timeout)
+        except asyncio.TimeoutError:
+            raise HttpError(408, "timeout", "the request body did not arrive in time") from None
 
     def _text(self, data: Dict[str, Any], name: str, *, nullable: bool = False) -> Optional[str]:
         if name not in data:
@@ -253,7 +326,7 @@ class KVService:
 
     async def open_session(self, request: web.Request) -> web.StreamResponse:
         """A client session for `X-Request-Id` (docs/operations.md, "Idempotent writes")."""
-        await request.read()  # any body is ignored
+        await self._body(request)  # any body is ignored
         command = KVStore.encode_open_session()
         return await self._leader_only(request, b"", lambda: self._propose(command))
 
@@ -328,6 +401,8 @@ class KVService:
         return web.json_response(body)
 
     async def prometheus(self, _request: web.Request) -> web.StreamResponse:
+        if self.connection_gate is not None:
+            self.metrics.observe_connections(self.connection_gate)
         body = self.metrics.render(self.node)
         resp = web.Response(body=body)
         resp.headers["Content-Type"] = CONTENT_TYPE
@@ -364,8 +439,8 @@ class KVService:
     async def add_member(self, request: web.Request) -> web.StreamResponse:
         data, body = await self._json(request)
         member = self._member_id(data.get("id"))
-        peer = self._required_text(data, "peer")
-        client = self._required_text(data, "client")
+        peer = self._address(data, "peer")
+        client = self._address(data, "client")
 
         async def action() -> web.StreamResponse:
             if member in self.node.status()["members"]:
@@ -381,6 +456,15 @@ class KVService:
             )
 
         return await self._leader_only(request, body, action)
+
+    def _address(self, data: Dict[str, Any], name: str) -> str:
+        """A member address, "host:port" with a valid port, checked before anything is proposed."""
+        address = self._required_text(data, name)
+        try:
+            parse_address(address, name)
+        except ConfigError as exc:
+            raise HttpError(400, "bad_request", str(exc)) from None
+        return address
 
     async def promote_member(self, request: web.Request) -> web.StreamResponse:
         member = self._member_id(request.match_info["id"])
@@ -429,16 +513,34 @@ class KVService:
 
         return await self._leader_only(request, body, action)
 
-    async def download_snapshot(self, _request: web.Request) -> web.StreamResponse:
-        await self.node.read_index()
-        s = self.node.status()
-        blob = snapshotfile.encode(
-            index=self.node.applied_index,
-            term=s["term"],
-            cluster_voters=s["voters"],
-            state=self.node.snapshot_bytes(),
-        )
-        return web.Response(body=blob, content_type="application/octet-stream")
+    async def download_snapshot(self, request: web.Request) -> web.StreamResponse:
+        """The state after a read barrier, encoded on a worker thread and streamed in chunks, so a
+        large state never holds the event loop (heartbeats, other clients); one at a time."""
+        if self._snapshot_downloads.locked():
+            raise HttpError(429, "busy", "a snapshot download is already in progress; retry later")
+        async with self._snapshot_downloads:
+            await self.node.read_index()
+            s = self.node.status()
+            index = self.node.applied_index
+            # Captured on the loop (a cheap copy for a KVStore); encoded off it.
+            encode_state = self.node._snapshot_encoder()
+            loop = asyncio.get_running_loop()
+            state = await loop.run_in_executor(None, encode_state)
+            blob = await loop.run_in_executor(
+                None,
+                functools.partial(
+                    snapshotfile.encode, index=index, term=s["term"], cluster_voters=s["voters"], state=state
+                ),
+            )
+            del state
+            response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+            response.content_length = len(blob)
+            await response.prepare(request)
+            view = memoryview(blob)
+            for start in range(0, len(blob), SNAPSHOT_CHUNK_BYTES):
+                await response.write(view[start : start + SNAPSHOT_CHUNK_BYTES])
+            await response.write_eof()
+            return response
 
     async def take_snapshot(self, _request: web.Request) -> web.StreamResponse:
         index = await self.node.take_snapshot()  # a storage failure stops the node, as in the loop

@@ -47,10 +47,12 @@ class ProcessNode:
     log_path: str
     process: Optional[subprocess.Popen] = None
     log_file: Optional[IO[bytes]] = None
+    #: "https" when the cluster serves clients with [client_tls].
+    scheme: str = "http"
 
     @property
     def url(self) -> str:
-        return f"http://{self.client}"
+        return f"{self.scheme}://{self.client}"
 
     @property
     def alive(self) -> bool:
@@ -68,6 +70,9 @@ class ProcessCluster:
     tls: Optional[Dict[str, str]] = None
     nodes: Dict[int, ProcessNode] = field(default_factory=dict)
     cluster_id: str = "local"
+    #: More tables for every node's file, e.g. {"client_tls": {...}, "auth": {...}}; as in `tls`,
+    #: "{id}" in a value stands for the node's id.
+    tables: Dict[str, Dict[str, object]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.base_dir is None:
@@ -89,6 +94,7 @@ class ProcessCluster:
             config_path=os.path.join(self.base_dir, f"node{node_id}.toml"),
             data_dir=os.path.join(self.base_dir, f"data{node_id}"),
             log_path=os.path.join(self.base_dir, f"node{node_id}.log"),
+            scheme="https" if "client_tls" in self.tables else "http",
         )
         self.nodes[node_id] = node
         return node
@@ -108,6 +114,9 @@ class ProcessCluster:
         if self.tls is not None:
             # "{id}" in a path stands for the node's id: a certificate per node.
             lines += ["", "[tls]"] + [f"{k} = {_toml_value(str(v).format(id=node_id))}" for k, v in self.tls.items()]
+        for table, values in self.tables.items():
+            lines += ["", f"[{table}]"]
+            lines += [f"{k} = {_toml_value(v.format(id=node_id) if isinstance(v, str) else v)}" for k, v in values.items()]
         with open(node.config_path, "w", encoding="utf-8") as f:
             f.write("\n".join(lines) + "\n")
         return node.config_path

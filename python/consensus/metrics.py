@@ -70,6 +70,15 @@ class NodeMetrics:
         self.peer_dropped = g("consensus_peer_frames_dropped_total", "Frames dropped on the send queue", ("peer",))
         self.peer_bad = g("consensus_peer_bad_frames_total", "Bad frames received from the peer", ("peer",))
         self.http_errors = Counter("consensus_http_errors", "Error answers by code", ("code",), registry=r)
+        self.client_connections = g("consensus_client_connections", "Client API connections open")
+        self.client_connections_refused = g(
+            "consensus_client_connections_refused_total", "Client API connections refused: client_connections_max reached"
+        )
+
+    def observe_connections(self, gate: Any) -> None:
+        """Reads the client port's connection gate (`consensus.server.ConnectionGate`)."""
+        self.client_connections.set(gate.open)
+        self.client_connections_refused.set(gate.refused)
 
     def observe(self, name: str, seconds: float) -> None:
         self.latency[name].observe(seconds)

@@ -4,6 +4,11 @@ Storage (file WAL in ``data_dir``), the TCP peer transport (mutual TLS when ``[t
 failure detectors, the node and the HTTP KV service; SIGTERM or SIGINT stops it cleanly. A fatal
 storage error stops the node and the process exits non-zero instead of serving with state it
 could not persist.
+
+The client API is served over HTTPS with ``[client_tls]`` (client certificates required when it
+names a ``ca``), checks bearer tokens with ``[auth]`` (`consensus.auth`), serves at most
+``client_connections_max`` connections (one more is answered 503 and closed) and closes a
+connection idle for ``client_idle_timeout_ms`` (also one still sending its request head).
 """
 
 from __future__ import annotations
@@ -12,12 +17,14 @@ import asyncio
 import logging
 import os
 import signal
-from typing import Optional
+import ssl
+from typing import Any, Callable, Optional, Tuple
 
 from aiohttp import web
 
 from consensus import protocols
-from consensus.config import NodeConfig
+from consensus._core import ConfigError
+from consensus.config import ClientTlsConfig, NodeConfig
 from consensus.detector import PeerHealth
 from consensus.kv import KVService
 from consensus.node import MemberAddress, Node, NodeOptions
@@ -29,6 +36,144 @@ log = logging.getLogger("consensus.server")
 #: Exit codes of `consensus serve`.
 EXIT_OK = 0
 EXIT_FATAL = 1
+#: A TLS handshake on the client port that takes longer than this is abandoned.
+CLIENT_TLS_HANDSHAKE_SECONDS = 10.0
+#: What a connection over client_connections_max receives before it is closed.
+_BUSY_BODY = b'{"error": "too many client connections; retry shortly", "code": "busy", "indeterminate": false}'
+BUSY_RESPONSE = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
+    b"Content-Length: " + str(len(_BUSY_BODY)).encode() + b"\r\n\r\n" + _BUSY_BODY
+)
+
+
+def _config_error(field: str, message: str) -> ConfigError:
+    err = ConfigError(f"{field}: {message}")
+    err.field = field
+    return err
+
+
+def client_tls_contexts(client_tls: ClientTlsConfig) -> Tuple[ssl.SSLContext, ssl.SSLContext]:
+    """(server context of the client API, client context that forwarding to the leader dials
+    with): TLS 1.2 or later; with `ca`, client certificates signed by it are required, forwarding
+    presents this node's own certificate and checks the leader's against `ca` (else against the
+    system's trust store). An unusable file raises ConfigError naming the field."""
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.minimum_version = ssl.TLSVersion.TLSv1_2
+    forward = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    forward.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        server.load_cert_chain(client_tls.cert, client_tls.key)
+    except (ssl.SSLError, OSError) as exc:
+        raise _config_error("client_tls.cert", f"cannot load the certificate and key: {exc}") from None
+    if client_tls.ca is not None:
+        try:
+            server.load_verify_locations(cafile=client_tls.ca)
+            forward.load_verify_locations(cafile=client_tls.ca)
+        except (ssl.SSLError, OSError) as exc:
+            raise _config_error("client_tls.ca", f"cannot load the CA: {exc}") from None
+        server.verify_mode = ssl.CERT_REQUIRED
+        forward.load_cert_chain(client_tls.cert, client_tls.key)
+    return server, forward
+
+
+class _Refused(asyncio.Protocol):
+    """A connection over the cap: answered 503 busy and closed, without reading it."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(BUSY_RESPONSE)
+        transport.close()
+
+
+class ConnectionGate:
+    """A protocol factory for the client port that serves at most `limit` connections at once.
+
+    Each accepted connection is counted when it is established (after the TLS handshake, which
+    `CLIENT_TLS_HANDSHAKE_SECONDS` bounds) and released when it closes; one over the limit is
+    answered 503 busy and closed, and counted in `refused`."""
+
+    def __init__(self, factory: Callable[[], asyncio.Protocol], limit: int) -> None:
+        self.factory = factory
+        self.limit = limit
+        self.open = 0
+        self.refused = 0
+
+    def __call__(self) -> asyncio.Protocol:
+        return _Gated(self)
+
+
+class _Gated(asyncio.Protocol):
+    """Passes every event to the HTTP protocol, once the gate admitted the connection."""
+
+    def __init__(self, gate: ConnectionGate) -> None:
+        self.gate = gate
+        self.inner: Optional[asyncio.Protocol] = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.gate.open >= self.gate.limit:
+            self.gate.refused += 1
+            _Refused().connection_made(transport)
+            return
+        self.gate.open += 1
+        self.inner = self.gate.factory()
+        self.inner.connection_made(transport)
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        if self.inner is not None:
+            self.gate.open -= 1
+            inner, self.inner = self.inner, None
+            inner.connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self.inner is not None:
+            self.inner.data_received(data)
+
+    def eof_received(self) -> Optional[bool]:
+        return self.inner.eof_received() if self.inner is not None else None
+
+    def pause_writing(self) -> None:
+        if self.inner is not None:
+            self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.inner is not None:
+            self.inner.resume_writing()
+
+
+class ClientSite(web.BaseSite):
+    """The client API's listening socket: `web.TCPSite` with the connection gate in front."""
+
+    def __init__(
+        self, runner: web.BaseRunner, host: str, port: int, *, limit: int, ssl_context: Optional[ssl.SSLContext] = None
+    ) -> None:
+        super().__init__(runner, ssl_context=ssl_context)
+        self._host, self._port = host, port
+        self.gate: Optional[ConnectionGate] = None
+        self._limit = limit
+
+    @property
+    def name(self) -> str:
+        scheme = "https" if self._ssl_context else "http"
+        return f"{scheme}://{self._host}:{self._port}"
+
+    @property
+    def port(self) -> int:
+        """The bound port (the one the kernel chose when asked for port 0)."""
+        sockets = getattr(self._server, "sockets", None)  # asyncio.Server or uvloop's Server
+        assert sockets, "the site is not started"
+        return int(sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        assert server is not None
+        self.gate = ConnectionGate(server, self._limit)
+        loop = asyncio.get_running_loop()
+        extra: Any = {"ssl_handshake_timeout": CLIENT_TLS_HANDSHAKE_SECONDS} if self._ssl_context else {}
+        self._server = await loop.create_server(
+            self.gate, self._host, self._port, ssl=self._ssl_context, reuse_address=True, **extra
+        )
+
 
 
 def split_address(address: str) -> "tuple[str, int]":
@@ -92,15 +237,34 @@ def build_node(cfg: NodeConfig, *, join: bool = False) -> "tuple[Node, KVStore]"
     return node, kv
 
 
-async def serve(cfg: NodeConfig, *, join: bool = False, stop: Optional[asyncio.Event] = None) -> int:
-    node, kv = build_node(cfg, join=join)
+def build_service(cfg: NodeConfig, node: Node, kv: KVStore) -> "tuple[KVService, Optional[ssl.SSLContext]]":
+    """The KV service of `node` as `cfg` configures its client API, and the server TLS context."""
+    server_ssl = forward_ssl = None
+    if cfg.client_tls is not None:
+        server_ssl, forward_ssl = client_tls_contexts(cfg.client_tls)
     service = KVService(
         node,
         kv,
         forward=cfg.forward,
         max_value_bytes=cfg.max_value_bytes,
         request_timeout=cfg.request_timeout_ms / 1000.0,
+        tokens=cfg.auth.tokens if cfg.auth is not None else None,
+        metrics_public=cfg.metrics_public,
+        scheme="https" if server_ssl is not None else "http",
+        forward_ssl=forward_ssl,
     )
+    return service, server_ssl
+
+
+def client_runner(service: KVService, idle_timeout: float) -> web.AppRunner:
+    """The aiohttp runner of the client API: no access log (it could carry request details), and
+    an idle connection, or one still sending its request head, closed after `idle_timeout` s."""
+    return web.AppRunner(service.app, access_log=None, handle_signals=False, keepalive_timeout=idle_timeout)
+
+
+async def serve(cfg: NodeConfig, *, join: bool = False, stop: Optional[asyncio.Event] = None) -> int:
+    node, kv = build_node(cfg, join=join)
+    service, server_ssl = build_service(cfg, node, kv)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -109,17 +273,24 @@ async def serve(cfg: NodeConfig, *, join: bool = False, stop: Optional[asyncio.E
         except (NotImplementedError, RuntimeError):  # not the main thread, or Windows
             pass
     await node.start()
-    runner = web.AppRunner(service.app, access_log=None, handle_signals=False)
+    runner = client_runner(service, cfg.client_idle_timeout_ms / 1000.0)
     try:
         await runner.setup()
         host, port = split_address(cfg.client_listen or cfg.self_member.client)
-        site = web.TCPSite(runner, host, port, reuse_address=True)
+        site = ClientSite(runner, host, port, limit=cfg.client_connections_max, ssl_context=server_ssl)
         await site.start()
+        service.connection_gate = site.gate
     except BaseException:
         await runner.cleanup()
         await node.stop()
         raise
-    log.info("node %d serving clients on %s:%d, peers on %s", cfg.id, host, port, cfg.peer_listen or cfg.self_member.peer)
+    log.info(
+        "node %d serving clients on %s (%s), peers on %s",
+        cfg.id,
+        site.name,
+        f"{len(service.tokens)} tokens" if service.tokens is not None else "no tokens: every client may do everything",
+        cfg.peer_listen or cfg.self_member.peer,
+    )
     stopped = asyncio.ensure_future(node.wait_stopped())
     stopping = asyncio.ensure_future(stop.wait())
     await asyncio.wait({stopped, stopping}, return_when=asyncio.FIRST_COMPLETED)
