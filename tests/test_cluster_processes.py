@@ -431,13 +431,9 @@ def test_snapshot_save_and_restore_seed_a_new_cluster_with_the_same_data(cluster
 
 
 def test_mutual_tls_cluster_serves_and_refuses_a_peer_without_a_certificate(tmp_path: Any) -> None:
-    trustme = pytest.importorskip("trustme")
-    ca = trustme.CA()
-    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
-    for node_id in (1, 2, 3):
-        cert = ca.issue_cert("127.0.0.1", f"node{node_id}.consensus")
-        cert.private_key_pem.write_to_path(str(tmp_path / f"node{node_id}.key"))
-        cert.cert_chain_pems[0].write_to_path(str(tmp_path / f"node{node_id}.pem"))
+    from tlscerts import issue_cluster  # certificates naming consensus://<cluster_id>/node/<id>
+
+    issue_cluster(tmp_path, ProcessCluster.cluster_id, (1, 2, 3))
     tls = {"cert": str(tmp_path / "node{id}.pem"), "key": str(tmp_path / "node{id}.key"), "ca": str(tmp_path / "ca.pem")}
     c = ProcessCluster(3, base_dir=str(tmp_path / "cluster"), settings=dict(SETTINGS), tls=tls)
     c.start_all()

@@ -452,29 +452,19 @@ def test_handshake_codec_round_trips_and_rejects_bad_lengths() -> None:
 # ---------------------------------------------------------------------- mutual TLS
 
 
-def write_node_certificate(ca: object, directory: Path, name: str) -> Tuple[str, str]:
-    cert = ca.issue_cert("127.0.0.1", f"{name}.cluster.test")  # type: ignore[attr-defined]
-    cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
-    cert.cert_chain_pems[0].write_to_path(str(cert_path))
-    key_path.write_bytes(cert.private_key_pem.bytes())
-    return str(cert_path), str(key_path)
-
-
 @pytest.mark.integration
 def test_mutual_tls_peers_talk_and_clients_without_a_cluster_certificate_are_refused(tmp_path: Path) -> None:
-    trustme = pytest.importorskip("trustme")
-    ca = trustme.CA()
-    ca_path = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_path))
+    from tlscerts import CertificateAuthority
+
+    ca = CertificateAuthority(tmp_path)
+    ca_path = str(ca.cert_path)
     contexts = {}
     for node in (1, 2, 3):
-        cert, key = write_node_certificate(ca, tmp_path, f"node{node}")
-        contexts[node] = tls_contexts(cert, key, str(ca_path))
-    other_ca = trustme.CA()
-    other_ca_path = tmp_path / "other-ca.pem"
-    other_ca.cert_pem.write_to_path(str(other_ca_path))
-    intruder_cert, intruder_key = write_node_certificate(other_ca, tmp_path, "intruder")
-    intruder_contexts = tls_contexts(intruder_cert, intruder_key, str(other_ca_path))
+        cert, key = ca.issue(f"node{node}", cluster_id=CLUSTER, node_id=node)
+        contexts[node] = tls_contexts(cert, key, ca_path)
+    other_ca = CertificateAuthority(tmp_path / "other", "other-ca")
+    intruder_cert, intruder_key = other_ca.issue("intruder", cluster_id=CLUSTER, node_id=2)
+    intruder_contexts = tls_contexts(intruder_cert, intruder_key, str(other_ca.cert_path))
 
     async def scenario() -> None:
         transports = {
@@ -534,11 +524,11 @@ def test_mutual_tls_peers_talk_and_clients_without_a_cluster_certificate_are_ref
 
 
 def test_tls_contexts_require_certificates_from_the_cluster_ca(tmp_path: Path) -> None:
-    trustme = pytest.importorskip("trustme")
-    ca = trustme.CA()
-    ca_path = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_path))
-    cert, key = write_node_certificate(ca, tmp_path, "node1")
+    from tlscerts import CertificateAuthority
+
+    ca = CertificateAuthority(tmp_path)
+    ca_path = ca.cert_path
+    cert, key = ca.issue("node1", cluster_id=CLUSTER, node_id=1)
     server, client = tls_contexts(cert, key, str(ca_path))
     for context in (server, client):
         assert context.verify_mode == ssl.CERT_REQUIRED
@@ -548,7 +538,7 @@ def test_tls_contexts_require_certificates_from_the_cluster_ca(tmp_path: Path) -
         tls_contexts(str(tmp_path / "missing.crt"), key, str(ca_path))
     assert info.value.field == "tls.cert"
     with pytest.raises(ConfigError) as info:
-        tls_contexts(cert, key, str(cert.replace("node1.crt", "node1.key")))
+        tls_contexts(cert, key, str(cert.replace("node1.pem", "node1.key")))
     assert info.value.field == "tls.ca"
 
 

@@ -22,6 +22,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from consensus.transport.handshake import identity_uri
+
 PathLike = Union[str, Path]
 
 #: A leaf is valid from a day ago (clock skew between test machines) for this many days.
@@ -30,7 +32,7 @@ VALIDITY_DAYS = 365
 
 def node_uri(cluster_id: str, node_id: int) -> str:
     """The URI SAN that identifies node `node_id` of cluster `cluster_id`."""
-    return f"consensus://{cluster_id}/node/{node_id}"
+    return identity_uri(cluster_id, node_id)
 
 
 def _key() -> ec.EllipticCurvePrivateKey:

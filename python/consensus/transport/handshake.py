@@ -8,7 +8,8 @@ refused rather than misread). The largest handshake message is `MESSAGE_BYTES_MA
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Any, Mapping, Optional, Set, Union
+from urllib.parse import quote
 
 MAGIC = b"CNSP"
 TRANSPORT_VERSION = 1
@@ -46,6 +47,7 @@ REASON_UNKNOWN_SENDER = 6
 REASON_WRONG_DIRECTION = 7
 REASON_WRONG_RECEIVER = 8
 REASON_BUSY = 9
+REASON_IDENTITY = 10
 
 REASON_NAMES = {
     REASON_MALFORMED: "malformed handshake",
@@ -57,6 +59,7 @@ REASON_NAMES = {
     REASON_WRONG_DIRECTION: "the lower id dials",
     REASON_WRONG_RECEIVER: "wrong receiver id",
     REASON_BUSY: "too many connections in handshake",
+    REASON_IDENTITY: "certificate does not match the node id",
 }
 
 
@@ -86,6 +89,32 @@ class Greeting:
 class Refusal:
     reason: int
     message: str
+
+
+def identity_uri(cluster_id: str, node_id: int) -> str:
+    """The URI SAN that a peer certificate carries to be node `node_id` of `cluster_id`
+    (docs/wire-format.md §9.4); the cluster id is percent-encoded (RFC 3986 unreserved characters
+    stay as they are, so ordinary ids appear verbatim)."""
+    return f"{_identity_prefix(cluster_id)}{node_id}"
+
+
+def _identity_prefix(cluster_id: str) -> str:
+    return f"consensus://{quote(cluster_id, safe='')}/node/"
+
+
+def certificate_node_ids(peercert: Optional[Mapping[str, Any]], cluster_id: str) -> Set[Optional[int]]:
+    """The node ids of `cluster_id` that a verified peer certificate (``getpeercert()``) names
+    in its URI SANs; a malformed one of this cluster is reported as None, so that it never
+    matches. URIs of other clusters are ignored."""
+    prefix = _identity_prefix(cluster_id)
+    names: Set[Optional[int]] = set()
+    for kind, value in (peercert or {}).get("subjectAltName", ()):
+        if kind != "URI" or not isinstance(value, str) or not value.startswith(prefix):
+            continue
+        digits = value[len(prefix) :]
+        canonical = 0 < len(digits) <= 20 and digits.isascii() and digits.isdigit() and str(int(digits)) == digits
+        names.add(int(digits) if canonical else None)
+    return names
 
 
 def _header(kind: int, body_length: int) -> bytes:

@@ -240,7 +240,14 @@ class _Connection(asyncio.Protocol):
             self.handshake_timer = self.loop.call_later(owner.handshake_timeout, self._handshake_timed_out)
         if self.dial_peer is not None:
             try:
+                owner._check_identity(self._peer_certificate(), self.dial_peer.id)
                 flags = greeting_flags_for(owner, self.dial_peer.id)
+            except handshake.HandshakeError as error:
+                # Before HELLO: a listener with another node's certificate learns nothing.
+                owner._count_refusal(error)
+                logger.warning("peer %d at %s: %s", self.dial_peer.id, self.dial_peer.address, error)
+                self.close()
+                return
             except ValueError:
                 self.close()
                 return
@@ -273,7 +280,7 @@ class _Connection(asyncio.Protocol):
             message = handshake.decode(self.buffer[:length])
             del self.buffer[:length]
             if self.dial_peer is None:
-                peer = self.owner._check_hello(message)
+                peer = self.owner._check_hello(message, self._peer_certificate())
                 self._welcome(peer)
             else:
                 peer = self.owner._check_welcome(message, self.dial_peer)
@@ -281,10 +288,11 @@ class _Connection(asyncio.Protocol):
             self.close()  # greeting_flags failed (logged): send no flags rather than wrong ones
             return
         except handshake.HandshakeError as error:
-            self.owner._rejected += 1
+            self.owner._count_refusal(error)
             logger.warning("handshake refused: %s", error)
             if self.dial_peer is None:
-                self.transport.write(handshake.encode_refused(error.reason, str(error)))  # type: ignore[union-attr]
+                # The reason's name only: never the cluster id or node ids (they stay in the log).
+                self.transport.write(handshake.encode_refused(error.reason))  # type: ignore[union-attr]
             self.close(flush=True)
             return
         assert isinstance(message, handshake.Greeting)
@@ -293,6 +301,13 @@ class _Connection(asyncio.Protocol):
             rest = bytes(self.buffer)
             self.buffer.clear()
             self._receive_frames(rest)
+
+    def _peer_certificate(self) -> Optional[Dict[str, Any]]:
+        """The peer's verified certificate (``getpeercert()``), or None without TLS."""
+        if self.owner._ssl_server is None or self.transport is None:
+            return None
+        certificate = self.transport.get_extra_info("peercert")
+        return certificate if isinstance(certificate, dict) else {}
 
     def _welcome(self, peer: _Peer) -> None:
         owner = self.owner
@@ -485,6 +500,9 @@ class TcpTransport(Transport):
         self._pending: Dict[_Connection, None] = {}
         self._tasks: Set[asyncio.Task[None]] = set()
         self._rejected = 0
+        #: Connections refused because the peer's certificate does not name the node id it claims
+        #: (or was dialed as); also counted in `rejected_connections`.
+        self.identity_refusals = 0
         #: Dial attempts that did not end in an open connection (unreachable, TLS, refused...).
         self.dial_failures = 0
         #: Pending connections closed to make room for newer ones (also counted as rejected).
@@ -747,10 +765,33 @@ class TcpTransport(Transport):
                 self.dial_failures += 1
             await asyncio.sleep(self._backoff_seconds(failures))
 
-    def _check_hello(self, message: Union[handshake.Greeting, handshake.Refusal]) -> _Peer:
-        """The peer an accepted HELLO authenticates, or `HandshakeError`."""
+    def _count_refusal(self, error: handshake.HandshakeError) -> None:
+        self._rejected += 1
+        if error.reason == handshake.REASON_IDENTITY:
+            self.identity_refusals += 1
+
+    def _check_identity(self, certificate: Optional[Dict[str, Any]], node_id: int) -> None:
+        """With TLS, the peer's certificate must name exactly `node_id` of this cluster
+        (`handshake.identity_uri`), or `HandshakeError` (REASON_IDENTITY)."""
+        if certificate is None:
+            return
+        named = handshake.certificate_node_ids(certificate, self.cluster_id)
+        if named != {node_id}:
+            shown = sorted("malformed" if name is None else str(name) for name in named) or ["none"]
+            raise handshake.HandshakeError(
+                handshake.REASON_IDENTITY,
+                f"the certificate names node(s) {', '.join(shown)} of this cluster, the peer must be node {node_id}",
+            )
+
+    def _check_hello(
+        self, message: Union[handshake.Greeting, handshake.Refusal], certificate: Optional[Dict[str, Any]] = None
+    ) -> _Peer:
+        """The peer an accepted HELLO authenticates, or `HandshakeError`. With TLS the
+        certificate is checked first, so a holder of a certificate of the CA that is not the
+        node it claims learns nothing else (not even whether its cluster id is right)."""
         if not isinstance(message, handshake.Greeting) or message.kind != handshake.KIND_HELLO:
             raise handshake.HandshakeError(handshake.REASON_MALFORMED, "expected HELLO")
+        self._check_identity(certificate, message.sender_id)
         if message.protocol_id != self._protocol_id:
             raise handshake.HandshakeError(
                 handshake.REASON_PROTOCOL, f"protocol {message.protocol_id}, expected {self._protocol_id}"
@@ -775,7 +816,7 @@ class TcpTransport(Transport):
     def _check_welcome(self, message: Union[handshake.Greeting, handshake.Refusal], peer: _Peer) -> _Peer:
         if isinstance(message, handshake.Refusal):
             raise handshake.HandshakeError(
-                message.reason, f"peer {peer.id} refused the connection: {message.message}"
+                message.reason, f"peer {peer.id} refused the connection: {message.message!r}"
             )
         if message.kind != handshake.KIND_WELCOME:
             raise handshake.HandshakeError(handshake.REASON_MALFORMED, "expected WELCOME")
