@@ -279,3 +279,120 @@ def test_with_tls_a_certificate_that_is_not_the_claimed_node_learns_nothing_abou
             await acceptor.close()
 
     run(scenario())
+
+
+# ---------------------------------------------------------------------- disconnecting a peer
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("side", ["acceptor", "dialer"])
+def test_disconnecting_an_authenticated_peer_is_clean_and_it_reconnects_later(
+    cluster_certs: Tuple[CertificateAuthority, Dict[int, Contexts]], side: str
+) -> None:
+    """What the node does after repeated refused frames (`Transport.disconnect`): the connection
+    closes without a handshake failure on either side, and the same peer authenticates again."""
+    _, contexts = cluster_certs
+
+    async def scenario() -> None:
+        greetings: List[int] = []
+        dialer = node(1, {}, contexts[1])
+        acceptor = node(2, {}, contexts[2])
+        acceptor.on_greeting = lambda peer, flags: greetings.append(peer)
+        inboxes = {1: Inbox(), 2: Inbox()}
+        await dialer.start(inboxes[1])
+        await acceptor.start(inboxes[2])
+        acceptor.set_peers({1: dialer.listen_address})
+        dialer.set_peers({2: acceptor.listen_address})
+        by_side = {"acceptor": (acceptor, 1), "dialer": (dialer, 2)}
+        try:
+            await exchange(dialer, inboxes[1], acceptor, inboxes[2], 1)
+            transport, peer = by_side[side]
+            transport.disconnect(peer, "repeated refused frames")
+            assert not transport.stats()[peer]["connected"]
+            await wait_until(lambda: greetings == [1, 1], "the peer authenticated again")
+            await exchange(dialer, inboxes[1], acceptor, inboxes[2], 2)
+            assert transport.stats()[peer]["bad_frames"] == 1
+            assert dialer.stats()[2]["reconnects"] == 1 and acceptor.stats()[1]["reconnects"] == 1
+            assert dialer.rejected_connections == 0 and acceptor.rejected_connections == 0
+            assert dialer.identity_refusals == 0 and acceptor.identity_refusals == 0
+        finally:
+            await dialer.close()
+            await acceptor.close()
+
+    run(scenario())
+
+
+@pytest.mark.integration
+def test_a_disconnect_from_inside_deliver_stops_delivery_of_that_connections_remaining_frames() -> None:
+    async def scenario() -> None:
+        acceptor = node(2, {1: "127.0.0.1:9"})
+        delivered: List[int] = []
+
+        def deliver(peer: int, data: bytes) -> None:
+            seq = raft.decode(data).commit
+            delivered.append(seq)
+            if seq == 2:
+                acceptor.disconnect(peer, "refused frame")
+
+        await acceptor.start(deliver)
+        dialer = node(1, {2: acceptor.listen_address})
+        await dialer.start(Inbox())
+        try:
+            await wait_until(lambda: dialer.stats()[2]["connected"], "connected")
+            connection = dialer._peers[2].connection
+            assert connection is not None and connection.transport is not None
+            # Three frames in one write: the acceptor reads them in one batch.
+            connection.transport.write(b"".join(frame(1, 2, seq) for seq in (1, 2, 3)))  # type: ignore[attr-defined]
+            await wait_until(lambda: acceptor.stats()[1]["bad_frames"] == 1, "disconnected")
+            assert delivered[:2] == [1, 2] and 3 not in delivered
+            await wait_until(lambda: acceptor.stats()[1]["reconnects"] == 1 and dialer.stats()[2]["connected"], "back")
+            assert dialer.send(2, frame(1, 2, 4))
+            await wait_until(lambda: 4 in delivered, "frames flow again")
+        finally:
+            await dialer.close()
+            await acceptor.close()
+
+    run(scenario())
+
+
+# ---------------------------------------------------------------------- a process cluster
+
+
+@pytest.mark.integration
+def test_a_process_cluster_refuses_node_2s_certificate_claiming_id_3_and_keeps_serving(tmp_path: Path) -> None:
+    """Issue 9's peer-identity process test: three `consensus serve` processes with [tls]."""
+    from consensus.client import KVClient
+    from consensus.launcher import ProcessCluster
+
+    ca_path, leaves = issue_cluster(tmp_path, ProcessCluster.cluster_id, (1, 2, 3))
+    tls = {"cert": str(tmp_path / "node{id}.pem"), "key": str(tmp_path / "node{id}.key"), "ca": ca_path}
+    settings: Dict[str, object] = {"tick_ms": 10, "election_ticks": 20, "heartbeat_ticks": 2, "fsync": "always"}
+    cluster = ProcessCluster(3, base_dir=str(tmp_path / "cluster"), settings=settings, tls=tls)
+    as_node_2 = tls_contexts(leaves[2][0], leaves[2][1], ca_path)[1]
+    cluster.start_all()
+    try:
+
+        async def scenario() -> None:
+            async with KVClient(cluster.urls) as client:
+                await client.wait_for_leader()
+                await client.put("before", "1")
+                for claimed in (3, 1):
+                    hello = handshake.encode_hello(1, claimed, 3, ProcessCluster.cluster_id)
+                    answer = await hello_and_answer(cluster.nodes[3].peer, hello, as_node_2)
+                    assert isinstance(answer, handshake.Refusal) and answer.reason == handshake.REASON_IDENTITY
+                revision = await client.put("after", "2")
+                for member in cluster.nodes.values():
+                    async with KVClient([member.url]) as one:
+                        await wait_until_value(one, "after", ("2", revision))
+
+        run(scenario())
+    finally:
+        cluster.stop_all()
+
+
+async def wait_until_value(client: object, key: str, expected: object) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while await client.get(key) != expected:  # type: ignore[attr-defined]
+        assert loop.time() < deadline, f"{key} never became {expected}"
+        await asyncio.sleep(0.05)

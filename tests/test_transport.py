@@ -978,3 +978,46 @@ def test_memory_transports_greet_each_other_once_both_are_started() -> None:
             await transport.close()
 
     run(scenario())
+
+
+# ---------------------------------------------------------------------- exposure warning
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("listen, warned", [("0.0.0.0:0", True), ("127.0.0.1:0", False), ("[::1]:0", False)])
+def test_a_plaintext_peer_port_on_a_non_loopback_address_logs_a_startup_warning(
+    caplog: pytest.LogCaptureFixture, listen: str, warned: bool
+) -> None:
+    async def scenario() -> None:
+        transport = tcp(1, listen=listen)
+        with caplog.at_level("WARNING", logger="consensus.transport"):
+            try:
+                await transport.start(Inbox())
+            except OSError:
+                pytest.skip(f"cannot listen on {listen}")
+            await transport.close()
+
+    run(scenario())
+    warnings = [record for record in caplog.records if "without [tls]" in record.getMessage()]
+    assert len(warnings) == (1 if warned else 0)
+    if warned:
+        assert warnings[0].levelname == "WARNING" and "any host" in warnings[0].getMessage()
+
+
+@pytest.mark.integration
+def test_a_tls_peer_port_on_a_non_loopback_address_logs_no_exposure_warning(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    from tlscerts import issue_cluster
+
+    ca, leaves = issue_cluster(tmp_path, CLUSTER, [1])
+    server, client = tls_contexts(leaves[1][0], leaves[1][1], ca)
+
+    async def scenario() -> None:
+        transport = tcp(1, listen="0.0.0.0:0", ssl_server=server, ssl_client=client)
+        with caplog.at_level("WARNING", logger="consensus.transport"):
+            await transport.start(Inbox())
+            await transport.close()
+
+    run(scenario())
+    assert "without [tls]" not in caplog.text

@@ -9,6 +9,7 @@ buffers the body, hands whole frames up unchanged and never decodes them.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import random
 import socket
@@ -541,6 +542,7 @@ class TcpTransport(Transport):
         self._loop = asyncio.get_running_loop()
         self._deliver = deliver
         self._listeners = await self._open_listeners()
+        self._warn_if_exposed()
         for listener in self._listeners:
             self._spawn(self._accept_loop(listener))
         for peer in self._peers.values():
@@ -665,6 +667,25 @@ class TcpTransport(Transport):
                 listener.close()
             raise
         return listeners
+
+    def _warn_if_exposed(self) -> None:
+        """Without TLS, whoever reaches the peer port can act as a member (docs/security.md):
+        say so when the port is reachable from other hosts."""
+        if self._ssl_server is not None:
+            return
+        exposed = [
+            format_address(*listener.getsockname()[:2])
+            for listener in self._listeners
+            if not ipaddress.ip_address(listener.getsockname()[0].split("%")[0]).is_loopback
+        ]
+        if exposed:
+            logger.warning(
+                "node %d: the peer port listens on %s, not a loopback address, without [tls]: any host "
+                "that can reach it can act as a member of the cluster (forge entries, vote, read every "
+                "write); configure [tls] or listen on a private network only (docs/security.md)",
+                self.node_id,
+                ", ".join(exposed),
+            )
 
     async def _accept_loop(self, listener: socket.socket) -> None:
         """Accept connections on one listening socket until the transport closes.
