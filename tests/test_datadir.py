@@ -466,3 +466,174 @@ def test_three_fresh_in_memory_nodes_behind_their_gates_bootstrap_together_and_e
                 await n.stop()
 
     run(scenario())
+
+
+# ---------------------------------------------------------------------------- real processes
+
+SETTINGS: Dict[str, object] = {"tick_ms": 10, "election_ticks": 20, "heartbeat_ticks": 2, "request_timeout_ms": 5000}
+
+
+def wait_until(check: Any, what: str, timeout: float = 60.0) -> None:
+    """Polls `check` until it holds; the bound only turns a hang into a failure."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never happened: {what}")
+        time.sleep(0.05)
+
+
+def remembered_by_every_peer(cluster: Any, node_id: int) -> bool:
+    """Whether every other node's identity file remembers `node_id` as holding state."""
+    for other in cluster.nodes.values():
+        if other.id == node_id:
+            continue
+        try:
+            identity = read_identity(other.data_dir)
+        except StorageError:
+            return False
+        if identity is None or node_id not in identity.peers_with_state:
+            return False
+    return True
+
+
+def write_and_read(cluster: Any, urls: List[str], key: str, *, read_on: Optional[str] = None) -> None:
+    """A write through `urls` commits and is read back (on `read_on` if given, once it applied it)."""
+    from consensus.client import KVClient
+
+    async def scenario() -> None:
+        async with KVClient(urls) as client:
+            await client.wait_for_leader()
+            revision = await client.put(key, "v")
+            assert await client.get(key) == ("v", revision)
+        if read_on is not None:
+            async with KVClient([read_on]) as one:
+                while await one.get(key, stale=True) != ("v", revision):
+                    await asyncio.sleep(0.05)
+
+    asyncio.run(asyncio.wait_for(scenario(), 120))
+
+
+def refused(cluster: Any, node_id: int, message: str) -> str:
+    """Starts the node, which must exit non-zero with `message` in its log; returns the log's tail."""
+    cluster.start(node_id)
+    code = cluster.wait_exit(node_id, timeout=60)
+    tail = cluster.log_tail(node_id, 40)
+    assert code is not None and code != 0, f"node {node_id} did not exit:\n{tail}"
+    assert message in tail, tail
+    cluster.stop(node_id)
+    return tail
+
+
+@pytest.fixture
+def process_cluster(tmp_path: Path, request: Any) -> Any:
+    from consensus.launcher import ProcessCluster
+
+    cluster = ProcessCluster(3, base_dir=str(tmp_path / "cluster"), protocol=getattr(request, "param", "raft"), settings=dict(SETTINGS))
+    cluster.start_all()
+    try:
+        yield cluster
+    finally:
+        cluster.stop_all()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("process_cluster", ["raft", "paxos"], indirect=True)
+def test_a_wiped_member_restarted_as_new_is_refused_while_the_cluster_keeps_serving(process_cluster: Any) -> None:
+    cluster = process_cluster
+    write_and_read(cluster, cluster.urls, "before")
+    wait_until(lambda: remembered_by_every_peer(cluster, 3), "nodes 1 and 2 remember node 3 holding state")
+    cluster.stop(3)
+    cluster.wipe(3)
+    refused(cluster, 3, "node 3's data directory was wiped or replaced")
+    assert read_identity(cluster.nodes[3].data_dir) is None, "a refused node records nothing"
+    write_and_read(cluster, [cluster.nodes[1].url, cluster.nodes[2].url], "after")
+
+
+@pytest.mark.integration
+def test_a_wiped_majority_started_before_the_survivor_is_refused_once_the_survivor_is_back(process_cluster: Any) -> None:
+    cluster = process_cluster
+    write_and_read(cluster, cluster.urls, "before")
+    for i in (1, 2):
+        wait_until(lambda: remembered_by_every_peer(cluster, i), f"nodes remember node {i}")
+    cluster.stop_all()
+    cluster.wipe(1)
+    cluster.wipe(2)
+    # Nodes 1 and 2 greet each other but wait for node 3: they cannot elect among themselves.
+    cluster.start(1)
+    cluster.start(2)
+    cluster.start(3)
+    for i in (1, 2):
+        code = cluster.wait_exit(i, timeout=60)
+        assert code is not None and code != 0, cluster.log_tail(i)
+        assert f"node {i}'s data directory was wiped or replaced" in cluster.log_tail(i, 40)
+        assert read_identity(cluster.nodes[i].data_dir) is None
+
+
+@pytest.mark.integration
+def test_a_wiped_member_removed_and_added_again_rejoins_with_initial_state_existing(process_cluster: Any) -> None:
+    from consensus.client import KVClient
+
+    cluster = process_cluster
+    write_and_read(cluster, cluster.urls, "before")
+    wait_until(lambda: remembered_by_every_peer(cluster, 3), "nodes 1 and 2 remember node 3")
+    cluster.stop(3)
+    cluster.wipe(3)
+    refused(cluster, 3, "was wiped or replaced")
+    survivors = [cluster.nodes[1].url, cluster.nodes[2].url]
+    node = cluster.nodes[3]
+
+    async def remove_and_add() -> None:
+        async with KVClient(survivors) as client:
+            await client.call("DELETE", "/v1/members/3")
+            cluster.start(3, join=True)
+            await client.call("POST", "/v1/members", {"id": 3, "peer": node.peer, "client": node.client})
+            await client.call("POST", "/v1/members/3/promote")
+
+    asyncio.run(asyncio.wait_for(remove_and_add(), 120))
+    write_and_read(cluster, cluster.urls, "after", read_on=node.url)
+
+
+@pytest.mark.integration
+def test_a_data_directory_is_refused_by_another_cluster_node_or_protocol_and_by_a_damaged_identity(
+    process_cluster: Any,
+) -> None:
+    cluster = process_cluster
+    write_and_read(cluster, cluster.urls, "before")
+    cluster.stop(3)
+    node3, node2 = cluster.nodes[3], cluster.nodes[2]
+    original = Path(node3.config_path).read_text()
+    identity_file = Path(node3.data_dir) / IDENTITY_FILE
+    identity_bytes = identity_file.read_bytes()
+
+    cluster.cluster_id = "another"
+    cluster.write_config(3)
+    refused(cluster, 3, "belongs to cluster 'local'")
+    cluster.cluster_id = "local"
+
+    cluster.protocol = "paxos"
+    cluster.write_config(3)
+    refused(cluster, 3, "holds a raft node")
+    cluster.protocol = "raft"
+
+    # Node 2's configuration pointed at node 3's directory.
+    Path(node3.config_path).write_text(original)
+    data_dir2 = node2.data_dir
+    node2.data_dir = node3.data_dir
+    cluster.write_config(2)
+    node2.data_dir = data_dir2
+    cluster.stop(2)
+    refused(cluster, 2, "belongs to node 3, this is node 2")
+    cluster.write_config(2)
+    cluster.start(2)
+
+    identity_file.write_bytes(identity_bytes.replace(b'"local"', b'"locaX"'))
+    refused(cluster, 3, "identity file is damaged")
+    assert identity_file.read_bytes() != identity_bytes, "never rewritten"
+
+    # Nothing was rewritten: with its own file and identity back, node 3 rejoins.
+    identity_file.write_bytes(identity_bytes)
+    assert Path(node3.config_path).read_text() == original
+    cluster.start(3)
+    write_and_read(cluster, cluster.urls, "after", read_on=node3.url)

@@ -4,6 +4,7 @@ integration tests and the benchmarks: configuration files, start, SIGKILL, resta
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -47,6 +48,9 @@ class ProcessNode:
     log_path: str
     process: Optional[subprocess.Popen] = None
     log_file: Optional[IO[bytes]] = None
+    #: Written to its file: "new" for the first members, "existing" for one added at runtime
+    #: (what an empty data_dir means; docs/operations.md, "Data directories and initial_state").
+    initial_state: str = "new"
     #: "https" when the cluster serves clients with [client_tls].
     scheme: str = "http"
 
@@ -106,6 +110,7 @@ class ProcessCluster:
             f"protocol = {_toml_value(self.protocol)}",
             f"data_dir = {_toml_value(node.data_dir)}",
             f"cluster_id = {_toml_value(self.cluster_id)}",
+            f"initial_state = {_toml_value(node.initial_state)}",
         ]
         lines += [f"{k} = {_toml_value(v)}" for k, v in self.settings.items()]
         for member_id in members if members is not None else sorted(self.nodes):
@@ -122,10 +127,16 @@ class ProcessCluster:
         return node.config_path
 
     def add_node(self) -> ProcessNode:
-        """Describes one more node (config lists every node, itself included); not started."""
+        """Describes one more node (config lists every node, itself included, and says
+        initial_state = "existing"); not started."""
         node = self._describe(max(self.nodes) + 1)
+        node.initial_state = "existing"
         self.write_config(node.id)
         return node
+
+    def wipe(self, node_id: int) -> None:
+        """Removes the node's data directory (stop it first): a disk replaced, or an operator's mistake."""
+        shutil.rmtree(self.nodes[node_id].data_dir, ignore_errors=True)
 
     @property
     def urls(self) -> List[str]:

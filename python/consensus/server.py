@@ -25,6 +25,7 @@ from aiohttp import web
 from consensus import protocols
 from consensus._core import ConfigError
 from consensus.config import ClientTlsConfig, NodeConfig
+from consensus.datadir import DataDirectory, storage_is_empty
 from consensus.detector import PeerHealth
 from consensus.kv import KVService
 from consensus.node import MemberAddress, Node, NodeOptions
@@ -175,7 +176,6 @@ class ClientSite(web.BaseSite):
         )
 
 
-
 def split_address(address: str) -> "tuple[str, int]":
     host, _, port = address.rpartition(":")
     return host.strip("[]"), int(port)
@@ -201,10 +201,30 @@ def storage_path(cfg: NodeConfig) -> str:
     return os.path.join(cfg.data_dir, cfg.protocol)
 
 
+def open_data_dir(cfg: NodeConfig, *, join: bool = False) -> DataDirectory:
+    """The node's data directory, its identity checked (ConfigError for another cluster, node or
+    protocol; StorageError for a damaged identity file). ``join`` (`serve --join`) means
+    ``initial_state = "existing"``."""
+    return DataDirectory(
+        cfg.data_dir,
+        cluster_id=cfg.cluster_id,
+        node_id=cfg.id,
+        protocol=cfg.protocol,
+        members=cfg.member_ids,
+        initial_state="existing" if join else cfg.initial_state,
+    )
+
+
 def build_node(cfg: NodeConfig, *, join: bool = False) -> "tuple[Node, KVStore]":
     spec = protocols.get(cfg.protocol)
     os.makedirs(cfg.data_dir, exist_ok=True)
+    directory = open_data_dir(cfg, join=join)  # before the storage is opened (or created)
     storage = spec.open_storage(storage_path(cfg), cfg.fsync)
+    try:
+        directory.prepare(storage_is_empty(storage))
+    except BaseException:
+        storage.close()
+        raise
     ssl_server = ssl_client = None
     if cfg.tls is not None:
         ssl_server, ssl_client = tls_contexts(cfg.tls.cert, cfg.tls.key, cfg.tls.ca)
@@ -220,6 +240,7 @@ def build_node(cfg: NodeConfig, *, join: bool = False) -> "tuple[Node, KVStore]"
         max_frame_bytes=cfg.max_frame_bytes,
         queue_frames=cfg.send_queue_frames,
     )
+    directory.attach(transport)
     health = PeerHealth(cfg.peers.keys(), timeout=cfg.election_timeout_seconds, phi_threshold=cfg.phi_threshold)
     kv = KVStore()
     node = Node(
@@ -231,8 +252,9 @@ def build_node(cfg: NodeConfig, *, join: bool = False) -> "tuple[Node, KVStore]"
         storage=storage,
         options=node_options(cfg),
         addresses={m.id: MemberAddress(m.peer, m.client) for m in cfg.members},
-        join=join,
+        join=directory.initial_state == "existing",
         health=health,
+        start_gate=directory.start_gate,
     )
     return node, kv
 
@@ -272,7 +294,9 @@ async def serve(cfg: NodeConfig, *, join: bool = False, stop: Optional[asyncio.E
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):  # not the main thread, or Windows
             pass
-    await node.start()
+    if not await start_node(node, stop):
+        await node.stop()
+        return EXIT_OK
     runner = client_runner(service, cfg.client_idle_timeout_ms / 1000.0)
     try:
         await runner.setup()
@@ -303,6 +327,29 @@ async def serve(cfg: NodeConfig, *, join: bool = False, stop: Optional[asyncio.E
     await runner.cleanup()
     await node.stop()
     return code
+
+
+async def start_node(node: Node, stop: asyncio.Event) -> bool:
+    """Starts `node`; False if `stop` was set first (a node on a fresh data directory waits for its
+    peers at the data-directory gate, `consensus.datadir`). A refused start is logged, the node
+    stopped, and the error raised (`consensus serve` exits non-zero)."""
+    starting = asyncio.ensure_future(node.start())
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        if not starting.done():
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+    if starting.cancelled():
+        return False
+    error = starting.exception()
+    if error is not None:
+        log.critical("node %d did not start: %s: %s", node.id, type(error).__name__, error)
+        await node.stop()
+        raise error
+    return True
 
 
 def run(cfg: NodeConfig, *, join: bool = False) -> int:
