@@ -35,6 +35,7 @@ from typing import Any, Awaitable, Callable, Dict, Mapping, Optional
 
 import aiohttp
 from aiohttp import web
+from yarl import URL
 
 from consensus import auth, snapshotfile
 from consensus.config import ROLES, parse_address
@@ -251,7 +252,9 @@ class KVService:
             if name in request.headers:
                 headers[name] = request.headers[name]
         try:
-            async with self._session.request(request.method, url + request.path_qs, data=body, headers=headers) as resp:
+            # The path exactly as the client escaped it (a key may hold "?", "#", "%", ...).
+            target = URL(url + request.rel_url.raw_path_qs, encoded=True)
+            async with self._session.request(request.method, target, data=body, headers=headers) as resp:
                 payload = await resp.read()
                 return web.Response(body=payload, status=resp.status, content_type=resp.content_type)
         except asyncio.TimeoutError:
