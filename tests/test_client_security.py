@@ -793,3 +793,27 @@ def test_cli_takes_the_token_and_tls_settings(secure: ProcessCluster, pki: Pki, 
     saved = consensus_cli("snapshot", "save", hosts[0], str(backup), *tls_args, token=TOKENS["admin"])
     assert saved.returncode == 0, saved.stdout + saved.stderr
     assert snapshotfile.decode(backup.read_bytes()).voters == (1, 2, 3)
+
+
+# ---------------------------------------------------------------------------- startup warnings
+
+
+def test_open_client_port_on_a_reachable_address_is_warned_about(pki: Pki, tmp_path: Path) -> None:
+    from consensus.config import AuthConfig, Member, NodeConfig
+    from consensus.server import client_port_warnings
+
+    plain = NodeConfig(id=1, data_dir=str(tmp_path), cluster_id="c", members=(Member(1, "10.0.0.1:9001", "10.0.0.1:8001"),))
+    secure = NodeConfig(
+        id=1,
+        data_dir=str(tmp_path),
+        cluster_id="c",
+        members=(Member(1, "10.0.0.1:9001", "10.0.0.1:8001"),),
+        client_tls=ClientTlsConfig(pki.server_cert, pki.server_key, None),
+        auth=AuthConfig("tokens.toml", {TOKENS["read"]: "read"}),
+    )
+    for host in ("127.0.0.1", "::1", "localhost"):
+        assert client_port_warnings(plain, host) == []
+    warnings = client_port_warnings(plain, "0.0.0.0")
+    assert len(warnings) == 2 and "[auth]" in warnings[0] and "[client_tls]" in warnings[1]
+    assert len(client_port_warnings(plain, "node1.example")) == 2
+    assert client_port_warnings(secure, "10.0.0.1") == []

@@ -14,6 +14,7 @@ connection idle for ``client_idle_timeout_ms`` (also one still sending its reque
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 import signal
@@ -259,6 +260,29 @@ def build_node(cfg: NodeConfig, *, join: bool = False) -> "tuple[Node, KVStore]"
     return node, kv
 
 
+def client_port_warnings(cfg: NodeConfig, host: str) -> "list[str]":
+    """What an operator must know about a client port on `host` that is not loopback: without
+    [auth] every client may do everything, and without [client_tls] tokens travel in clear text."""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        loopback = False  # a host name: assume others can reach it
+    if loopback:
+        return []
+    warnings = []
+    if cfg.auth is None:
+        warnings.append(
+            f"the client port listens on {host}, not a loopback address, without [auth]: any client that "
+            "can reach it may do everything, membership changes included (docs/security.md)"
+        )
+    if cfg.client_tls is None:
+        warnings.append(
+            f"the client port listens on {host}, not a loopback address, without [client_tls]: requests, "
+            "answers and tokens travel in clear text (docs/security.md)"
+        )
+    return warnings
+
+
 def build_service(cfg: NodeConfig, node: Node, kv: KVStore) -> "tuple[KVService, Optional[ssl.SSLContext]]":
     """The KV service of `node` as `cfg` configures its client API, and the server TLS context."""
     server_ssl = forward_ssl = None
@@ -315,6 +339,8 @@ async def serve(cfg: NodeConfig, *, join: bool = False, stop: Optional[asyncio.E
         f"{len(service.tokens)} tokens" if service.tokens is not None else "no tokens: every client may do everything",
         cfg.peer_listen or cfg.self_member.peer,
     )
+    for warning in client_port_warnings(cfg, host):
+        log.warning("node %d: %s", cfg.id, warning)
     stopped = asyncio.ensure_future(node.wait_stopped())
     stopping = asyncio.ensure_future(stop.wait())
     await asyncio.wait({stopped, stopping}, return_when=asyncio.FIRST_COMPLETED)
