@@ -672,9 +672,16 @@ impl PaxosNode {
             self.node.tick();
         }
     }
-    /// Starts Phase 1 now with a ballot above every one seen.
-    fn campaign(&mut self) {
+    /// Starts Phase 1 now with a ballot above every one seen. `ProtocolError` when the round
+    /// reached its limit (`TERM_MAX`): the node can no longer campaign.
+    fn campaign(&mut self) -> PyResult<()> {
+        if self.node.term_exhausted() {
+            return Err(to_py(consensus_core::Error::Protocol(
+                "the ballot round reached TERM_MAX: no campaign is possible".into(),
+            )));
+        }
         self.node.campaign();
+        Ok(())
     }
     /// Proposes one command; returns the slot it joins on the leader, 0 when forwarded.
     fn propose(&mut self, data: &[u8]) -> PyResult<u64> {
@@ -698,15 +705,21 @@ impl PaxosNode {
     fn transfer_leader(&mut self, to: u64) -> PyResult<()> {
         self.node.transfer_leader(to).map_err(to_py)
     }
-    /// Steps one frame from a peer; malformed bytes raise `DecodeError`.
-    fn step(&mut self, frame: &[u8]) -> PyResult<()> {
-        self.node.step(&bytes_of(frame)).map_err(to_py)
+    /// Steps one frame from a peer. Malformed bytes raise `DecodeError`; a well-formed message
+    /// that fails validation (docs/wire-format.md, "Validation at the door") raises
+    /// `ProtocolError` and changes nothing. With `sender` (the id the connection authenticated
+    /// as), a frame whose `from` differs raises `ProtocolError`.
+    #[pyo3(signature = (frame, *, sender = None))]
+    fn step(&mut self, frame: &[u8], sender: Option<u64>) -> PyResult<()> {
+        self.node.step_from(&bytes_of(frame), sender).map_err(to_py)
     }
-    fn step_many(&mut self, frames: &Bound<'_, PyAny>) -> PyResult<()> {
+    /// Steps frames in order (all from `sender` when given); stops at (and raises) the first bad one.
+    #[pyo3(signature = (frames, *, sender = None))]
+    fn step_many(&mut self, frames: &Bound<'_, PyAny>, sender: Option<u64>) -> PyResult<()> {
         for frame in frames.try_iter()? {
             let frame = frame?;
             let frame = frame.cast::<PyBytes>().map_err(|_| PyTypeError::new_err("step_many takes bytes frames"))?;
-            self.node.step(&bytes_of(frame.as_bytes())).map_err(to_py)?;
+            self.node.step_from(&bytes_of(frame.as_bytes()), sender).map_err(to_py)?;
         }
         Ok(())
     }

@@ -966,9 +966,16 @@ impl RaftNode {
             self.node.tick();
         }
     }
-    /// Starts an election now (PreVote first when it is on).
-    fn campaign(&mut self) {
+    /// Starts an election now (PreVote first when it is on). `ProtocolError` when the term
+    /// reached its limit (`TERM_MAX`): the node can no longer campaign.
+    fn campaign(&mut self) -> PyResult<()> {
+        if self.node.term_exhausted() {
+            return Err(to_py(consensus_core::Error::Protocol(
+                "the term reached TERM_MAX: no election is possible".into(),
+            )));
+        }
         self.node.campaign();
+        Ok(())
     }
     /// Proposes one entry. Returns its index on the leader, 0 when forwarded by a follower.
     fn propose(&mut self, data: &[u8]) -> PyResult<u64> {
@@ -982,7 +989,10 @@ impl RaftNode {
     fn propose_conf_change(&mut self, change: &ConfChange) -> PyResult<u64> {
         self.node.propose_conf_change(&change.inner).map_err(to_py)
     }
-    /// Applies a committed `CONF_CHANGE` entry and returns the configuration now in force.
+    /// Applies a committed `CONF_CHANGE` entry and returns the configuration now in force. A
+    /// payload that does not decode, or a change that does not apply to the current
+    /// configuration, raises `ConfigError` (field `conf_change`) and changes neither the
+    /// configuration nor the storage: the caller may log the entry and go on applying.
     fn apply_conf_change(&mut self, py: Python<'_>, entry: &Entry) -> PyResult<ConfState> {
         let conf_state = self.node.apply_conf_change_entry(&entry.inner).map_err(to_py)?;
         self.storage.set_conf_state(py, entry.inner.index, conf_state.clone())?;
@@ -995,16 +1005,21 @@ impl RaftNode {
     fn transfer_leader(&mut self, to: u64) -> PyResult<()> {
         self.node.transfer_leader(to).map_err(to_py)
     }
-    /// Steps one frame from a peer; malformed bytes raise `DecodeError`.
-    fn step(&mut self, frame: &[u8]) -> PyResult<()> {
-        self.node.step(&bytes_of(frame)).map_err(to_py)
+    /// Steps one frame from a peer. Malformed bytes raise `DecodeError`; a well-formed message
+    /// that fails validation (docs/wire-format.md, "Validation at the door") raises
+    /// `ProtocolError` and changes nothing. With `sender` (the id the connection authenticated
+    /// as), a frame whose `from` differs raises `ProtocolError`.
+    #[pyo3(signature = (frame, *, sender = None))]
+    fn step(&mut self, frame: &[u8], sender: Option<u64>) -> PyResult<()> {
+        self.node.step_from(&bytes_of(frame), sender).map_err(to_py)
     }
-    /// Steps frames in order; stops at (and raises) the first bad one.
-    fn step_many(&mut self, frames: &Bound<'_, PyAny>) -> PyResult<()> {
+    /// Steps frames in order (all from `sender` when given); stops at (and raises) the first bad one.
+    #[pyo3(signature = (frames, *, sender = None))]
+    fn step_many(&mut self, frames: &Bound<'_, PyAny>, sender: Option<u64>) -> PyResult<()> {
         for frame in frames.try_iter()? {
             let frame = frame?;
             let frame = frame.cast::<PyBytes>().map_err(|_| PyTypeError::new_err("step_many takes bytes frames"))?;
-            self.node.step(&bytes_of(frame.as_bytes())).map_err(to_py)?;
+            self.node.step_from(&bytes_of(frame.as_bytes()), sender).map_err(to_py)?;
         }
         Ok(())
     }

@@ -54,7 +54,12 @@ pub fn check_message(m: &Message) -> Result<()> {
     }
 }
 
+/// Every message names a ballot some node led or promised: round 1 or more, a node id, a round
+/// no higher than `TERM_MAX`.
 fn check_ranges(m: &Message) -> Result<()> {
+    if m.ballot.round == 0 || m.ballot.node == 0 {
+        return Err(refuse(m, format!("ballot {} names no round or no node", m.ballot)));
+    }
     if m.ballot.round > TERM_MAX {
         return Err(refuse(m, format!("ballot round {} above TERM_MAX", m.ballot.round)));
     }
@@ -76,7 +81,10 @@ fn check_slots(m: &Message) -> Result<()> {
         }
         previous = slot.slot;
         if slot.ballot > m.ballot || slot.value.round > m.ballot.round {
-            return Err(refuse(m, format!("slot {} of ballot {} above the message ballot {}", slot.slot, slot.ballot, m.ballot)));
+            return Err(refuse(
+                m,
+                format!("slot {} of ballot {} above the message ballot {}", slot.slot, slot.ballot, m.ballot),
+            ));
         }
         check_value(&slot.value).map_err(|reason| refuse(m, format!("slot {}: {reason}", slot.slot)))?;
     }
@@ -131,8 +139,8 @@ fn valid_members(members: &[u64]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::paxos::message::{AcceptedSlot, Ballot};
     use crate::paxos::membership::encode_reconfig;
+    use crate::paxos::message::{AcceptedSlot, Ballot};
     use bytes::Bytes;
 
     fn accept(ballot: Ballot, slots: &[u64]) -> Message {
@@ -151,6 +159,12 @@ mod tests {
         for slots in [&[4, 6][..], &[5, 4], &[0, 1], &[4, 4]] {
             assert!(matches!(check_message(&accept(b, slots)), Err(Error::Protocol(_))), "{slots:?}");
         }
+    }
+
+    #[test]
+    fn ballots_of_round_zero_or_node_zero_are_refused() {
+        assert!(check_message(&accept(Ballot::new(0, 2), &[])).is_err());
+        assert!(check_message(&accept(Ballot::new(3, 0), &[])).is_err());
     }
 
     #[test]

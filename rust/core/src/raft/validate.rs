@@ -75,7 +75,10 @@ fn check_append_entries(m: &Message) -> Result<()> {
         if entry.term == 0 || entry.term < previous_term || entry.term > m.term {
             return Err(refuse(
                 m,
-                format!("entry {} of term {} after term {previous_term} (message term {})", entry.index, entry.term, m.term),
+                format!(
+                    "entry {} of term {} after term {previous_term} (message term {})",
+                    entry.index, entry.term, m.term
+                ),
             ));
         }
         previous_term = entry.term;
