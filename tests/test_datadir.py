@@ -349,6 +349,25 @@ def test_a_fresh_node_waits_to_greet_every_member_then_records_its_state_and_gre
     run(scenario())
 
 
+def test_a_handshake_begun_before_the_state_and_completed_after_it_is_made_again(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        d, transport = gated(tmp_path)
+        gate = asyncio.ensure_future(d.gate(transport))
+        transport.greet(1, 0)
+        assert transport.greeting_flags(1) == 0  # a reconnection to peer 1 begins: its HELLO goes out
+        transport.greet(3, 0)
+        await gate
+        transport.on_greeting(1, 0)  # ... and completes once the directory holds state
+        await settle()
+        assert transport.disconnected.count(1) == 2, "closed at the gate, and again after that handshake"
+        # Handshakes that begin with the state greet with HAS_STATE and are not made again.
+        assert transport.greet(1, 0) == HAS and transport.greet(3, 0) == HAS
+        await settle()
+        assert transport.disconnected.count(1) == 2 and transport.disconnected.count(3) == 1
+
+    run(scenario())
+
+
 def test_a_fresh_node_that_a_peer_remembers_is_refused_and_records_nothing(tmp_path: Path) -> None:
     async def scenario() -> None:
         d, transport = gated(tmp_path)
@@ -361,6 +380,20 @@ def test_a_fresh_node_that_a_peer_remembers_is_refused_and_records_nothing(tmp_p
         assert 'initial_state = "existing"' in str(caught.value)
         assert read_identity(str(tmp_path)) is None
         assert transport.disconnected == []
+
+    run(scenario())
+
+
+def test_the_gate_says_which_peers_it_waits_for(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> None:
+        d, transport = gated(tmp_path)
+        transport.greet(1, 0)
+        with caplog.at_level("INFO", logger="consensus.datadir"):
+            gate = asyncio.ensure_future(d.gate(transport))
+            await settle()
+            transport.greet(3, 0)
+            await gate
+        assert "waiting to greet peer(s) 3 before bootstrapping" in caplog.text
 
     run(scenario())
 
@@ -516,11 +549,12 @@ def write_and_read(cluster: Any, urls: List[str], key: str, *, read_on: Optional
 
 
 def refused(cluster: Any, node_id: int, message: str) -> str:
-    """Starts the node, which must exit non-zero with `message` in its log; returns the log's tail."""
+    """Starts the node, which must exit 2 (a configuration or storage error) with `message` in its
+    log; returns the log's tail."""
     cluster.start(node_id)
     code = cluster.wait_exit(node_id, timeout=60)
     tail = cluster.log_tail(node_id, 40)
-    assert code is not None and code != 0, f"node {node_id} did not exit:\n{tail}"
+    assert code == 2, f"node {node_id} exited with {code}:\n{tail}"
     assert message in tail, tail
     cluster.stop(node_id)
     return tail
@@ -637,3 +671,23 @@ def test_a_data_directory_is_refused_by_another_cluster_node_or_protocol_and_by_
     assert Path(node3.config_path).read_text() == original
     cluster.start(3)
     write_and_read(cluster, cluster.urls, "after", read_on=node3.url)
+
+
+@pytest.mark.integration
+def test_a_fresh_node_waits_at_its_gate_until_its_peers_are_up_and_sigterm_stops_it_cleanly(tmp_path: Path) -> None:
+    from consensus.launcher import ProcessCluster
+
+    cluster = ProcessCluster(3, base_dir=str(tmp_path / "cluster"), settings=dict(SETTINGS))
+    try:
+        cluster.start(1)
+        wait_until(lambda: "waiting to greet peer(s) 2, 3" in cluster.log_tail(1), "node 1 waits for nodes 2 and 3")
+        assert cluster.nodes[1].alive
+        assert read_identity(cluster.nodes[1].data_dir) is None
+        assert cluster.stop(1) == 0, cluster.log_tail(1)
+        # Started together, the three greet each other and bootstrap.
+        cluster.start_all()
+        write_and_read(cluster, cluster.urls, "k")
+        for node in cluster.nodes.values():
+            assert read_identity(node.data_dir) is not None
+    finally:
+        cluster.stop_all()

@@ -333,9 +333,15 @@ class DataDirectory:
         self.identity = self.found or Identity(cluster_id, node_id, protocol, state=False)
         self.mode: Optional[str] = None
         self._greeted: Set[int] = set()
+        #: Peers whose latest greeting from this node went out without HAS_STATE, because the
+        #: directory held no state yet; once it does, their connection is reopened (`_greet_again`).
+        self._greeted_without_state: Set[int] = set()
         self._remembering: Set[int] = set()
+        self._transport: Any = None
         self._changed: Optional[asyncio.Event] = None
         self._full_logged = False
+        self._logged_missing: Set[int] = set()
+        self._logged_at = 0.0
 
     @property
     def has_state(self) -> bool:
@@ -371,10 +377,15 @@ class DataDirectory:
 
     def attach(self, transport: Any) -> None:
         """Hooks the greeting flags into `transport` (before it starts)."""
+        self._transport = transport
         transport.greeting_flags = self.greeting_flags
         transport.on_greeting = self.on_greeting
 
     def greeting_flags(self, peer_id: int) -> int:
+        if self.has_state:
+            self._greeted_without_state.discard(peer_id)
+        else:
+            self._greeted_without_state.add(peer_id)
         return greeting_flags(self.has_state, self.identity.peers_with_state, peer_id)
 
     def on_greeting(self, peer_id: int, flags: int) -> None:
@@ -385,25 +396,25 @@ class DataDirectory:
             self._remembering.add(peer_id)
         if self._changed is not None:
             self._changed.set()
+        if self.has_state and peer_id in self._greeted_without_state:
+            # A handshake that began before the directory held state completed only now.
+            asyncio.get_running_loop().call_soon(self._greet_again, [peer_id])
 
     async def gate(self, transport: Any) -> None:
         """Returns once this fresh node has greeted every other member and none remembers it; then
         records that the directory holds state. Raises `ConfigError` (initial_state) if a peer
         remembers it: the directory was wiped. Waits without bound otherwise (a new cluster starts
         when all its members are up)."""
+        self._transport = transport
         self._changed = asyncio.Event()
         try:
             missing = self._missing(transport)
             while missing and not self._remembering:
+                self._log_waiting(missing)
                 try:
                     await asyncio.wait_for(self._changed.wait(), GATE_LOG_INTERVAL_SECONDS)
                 except asyncio.TimeoutError:
-                    log.info(
-                        "node %d: a new data directory (initial_state = \"new\"); waiting to greet peer(s) %s "
-                        "before bootstrapping",
-                        self.node_id,
-                        ", ".join(map(str, sorted(missing))),
-                    )
+                    pass
                 self._changed.clear()
                 missing = self._missing(transport)
         finally:
@@ -412,9 +423,22 @@ class DataDirectory:
             raise wiped_member_error(self.node_id, self._remembering)
         self._record_state()
         log.info("node %d: greeted every member; bootstrapping a new cluster", self.node_id)
-        self._greet_again(transport)
+        self._greet_again(sorted(self._greeted_without_state))
 
     # ------------------------------------------------------------------ internals
+
+    def _log_waiting(self, missing: Set[int]) -> None:
+        """Says whom the gate waits for, when that changes and every GATE_LOG_INTERVAL_SECONDS."""
+        now = asyncio.get_running_loop().time()
+        if missing == self._logged_missing and now - self._logged_at < GATE_LOG_INTERVAL_SECONDS:
+            return
+        self._logged_missing, self._logged_at = set(missing), now
+        log.info(
+            "node %d: a fresh data directory (initial_state = \"new\"): waiting to greet peer(s) %s before "
+            "bootstrapping a new cluster",
+            self.node_id,
+            ", ".join(map(str, sorted(missing))),
+        )
 
     def _missing(self, transport: Any) -> Set[int]:
         return self.other_members - self._greeted - set(transport.greeted_peers())
@@ -443,11 +467,14 @@ class DataDirectory:
                 return
         self.identity = updated
 
-    def _greet_again(self, transport: Any) -> None:
-        """The peers were greeted without HAS_STATE; reconnecting greets them again with it (the
-        dialing side reconnects at once), so they remember this node from now on."""
-        for peer_id in sorted(self.other_members):
-            transport.disconnect(peer_id, "greeting again: this node's data directory now holds state")
+    def _greet_again(self, peers: Sequence[int]) -> None:
+        """These peers were greeted without HAS_STATE: closing their connections makes the dialing
+        side reconnect at once, and the new handshake tells them this node holds state, so that
+        they remember it from now on. (A handshake still under way when this runs reports its
+        completion to `on_greeting`, which comes back here.)"""
+        for peer_id in peers:
+            if peer_id in self._greeted_without_state:
+                self._transport.disconnect(peer_id, "greeting again: this node's data directory now holds state")
 
 
 __all__ = [
