@@ -151,7 +151,11 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     serve = commands.add_parser("serve", help="run a node: HTTP KV service and peer transport")
     serve.add_argument("--config", required=True, help="the node's TOML file (CONSENSUS_* variables override it)")
-    serve.add_argument("--join", action="store_true", help="join a running cluster (add it with `members add`)")
+    serve.add_argument(
+        "--join",
+        action="store_true",
+        help='join a running cluster: initial_state = "existing" (add it with `members add`)',
+    )
 
     status = commands.add_parser("status", help="show nodes' status", parents=[conn])
     status.add_argument("urls", nargs="+", help="client addresses (host:port or http://host:port)")
