@@ -817,3 +817,24 @@ def test_open_client_port_on_a_reachable_address_is_warned_about(pki: Pki, tmp_p
     assert len(warnings) == 2 and "[auth]" in warnings[0] and "[client_tls]" in warnings[1]
     assert len(client_port_warnings(plain, "node1.example")) == 2
     assert client_port_warnings(secure, "10.0.0.1") == []
+
+
+def test_a_client_that_stops_reading_a_snapshot_does_not_hold_the_download_slot() -> None:
+    async def scenario() -> None:
+        async with Served(request_timeout=0.5, max_value_bytes=1 << 20) as served:
+            async with KVClient([served.url]) as client:
+                for i in range(40):  # ~40 MB: more than the socket buffers hold
+                    await client.put(f"key{i}", chr(ord("a") + i % 26) * 1_000_000)
+            port = served.site.port if served.site else 0
+            _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /v1/snapshot HTTP/1.1\r\nHost: x\r\n\r\n")  # and never read
+            await eventually(lambda: served.service._snapshot_downloads.locked(), "the stalled download to start")
+            await eventually(lambda: not served.service._snapshot_downloads.locked(), "the stalled download cut off")
+            async with aiohttp.ClientSession() as session:
+                async with session.get(served.url + "/v1/snapshot") as resp:
+                    assert resp.status == 200
+                    blob = await resp.read()
+            assert snapshotfile.decode(blob).index == served.node.applied_index
+            writer.close()
+
+    run(scenario())

@@ -536,14 +536,24 @@ class KVService:
                 ),
             )
             del state
-            response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
-            response.content_length = len(blob)
-            await response.prepare(request)
-            view = memoryview(blob)
+            return await self._stream(request, blob)
+
+    async def _stream(self, request: web.Request, blob: bytes) -> web.StreamResponse:
+        """Writes `blob` in chunks; a client that stops reading for a request timeout is cut off
+        (so it cannot hold the one download slot)."""
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        response.content_length = len(blob)
+        await response.prepare(request)
+        view = memoryview(blob)
+        try:
             for start in range(0, len(blob), SNAPSHOT_CHUNK_BYTES):
-                await response.write(view[start : start + SNAPSHOT_CHUNK_BYTES])
+                await asyncio.wait_for(response.write(view[start : start + SNAPSHOT_CHUNK_BYTES]), self.request_timeout)
             await response.write_eof()
-            return response
+        except asyncio.TimeoutError:
+            log.info("snapshot download: the client stopped reading; connection closed")
+            if request.transport is not None:
+                request.transport.close()
+        return response
 
     async def take_snapshot(self, _request: web.Request) -> web.StreamResponse:
         index = await self.node.take_snapshot()  # a storage failure stops the node, as in the loop
