@@ -15,8 +15,8 @@ remembers, in its identity file, the peers that greeted it so, and greets them w
 configuration, and refuses to start if any of them remembers it. Only then does it write its
 identity file, and it reconnects to its peers so that they learn it now holds state.
 
-Everything here but `DataDirectory` is pure and takes no locks; `DataDirectory` runs on the node's
-event loop (the transport calls its hooks there).
+The functions below are pure, or read or write the one file; `DataDirectory` keeps the running
+state and lives on the node's event loop (the transport calls its hooks there).
 """
 
 from __future__ import annotations
