@@ -302,7 +302,7 @@ class ScriptedTransport:
         self.greeting_flags: Any = None
         self.on_greeting: Any = None
         self.greeted: Set[int] = set()
-        self.disconnected: List[int] = []
+        self.greeted_again: List[int] = []
 
     def greet(self, peer: int, flags: int) -> int:
         """A completed handshake with `peer`, which sent `flags`; returns the flags this node sent."""
@@ -314,8 +314,8 @@ class ScriptedTransport:
     def greeted_peers(self) -> Set[int]:
         return set(self.greeted)
 
-    def disconnect(self, peer_id: int, reason: str = "") -> None:
-        self.disconnected.append(peer_id)
+    def greet_again(self, peer_id: int) -> None:
+        self.greeted_again.append(peer_id)
 
 
 async def settle() -> None:
@@ -343,7 +343,7 @@ def test_a_fresh_node_waits_to_greet_every_member_then_records_its_state_and_gre
         await gate
         assert read_identity(str(tmp_path)) == Identity("orders", 2, "raft", state=True, peers_with_state=(3,))
         # Reconnecting makes every peer greet it again, now with HAS_STATE.
-        assert sorted(transport.disconnected) == [1, 3]
+        assert sorted(transport.greeted_again) == [1, 3]
         assert transport.greeting_flags(1) == HAS and transport.greeting_flags(3) == HAS | REMEMBERS
 
     run(scenario())
@@ -359,11 +359,11 @@ def test_a_handshake_begun_before_the_state_and_completed_after_it_is_made_again
         await gate
         transport.on_greeting(1, 0)  # ... and completes once the directory holds state
         await settle()
-        assert transport.disconnected.count(1) == 2, "closed at the gate, and again after that handshake"
+        assert transport.greeted_again.count(1) == 2, "closed at the gate, and again after that handshake"
         # Handshakes that begin with the state greet with HAS_STATE and are not made again.
         assert transport.greet(1, 0) == HAS and transport.greet(3, 0) == HAS
         await settle()
-        assert transport.disconnected.count(1) == 2 and transport.disconnected.count(3) == 1
+        assert transport.greeted_again.count(1) == 2 and transport.greeted_again.count(3) == 1
 
     run(scenario())
 
@@ -379,7 +379,7 @@ def test_a_fresh_node_that_a_peer_remembers_is_refused_and_records_nothing(tmp_p
         assert caught.value.field == "initial_state"
         assert 'initial_state = "existing"' in str(caught.value)
         assert read_identity(str(tmp_path)) is None
-        assert transport.disconnected == []
+        assert transport.greeted_again == []
 
     run(scenario())
 

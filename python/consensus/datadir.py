@@ -468,13 +468,12 @@ class DataDirectory:
         self.identity = updated
 
     def _greet_again(self, peers: Sequence[int]) -> None:
-        """These peers were greeted without HAS_STATE: closing their connections makes the dialing
-        side reconnect at once, and the new handshake tells them this node holds state, so that
-        they remember it from now on. (A handshake still under way when this runs reports its
+        """These peers were greeted without HAS_STATE: a new handshake tells them this node holds
+        state, so that they remember it from now on. (A handshake still under way when this runs reports its
         completion to `on_greeting`, which comes back here.)"""
         for peer_id in peers:
             if peer_id in self._greeted_without_state:
-                self._transport.disconnect(peer_id, "greeting again: this node's data directory now holds state")
+                self._transport.greet_again(peer_id)
 
 
 __all__ = [

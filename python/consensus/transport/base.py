@@ -245,6 +245,11 @@ class Transport(abc.ABC):
         frame it had queued); counts a bad frame. The dialing side reconnects with backoff."""
 
     @abc.abstractmethod
+    def greet_again(self, peer_id: int) -> None:
+        """Make the handshake with `peer_id` once more, because the greeting flags this node sends
+        it changed (its data directory now holds state). Not an error: nothing is counted."""
+
+    @abc.abstractmethod
     def greeted_peers(self) -> Set[int]:
         """The peers a handshake has completed with since `start` (a copy)."""
 

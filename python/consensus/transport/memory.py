@@ -203,6 +203,10 @@ class MemoryTransport(Transport):
         if inbound is not None:
             self.network.lost_frames += inbound.queue.clear()
 
+    def greet_again(self, peer_id: int) -> None:
+        if peer_id in self._peers:
+            self._greet(peer_id)
+
     def stats(self) -> Dict[int, Dict[str, Any]]:
         result: Dict[int, Dict[str, Any]] = {}
         for peer_id, link in self._peers.items():

@@ -596,6 +596,13 @@ class TcpTransport(Transport):
             logger.warning("disconnecting peer %d: %s", peer_id, reason or "bad frame")
             peer.connection.close()
 
+    def greet_again(self, peer_id: int) -> None:
+        # Closing the connection is the handshake's restart: the dialing side reconnects at once.
+        peer = self._peers.get(peer_id)
+        if peer is not None and peer.connection is not None:
+            logger.info("greeting peer %d again (this node's greeting flags changed)", peer_id)
+            peer.connection.close()
+
     def stats(self) -> Dict[int, Dict[str, Any]]:
         result: Dict[int, Dict[str, Any]] = {}
         for peer_id, peer in self._peers.items():
