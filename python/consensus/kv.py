@@ -526,7 +526,7 @@ class KVService:
             s = self.node.status()
             index = self.node.applied_index
             # Captured on the loop (a cheap copy for a KVStore); encoded off it.
-            encode_state = self.node._snapshot_encoder()
+            encode_state = self.node.snapshot_encoder()
             loop = asyncio.get_running_loop()
             state = await loop.run_in_executor(None, encode_state)
             blob = await loop.run_in_executor(

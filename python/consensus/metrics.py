@@ -69,6 +69,15 @@ class NodeMetrics:
         self.peer_connected = g("consensus_peer_connected", "1 when a transport connection is up", ("peer",))
         self.peer_dropped = g("consensus_peer_frames_dropped_total", "Frames dropped on the send queue", ("peer",))
         self.peer_bad = g("consensus_peer_bad_frames_total", "Bad frames received from the peer", ("peer",))
+        self.peer_port = {
+            name: g(f"consensus_peer_port_{name}_total", doc)
+            for name, doc in (
+                ("rejected_connections", "Peer connections refused in the handshake (wrong cluster, id, TLS, ...)"),
+                ("identity_refusals", "Peer certificates that did not name the node id they claimed"),
+                ("evicted_handshakes", "Pending peer handshakes evicted for a newer connection"),
+                ("dial_failures", "Failed attempts to connect to a peer"),
+            )
+        }
         self.http_errors = Counter("consensus_http_errors", "Error answers by code", ("code",), registry=r)
         self.client_connections = g("consensus_client_connections", "Client API connections open")
         self.client_connections_refused = g(
@@ -95,6 +104,10 @@ class NodeMetrics:
         self.snapshot_index.set(status["snapshot_index"])
         for name, gauge in self.counters.items():
             gauge.set(getattr(node.stats, name))
+        for name, gauge in self.peer_port.items():
+            value = getattr(node.transport, name, None)
+            if isinstance(value, int):
+                gauge.set(value)
         storage_stats = getattr(node.storage, "stats", None)
         if storage_stats is not None:
             s = storage_stats()

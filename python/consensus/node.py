@@ -931,9 +931,9 @@ class Node:
 
     def snapshot_bytes(self) -> bytes:
         """The node's replicated state (application + address book) as stored in a snapshot."""
-        return self._snapshot_encoder()()
+        return self.snapshot_encoder()()
 
-    def _snapshot_encoder(self) -> Callable[[], bytes]:
+    def snapshot_encoder(self) -> Callable[[], bytes]:
         """Captures the replicated state now; the returned function encodes it, on any thread.
         A state machine with `snapshot_writer()` is captured cheaply and encoded off the loop;
         one with only `snapshot()` is encoded here."""
@@ -1025,7 +1025,7 @@ class Node:
         index = self.applied_index
         if index <= self._snapshot_index:
             return self._snapshot_index
-        encode = self._snapshot_encoder()
+        encode = self.snapshot_encoder()
         storage = self.storage
 
         def write() -> None:
