@@ -1,0 +1,200 @@
+"""consensus.Node at the peer door: what a peer, a committed entry or a member record can do to a
+running node. The worst outcome of anything from outside is a dropped frame or a skipped entry,
+counted; a Rust panic stops the node loudly (issue cases 1, 3, 4 and 5 at the runtime level)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Awaitable, Callable, List, Optional, Tuple
+
+import msgpack
+import pytest
+
+from consensus import raft
+from consensus._core import ConfigError, ProtocolError
+from consensus.errors import NodeStoppedError
+from consensus.node import Node
+from consensus.node import (
+    ENVELOPE_STAMPED_COMMAND,
+    ENVELOPE_SYSTEM,
+    INBOX_FRAMES_PER_PEER_MAX,
+    INBOX_FRAMES_PER_TURN,
+    REFUSALS_BEFORE_DISCONNECT,
+)
+
+from test_node import Cluster, Journal, eventually, run
+
+
+class RecordingCore:
+    """Wraps a core: records the frames stepped into it, and refuses or panics on request."""
+
+    def __init__(self, core: Any) -> None:
+        self._core = core
+        self.stepped: List[Tuple[int, bytes]] = []
+        self.refuse: bool = False
+        self.panic: Optional[BaseException] = None
+
+    def step(self, frame: bytes, sender: int = 0) -> None:
+        if self.panic is not None:
+            raise self.panic
+        self.stepped.append((sender, frame))
+        if self.refuse:
+            raise ProtocolError("refused for the test")
+        self._core.step(frame, sender=sender)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._core, name)
+
+
+class FakePanic(BaseException):
+    """Stands for pyo3's PanicException, which derives from BaseException."""
+
+
+def with_leader_and_follower(body: Callable[[Cluster, Node, Node], Awaitable[None]], **cluster_args: Any) -> None:
+    """Runs `body(cluster, leader, follower)` on a started 3-node in-process cluster."""
+
+    async def test() -> None:
+        cluster = Cluster(3, **cluster_args)
+        await cluster.start()
+        try:
+            leader = await cluster.leader()
+            follower = next(n for n in cluster.nodes.values() if n is not leader)
+            await body(cluster, leader, follower)
+        finally:
+            await cluster.stop()
+
+    run(test)
+
+
+def heartbeat(sender: int, to: int, term: int) -> bytes:
+    return raft.Message(type=raft.MessageType.HEARTBEAT, from_=sender, to=to, term=term).encode()
+
+
+def test_a_flooding_peer_cannot_starve_another_peers_frames_in_the_inbox() -> None:
+    """The inbox is fair: each peer has its own bounded queue and the driver takes them in turns."""
+    cluster = Cluster(3)
+    node = cluster.nodes[1]
+    recorder = RecordingCore(node.core)
+    node.core = recorder
+    flood = heartbeat(2, 1, 0)
+    for _ in range(INBOX_FRAMES_PER_PEER_MAX + 100):
+        node._on_frame(2, flood)
+    assert node.stats.frames_dropped == 100  # the flooder's own queue is full; nobody else's
+    node._on_frame(3, heartbeat(3, 1, 0))
+    recorder.refuse = True
+    node._step_inbox()
+    senders = [sender for sender, _ in recorder.stepped]
+    assert 3 in senders[: INBOX_FRAMES_PER_TURN + 1]
+    assert len(senders) == INBOX_FRAMES_PER_PEER_MAX + 1
+
+
+def test_refused_frames_are_dropped_counted_and_a_peer_that_keeps_sending_them_is_disconnected() -> None:
+    async def body(cluster: Cluster, leader: Node, follower: Node) -> None:
+        disconnected: List[Tuple[int, str]] = []
+        follower.transport.disconnect = lambda peer, reason="": disconnected.append((peer, reason))
+        hostile = raft.Message(type=raft.MessageType.HEARTBEAT, from_=leader.id, to=follower.id, term=(1 << 64) - 1)
+        for _ in range(REFUSALS_BEFORE_DISCONNECT):
+            follower._on_frame(leader.id, hostile.encode())
+        await eventually(lambda: follower.stats.refused_frames >= REFUSALS_BEFORE_DISCONNECT)
+        assert disconnected and disconnected[0][0] == leader.id
+        assert follower.failure is None and follower.term < 1 << 62
+        assert await leader.propose(b"after") is not None
+
+    with_leader_and_follower(body)
+
+
+def test_a_frame_whose_sender_differs_from_the_connection_is_refused() -> None:
+    async def body(cluster: Cluster, leader: Node, follower: Node) -> None:
+        other = next(i for i in cluster.ids if i not in (leader.id, follower.id))
+        before = follower.stats.refused_frames
+        # A frame that says it comes from the leader, arriving on the other follower's connection.
+        follower._on_frame(other, heartbeat(leader.id, follower.id, leader.term + 5))
+        await eventually(lambda: follower.stats.refused_frames > before)
+        assert follower.term == leader.term
+
+    with_leader_and_follower(body)
+
+
+def test_a_rust_panic_stops_the_node_loudly_instead_of_leaving_a_zombie() -> None:
+    async def body(cluster: Cluster, leader: Node, follower: Node) -> None:
+        recorder = RecordingCore(follower.core)
+        recorder.panic = FakePanic("index out of bounds")
+        follower.core = recorder
+        follower._on_frame(leader.id, heartbeat(leader.id, follower.id, leader.term))
+        with pytest.raises(FakePanic):
+            await asyncio.wait_for(follower.wait_stopped(), 10)
+        assert isinstance(follower.failure, FakePanic)
+        with pytest.raises(NodeStoppedError):
+            await follower.read_index()
+
+    with_leader_and_follower(body)
+
+
+def test_a_committed_membership_change_that_does_not_decode_is_skipped_not_fatal() -> None:
+    """Issue case 4: stopping on it would stop the node again on every restart (it is durable)."""
+    cluster = Cluster(3)
+    node = cluster.nodes[1]
+    voters_before = sorted(node.core.status()["voters"])
+    garbage = raft.Entry(1, 1, b"\xff\xfe not a conf change", raft.EntryKind.CONF_CHANGE)
+    node._apply(garbage)
+    assert node.stats.entries_skipped == 1
+    assert node.failure is None and node.applied_index == 1
+    assert sorted(node.core.status()["voters"]) == voters_before
+
+
+def test_a_replicated_member_address_without_a_port_leaves_that_peer_unreachable_not_the_node_stopped() -> None:
+    """Issue case 5: applying it raised ConfigError on every replica and crash-looped the cluster."""
+    cluster = Cluster(3)
+    node = cluster.nodes[1]
+    peers: List[dict] = []
+    node.transport.set_peers = lambda p: peers.append(dict(p))
+    record = {"op": "address", "id": 2, "peer": "10.0.0.4", "client": "10.0.0.4"}
+    node._local_addresses.pop(2)
+    node._apply_system(msgpack.packb(record))
+    assert peers and 2 not in peers[-1] and 3 in peers[-1]
+    assert node.failure is None
+
+
+def test_member_addresses_are_validated_where_they_are_proposed() -> None:
+    async def body(cluster: Cluster, leader: Node, follower: Node) -> None:
+        for peer, client in (("10.0.0.4", "10.0.0.4:8001"), ("10.0.0.4:9001", "nope"), ("h:99999", "h:1")):
+            with pytest.raises(ConfigError):
+                await leader.set_address(4, peer, client)
+        with pytest.raises(ConfigError):
+            await leader.change_membership(add_voters=[0])
+
+    with_leader_and_follower(body)
+
+
+class Clocked(Journal):
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock: List[int] = []
+
+    def advance_clock(self, time_ms: int) -> None:
+        self.clock.append(time_ms)
+
+
+def test_every_replica_sees_the_leaders_clock_stamp_before_the_command() -> None:
+    """Leases and session expiry are timed by the leader's stamp, the same on every replica."""
+
+    async def body(cluster: Cluster, leader: Node, follower: Node) -> None:
+        await leader.propose(b"a")
+        await leader.propose(b"b")
+        machines = [n.state_machine for n in cluster.nodes.values()]
+        await eventually(lambda: all(len(m.commands) == 2 for m in machines))
+        stamps = machines[0].clock
+        assert len(stamps) == 2 and stamps[0] > 1_600_000_000_000
+        assert all(m.clock == stamps and m.commands == [b"a", b"b"] for m in machines)
+
+    with_leader_and_follower(body, state_machine=Clocked)
+
+
+def test_a_stamped_command_reaches_a_state_machine_without_a_clock_unchanged() -> None:
+    cluster = Cluster(1)
+    node = cluster.nodes[1]
+    stamped = bytes([ENVELOPE_STAMPED_COMMAND]) + (123).to_bytes(8, "little") + b"cmd"
+    node._apply(raft.Entry(1, 1, stamped))
+    assert node.state_machine.commands == [b"cmd"]
+    node._apply(raft.Entry(2, 1, bytes([ENVELOPE_SYSTEM]) + b"\xc1"))  # undecodable runtime record: logged
+    assert node.failure is None
