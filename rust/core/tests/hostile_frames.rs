@@ -1,15 +1,13 @@
 //! Well-formed but hostile peer frames (issue 9, cases 1-4), against both cores: each is refused
 //! with a typed error, never a panic or a wrap, and leaves the node's state as it was.
 
-mod hostile;
-
 use bytes::Bytes;
 use consensus_core::error::Error;
 use consensus_core::limits::{INDEX_MAX, TERM_MAX};
 use consensus_core::paxos::{self, AcceptedSlot, Ballot, Value, ValueKind};
 use consensus_core::raft::{self, wire, ConfChange, Entry, EntryKind, MessageType};
 use consensus_core::role::Role;
-use hostile::{PaxosCluster, RaftCluster};
+use consensus_core::sim::hostile::{PaxosCluster, RaftCluster};
 
 fn is_protocol<T: std::fmt::Debug>(outcome: Result<T, Error>) -> bool {
     matches!(outcome, Err(Error::Protocol(_)))
@@ -28,6 +26,7 @@ fn raft_state(c: &RaftCluster, id: u64) -> (u64, u64, u64, u64, Role, u64, Vec<(
 fn raft_cluster() -> RaftCluster {
     let mut c = RaftCluster::new(3, 7);
     c.elect(1);
+    assert_eq!(c.leader(), Some(1));
     c.node(1).propose(Bytes::from_static(b"first")).unwrap();
     c.stabilize();
     c
@@ -204,6 +203,7 @@ fn paxos_state(c: &PaxosCluster, id: u64) -> (Ballot, u64, u64, u64, Role, Vec<(
 fn paxos_cluster() -> PaxosCluster {
     let mut c = PaxosCluster::new(3, 7);
     c.elect(1);
+    assert_eq!(c.leader(), Some(1));
     c.node(1).propose(Bytes::from_static(b"first")).unwrap();
     c.stabilize();
     c

@@ -16,6 +16,7 @@
 //! ```
 
 mod engine;
+pub mod hostile;
 pub mod invariants;
 pub mod network;
 pub mod paxos;
