@@ -38,7 +38,7 @@ WITH_LIBPYTHON = LD_LIBRARY_PATH="$(PY_LIBDIR)$${LD_LIBRARY_PATH:+:$$LD_LIBRARY_
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
 .PHONY: help venv deps build run test test-rust test-python stubtest lint fmt-check clippy fmt \
-	typecheck bench bench-rust bench-python bench-asv bench-peers wheel sdist clean
+	typecheck bench bench-rust bench-python bench-asv bench-peers fuzz wheel sdist clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -100,6 +100,18 @@ clippy: $(VENV_PY) ## clippy on every target, warnings are errors (needs the cli
 
 fmt: ## Format the Rust code in place
 	$(CARGO) fmt --all
+
+# Not part of `test` (which runs the seed-driven stand-in, rust/core/tests/hostile_fuzz.rs): libFuzzer
+# needs a nightly toolchain and cargo-fuzz, installed here when missing. FUZZ_TARGET picks the
+# target (hostile, decode_raft), FUZZ_SECONDS bounds the run; a crash leaves its input in
+# rust/core/fuzz/artifacts/.
+FUZZ_TARGET ?= hostile
+FUZZ_SECONDS ?= 60
+
+fuzz: ## cargo-fuzz for FUZZ_SECONDS (default 60) on FUZZ_TARGET (default hostile); needs nightly
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@$(CARGO) +nightly fuzz --version >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	cd rust/core && $(CARGO) +nightly fuzz run $(FUZZ_TARGET) -- -max_total_time=$(FUZZ_SECONDS)
 
 # --- benchmarks ---------------------------------------------------------------------------------
 

@@ -203,7 +203,29 @@ impl From<CoreMessageType> for MessageType {
     }
 }
 
-/// A decoded peer message (read-only: frames are built by the core).
+impl From<MessageType> for CoreMessageType {
+    fn from(t: MessageType) -> Self {
+        CoreMessageType::from_u8(t as u8).expect("the Python enum mirrors the core's numbering")
+    }
+}
+
+/// One slot for `Message(slots=...)`: `(slot, ballot, kind, round, commands)`, `kind` being 0
+/// (no-op), 1 (batch) or 2 (membership).
+type SlotTuple = (u64, Ballot, u8, u64, Vec<Vec<u8>>);
+
+fn slot_from_tuple((slot, ballot, kind, round, commands): SlotTuple) -> PyResult<core::AcceptedSlot> {
+    let kind = match kind {
+        0 => core::ValueKind::Noop,
+        1 => core::ValueKind::Batch,
+        2 => core::ValueKind::Reconfig,
+        other => return Err(config_error("slots", format!("value kind {other} is not 0, 1 or 2"))),
+    };
+    let commands = commands.into_iter().map(bytes::Bytes::from).collect();
+    Ok(core::AcceptedSlot { slot, ballot: ballot.inner, value: core::Value { kind, round, commands } })
+}
+
+/// A peer message. The constructor checks nothing beyond the types (tests build hostile frames
+/// with it); `encode` gives its frame.
 #[pyclass(name = "Message", module = "consensus.paxos", frozen)]
 pub struct Message {
     pub inner: CoreMessage,
@@ -211,6 +233,39 @@ pub struct Message {
 
 #[pymethods]
 impl Message {
+    #[new]
+    #[pyo3(signature = (r#type, from_, to, ballot, index = 0, last_index = 0, commit = 0, slots = Vec::new(),
+                        commands = Vec::new(), context = None, snapshot = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        r#type: MessageType,
+        from_: u64,
+        to: u64,
+        ballot: Ballot,
+        index: u64,
+        last_index: u64,
+        commit: u64,
+        slots: Vec<SlotTuple>,
+        commands: Vec<Vec<u8>>,
+        context: Option<&[u8]>,
+        snapshot: Option<Snapshot>,
+    ) -> PyResult<Self> {
+        Ok(Message {
+            inner: CoreMessage {
+                msg_type: r#type.into(),
+                from: from_,
+                to,
+                ballot: ballot.inner,
+                index,
+                last_index,
+                commit,
+                entries: slots.into_iter().map(slot_from_tuple).collect::<PyResult<_>>()?,
+                commands: commands.into_iter().map(bytes::Bytes::from).collect(),
+                context: bytes_of(context.unwrap_or_default()),
+                snapshot: snapshot.map(|s| s.inner),
+            },
+        })
+    }
     #[getter]
     fn r#type(&self) -> MessageType {
         self.inner.msg_type.into()
