@@ -56,10 +56,6 @@ from consensus.errors import (
 )
 
 log = logging.getLogger("consensus.node")
-# TEMPORARY until the bindings with `step(frame, sender=)` are built everywhere.
-from consensus._core import RaftNode as _RaftNode  # noqa: E402
-
-_STEP_TAKES_SENDER = "sender" in (getattr(_RaftNode.step, "__text_signature__", "") or "")
 
 ENVELOPE_COMMAND = 0x01
 ENVELOPE_SYSTEM = 0x02
@@ -614,10 +610,7 @@ class Node:
         the core validates every field before it changes state, and the frame's sender must be the
         peer the connection authenticated as."""
         try:
-            if _STEP_TAKES_SENDER:
-                self.core.step(frame, sender=peer)
-            else:
-                self.core.step(frame)
+            self.core.step(frame, sender=peer)
         except DecodeError as exc:
             # Bytes that are not a message: the stream is broken or hostile; drop the connection.
             self.stats.bad_frames += 1
