@@ -15,8 +15,11 @@ fn is_protocol<T: std::fmt::Debug>(outcome: Result<T, Error>) -> bool {
 
 // ------------------------------------------------------------------------------------------ Raft
 
-/// What a refused frame must leave untouched.
-fn raft_state(c: &RaftCluster, id: u64) -> (u64, u64, u64, u64, Role, u64, Vec<(u64, u64)>) {
+/// What a refused frame must leave untouched: term, vote, commit, leader, role, last index and
+/// every `(index, term)` of the log.
+type RaftState = (u64, u64, u64, u64, Role, u64, Vec<(u64, u64)>);
+
+fn raft_state(c: &RaftCluster, id: u64) -> RaftState {
     let r = &c.nodes[&id].raft;
     let log = r.log.all_entries().iter().map(|e| (e.index, e.term)).collect();
     (r.term, r.vote, r.log.committed, r.leader, r.role, r.log.last_index(), log)
@@ -194,7 +197,10 @@ fn case_4_raft_committed_conf_change_that_does_not_decode_is_a_config_error_and_
 
 // ----------------------------------------------------------------------------------- Multi-Paxos
 
-fn paxos_state(c: &PaxosCluster, id: u64) -> (Ballot, u64, u64, u64, Role, Vec<(u64, Ballot)>) {
+/// Promise, highest round seen, commit, leader, role and every `(slot, ballot)` held.
+type PaxosState = (Ballot, u64, u64, u64, Role, Vec<(u64, Ballot)>);
+
+fn paxos_state(c: &PaxosCluster, id: u64) -> PaxosState {
     let p = &c.nodes[&id].paxos;
     let slots = p.slots.values().map(|s| (s.slot, s.ballot)).collect();
     (p.promised, p.max_round_seen, p.commit, p.leader, p.role, slots)

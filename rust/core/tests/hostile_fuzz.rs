@@ -40,12 +40,12 @@ fn sweep(name: &str, run: impl Fn(&mut Rng, Mode, usize) -> Result<Outcome, Stri
 
 #[test]
 fn hostile_frames_never_panic_wrap_or_wedge_raft() {
-    sweep("raft", |rng, mode, steps| run_raft_hostile(rng, mode, steps));
+    sweep("raft", run_raft_hostile);
 }
 
 #[test]
 fn hostile_frames_never_panic_wrap_or_wedge_multi_paxos() {
-    sweep("paxos", |rng, mode, steps| run_paxos_hostile(rng, mode, steps));
+    sweep("paxos", run_paxos_hostile);
 }
 
 #[test]
