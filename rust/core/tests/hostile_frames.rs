@@ -338,3 +338,29 @@ fn case_4_paxos_snapshot_without_members_is_refused_before_storage_sees_it() {
     m.snapshot = Some(paxos::Snapshot { index: 50, term: 1, members: vec![], ..Default::default() });
     assert_paxos_refused(&mut c, &m);
 }
+
+#[test]
+fn paxos_promise_sent_before_an_installed_snapshot_is_persisted_carries_no_empty_snapshot() {
+    let mut c = paxos_cluster();
+    let ballot = c.nodes[&2].paxos.promised;
+    let mut install = paxos::Message::new(paxos::MessageType::Snapshot, 1, 2, ballot);
+    install.commit = 50;
+    install.snapshot = Some(paxos::Snapshot { index: 50, term: 1, members: vec![1, 2, 3], ..Default::default() });
+    // Both frames are stepped before node 2's Ready is persisted: its storage still holds no snapshot.
+    c.node(2).step(&paxos::wire::encode(&install)).unwrap();
+    let mut prepare = paxos::Message::new(paxos::MessageType::Prepare, 3, 2, Ballot::new(ballot.round + 1, 3));
+    prepare.index = 1;
+    c.node(2).step(&paxos::wire::encode(&prepare)).unwrap();
+    c.network.clear();
+    c.process(2);
+    let promises: Vec<Bytes> = c
+        .network
+        .iter()
+        .filter(|(_, to, f)| *to == 3 && paxos::wire::decode(f).unwrap().msg_type == paxos::MessageType::Promise)
+        .map(|(_, _, f)| f.clone())
+        .collect();
+    assert_eq!(promises.len(), 1);
+    c.network.clear();
+    // A correct acceptor's promise passes the candidate's door.
+    c.deliver(3, &promises[0]).unwrap();
+}

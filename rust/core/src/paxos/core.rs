@@ -970,7 +970,10 @@ impl<S: PaxosStorage> Paxos<S> {
         reply.index = from_slot;
         reply.commit = self.commit;
         if self.first_slot > from_slot && self.first_slot > 1 {
-            reply.snapshot = Some(self.storage.snapshot());
+            // The storage may not hold the snapshot this node installed yet (its Ready is not
+            // persisted): an empty one tells the candidate nothing and is not sent.
+            let snapshot = self.storage.snapshot();
+            reply.snapshot = (snapshot.index > 0).then_some(snapshot);
         }
         let mut bytes = 0;
         for (slot, accepted) in self.slots.range(from_slot..) {

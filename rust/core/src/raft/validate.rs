@@ -42,7 +42,7 @@ pub fn check_message(m: &Message) -> Result<()> {
 }
 
 /// Only forwarded requests (proposals, reads, transfers) go without a term; no number is past
-/// its limit; a log position is never of a term above the message's.
+/// its limit.
 fn check_ranges(m: &Message) -> Result<()> {
     let forwarded = matches!(m.msg_type, MessageType::Propose | MessageType::ReadIndex | MessageType::TransferLeader);
     if m.term == 0 && !forwarded {
@@ -50,9 +50,6 @@ fn check_ranges(m: &Message) -> Result<()> {
     }
     if m.term > TERM_MAX || m.log_term > TERM_MAX {
         return Err(refuse(m, format!("term {} or log term {} above TERM_MAX", m.term, m.log_term)));
-    }
-    if m.term > 0 && m.log_term > m.term {
-        return Err(refuse(m, format!("log term {} above the message term {}", m.log_term, m.term)));
     }
     for (field, value) in [("index", m.index), ("commit", m.commit), ("reject_hint", m.reject_hint)] {
         if value > INDEX_MAX {
