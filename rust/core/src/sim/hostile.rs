@@ -31,6 +31,7 @@ use crate::raft;
 use crate::rng::Rng;
 use crate::role::Role;
 use crate::storage::MemStorage;
+use crate::StorageError;
 
 /// Where a run's random choices come from.
 pub trait Source {
@@ -91,6 +92,71 @@ pub struct Outcome {
     pub refused: u64,
     /// Whether the cluster elected a leader and committed a write after the restart.
     pub recovered: bool,
+}
+
+/// Where a Raft cluster's nodes persist (the default keeps it in their `MemStorage`; the storage
+/// crate's tests plug the write-ahead log in, to check that it takes and reopens what hostile
+/// frames leave).
+pub trait RaftDurable {
+    /// Persists node `id`'s Ready; the node reads the result through its `MemStorage`.
+    fn persist(&mut self, id: u64, rd: &raft::Ready) -> std::result::Result<(), StorageError>;
+    /// Records the configuration in force from `index` (a conf change was applied).
+    fn set_conf_state(&mut self, id: u64, index: u64, cs: raft::ConfState) -> std::result::Result<(), StorageError>;
+    /// Closes node `id`'s storage and opens it again, as after a crash; returns what it reads.
+    fn reopen(&mut self, id: u64) -> std::result::Result<MemStorage, StorageError>;
+}
+
+/// Durable state kept in each node's `MemStorage` only.
+pub struct InMemory(pub BTreeMap<u64, MemStorage>);
+
+impl RaftDurable for InMemory {
+    fn persist(&mut self, id: u64, rd: &raft::Ready) -> std::result::Result<(), StorageError> {
+        let mut core = self.0[&id].wl();
+        if let Some(snapshot) = &rd.snapshot {
+            core.apply_snapshot(snapshot.clone())?;
+        }
+        core.append(&rd.entries)?;
+        if let Some(hs) = rd.hard_state {
+            core.set_hard_state(hs);
+        }
+        Ok(())
+    }
+
+    fn set_conf_state(&mut self, id: u64, index: u64, cs: raft::ConfState) -> std::result::Result<(), StorageError> {
+        self.0[&id].wl().set_conf_state(index, cs);
+        Ok(())
+    }
+
+    fn reopen(&mut self, id: u64) -> std::result::Result<MemStorage, StorageError> {
+        Ok(self.0[&id].clone())
+    }
+}
+
+/// Where a Multi-Paxos cluster's nodes persist (see [`RaftDurable`]).
+pub trait PaxosDurable {
+    fn persist(&mut self, id: u64, rd: &paxos::Ready) -> std::result::Result<(), StorageError>;
+    fn reopen(&mut self, id: u64) -> std::result::Result<paxos::MemStorage, StorageError>;
+}
+
+/// Durable state kept in each node's `paxos::MemStorage` only.
+pub struct PaxosInMemory(pub BTreeMap<u64, paxos::MemStorage>);
+
+impl PaxosDurable for PaxosInMemory {
+    fn persist(&mut self, id: u64, rd: &paxos::Ready) -> std::result::Result<(), StorageError> {
+        let mut core = self.0[&id].wl();
+        if let Some(snapshot) = &rd.snapshot {
+            core.apply_snapshot(snapshot.clone())?;
+        }
+        core.put_accepted(&rd.accepted);
+        if let Some(hs) = rd.hard_state {
+            core.set_hard_state(hs);
+        }
+        Ok(())
+    }
+
+    fn reopen(&mut self, id: u64) -> std::result::Result<paxos::MemStorage, StorageError> {
+        Ok(self.0[&id].clone())
+    }
 }
 
 /// Deliveries per `stabilize` before giving up (a cluster under attack may never go quiet).
@@ -201,13 +267,20 @@ pub struct RaftCluster {
     pub violations: Vec<String>,
     /// Whether a frame between the cluster's own nodes may never be refused.
     pub strict: bool,
+    durable: Box<dyn RaftDurable>,
 }
 
 impl RaftCluster {
+    /// Nodes `1..=n` of a new cluster, persisting into their `MemStorage`.
     pub fn new(n: u64, seed: u64) -> Self {
-        let ids: Vec<u64> = (1..=n).collect();
+        let storages: BTreeMap<u64, MemStorage> = (1..=n).map(|id| (id, MemStorage::new())).collect();
+        Self::with_durable(storages.clone(), Box::new(InMemory(storages)), seed)
+    }
+
+    /// A new cluster of the nodes of `storages` (empty), persisting through `durable`.
+    pub fn with_durable(storages: BTreeMap<u64, MemStorage>, durable: Box<dyn RaftDurable>, seed: u64) -> Self {
+        let ids: Vec<u64> = storages.keys().copied().collect();
         let config = raft::Config { election_tick: 10, heartbeat_tick: 1, seed, ..raft::Config::default() };
-        let storages: BTreeMap<u64, MemStorage> = ids.iter().map(|id| (*id, MemStorage::new())).collect();
         let nodes = ids
             .iter()
             .map(|id| {
@@ -224,6 +297,7 @@ impl RaftCluster {
             config,
             violations: Vec::new(),
             strict: true,
+            durable,
         }
     }
 
@@ -235,7 +309,7 @@ impl RaftCluster {
     pub fn process(&mut self, id: u64) {
         while self.nodes[&id].has_ready() {
             let rd = self.node(id).ready().expect("no Ready is outstanding");
-            if let Err(e) = self.persist(id, &rd) {
+            if let Err(e) = self.durable.persist(id, &rd) {
                 self.violations.push(format!("node {id}: storage refused a Ready: {e}"));
             }
             for (to, frame) in &rd.messages {
@@ -248,18 +322,6 @@ impl RaftCluster {
         }
     }
 
-    fn persist(&self, id: u64, rd: &raft::Ready) -> std::result::Result<(), crate::StorageError> {
-        let mut core = self.storages[&id].wl();
-        if let Some(snapshot) = &rd.snapshot {
-            core.apply_snapshot(snapshot.clone())?;
-        }
-        core.append(&rd.entries)?;
-        if let Some(hs) = rd.hard_state {
-            core.set_hard_state(hs);
-        }
-        Ok(())
-    }
-
     fn apply(&mut self, id: u64, entry: &raft::Entry) {
         match entry.kind {
             raft::EntryKind::Normal if !entry.data.is_empty() => {
@@ -269,7 +331,9 @@ impl RaftCluster {
             raft::EntryKind::ConfChange => {
                 // A change that does not apply is logged and skipped by the runtime; so here.
                 if let Ok(cs) = self.node(id).apply_conf_change_entry(entry) {
-                    self.storages[&id].wl().set_conf_state(entry.index, cs);
+                    if let Err(e) = self.durable.set_conf_state(id, entry.index, cs) {
+                        self.violations.push(format!("node {id}: storage refused a configuration: {e}"));
+                    }
                 }
             }
         }
@@ -344,10 +408,12 @@ impl RaftCluster {
         count > self.ids.len() / 2
     }
 
-    /// Rebuilds node `id` from its storage, as after a crash (unpersisted state is lost).
+    /// Rebuilds node `id` from its storage, reopened as after a crash (unpersisted state is lost).
     pub fn restart(&mut self, id: u64) -> Result<()> {
         self.applied.remove(&id);
-        let node = raft::RawNode::new(id, self.config.clone(), self.storages[&id].clone(), &self.ids, &[], 0)?;
+        let storage = self.durable.reopen(id)?;
+        let node = raft::RawNode::new(id, self.config.clone(), storage.clone(), &self.ids, &[], 0)?;
+        self.storages.insert(id, storage);
         self.nodes.insert(id, node);
         Ok(())
     }
@@ -393,9 +459,11 @@ fn raft_message(src: &mut impl Source, c: &RaftCluster, target: u64, mode: Mode)
         if m.msg_type == raft::MessageType::AppendEntries && src.chance(70) {
             m.entries = raft_entries(src, &m, mode);
         }
-        if m.msg_type != raft::MessageType::InstallSnapshot {
-            m.snapshot = None;
-        }
+        m.snapshot = match m.msg_type {
+            raft::MessageType::InstallSnapshot if src.chance(60) => Some(raft_snapshot(src, &m, target)),
+            raft::MessageType::InstallSnapshot => m.snapshot.take(),
+            _ => None,
+        };
     }
     m
 }
@@ -524,7 +592,17 @@ fn inject_raft(
 /// One structure-aware fuzz run against a 3-node Raft cluster: `steps` actions, then a restart of
 /// every node from its storage. `Err` names the broken guarantee.
 pub fn run_raft_hostile(src: &mut impl Source, mode: Mode, steps: usize) -> std::result::Result<Outcome, String> {
-    let mut c = RaftCluster::new(3, src.next_u64());
+    run_raft_hostile_on(src, mode, steps, |seed| RaftCluster::new(3, seed))
+}
+
+/// [`run_raft_hostile`] on the 3-node cluster `make(seed)` builds (nodes 1, 2 and 3).
+pub fn run_raft_hostile_on(
+    src: &mut impl Source,
+    mode: Mode,
+    steps: usize,
+    make: impl FnOnce(u64) -> RaftCluster,
+) -> std::result::Result<Outcome, String> {
+    let mut c = make(src.next_u64());
     c.strict = mode == Mode::Door;
     let mut out = Outcome::default();
     c.elect(1);
@@ -626,14 +704,23 @@ pub struct PaxosCluster {
     pub config: paxos::Config,
     pub violations: Vec<String>,
     pub strict: bool,
+    durable: Box<dyn PaxosDurable>,
 }
 
 impl PaxosCluster {
+    /// Nodes `1..=n` of a new cluster, persisting into their `MemStorage`.
     pub fn new(n: u64, seed: u64) -> Self {
         let ids: Vec<u64> = (1..=n).collect();
-        let config = paxos::Config { election_tick: 10, heartbeat_tick: 1, seed, ..paxos::Config::default() };
         let storages: BTreeMap<u64, paxos::MemStorage> =
             ids.iter().map(|id| (*id, paxos::MemStorage::new(&ids))).collect();
+        Self::with_durable(storages.clone(), Box::new(PaxosInMemory(storages)), seed)
+    }
+
+    /// A new cluster of the nodes of `storages` (which know the members), persisting through
+    /// `durable`.
+    pub fn with_durable(storages: BTreeMap<u64, paxos::MemStorage>, durable: Box<dyn PaxosDurable>, seed: u64) -> Self {
+        let ids: Vec<u64> = storages.keys().copied().collect();
+        let config = paxos::Config { election_tick: 10, heartbeat_tick: 1, seed, ..paxos::Config::default() };
         let nodes = ids
             .iter()
             .map(|id| {
@@ -650,6 +737,7 @@ impl PaxosCluster {
             config,
             violations: Vec::new(),
             strict: true,
+            durable,
         }
     }
 
@@ -660,17 +748,8 @@ impl PaxosCluster {
     pub fn process(&mut self, id: u64) {
         while self.nodes[&id].has_ready() {
             let rd = self.node(id).ready().expect("no Ready is outstanding");
-            {
-                let mut core = self.storages[&id].wl();
-                if let Some(snapshot) = &rd.snapshot {
-                    if let Err(e) = core.apply_snapshot(snapshot.clone()) {
-                        self.violations.push(format!("node {id}: storage refused a snapshot: {e}"));
-                    }
-                }
-                core.put_accepted(&rd.accepted);
-                if let Some(hs) = rd.hard_state {
-                    core.set_hard_state(hs);
-                }
+            if let Err(e) = self.durable.persist(id, &rd) {
+                self.violations.push(format!("node {id}: storage refused a Ready: {e}"));
             }
             for (to, frame) in &rd.messages {
                 self.network.push((id, *to, frame.clone()));
@@ -749,9 +828,12 @@ impl PaxosCluster {
         count > self.ids.len() / 2
     }
 
+    /// Rebuilds node `id` from its storage, reopened as after a crash.
     pub fn restart(&mut self, id: u64) -> Result<()> {
         self.applied.remove(&id);
-        let node = paxos::RawNode::new(id, self.config.clone(), self.storages[&id].clone(), &self.ids, 0)?;
+        let storage = self.durable.reopen(id)?;
+        let node = paxos::RawNode::new(id, self.config.clone(), storage.clone(), &self.ids, 0)?;
+        self.storages.insert(id, storage);
         self.nodes.insert(id, node);
         Ok(())
     }
@@ -787,7 +869,8 @@ fn paxos_message(src: &mut impl Source, c: &PaxosCluster, target: u64, mode: Mod
             paxos::MessageType::Accept | paxos::MessageType::CatchUp | paxos::MessageType::Promise
         );
         m.entries = if carries_slots { paxos_slots(src, &m, node.commit, true) } else { Vec::new() };
-        m.snapshot = None;
+        let carries_snapshot = matches!(m.msg_type, paxos::MessageType::Snapshot | paxos::MessageType::Promise);
+        m.snapshot = (carries_snapshot && src.chance(50)).then(|| paxos_snapshot(src, &m, target));
     }
     m
 }
@@ -892,7 +975,17 @@ fn inject_paxos(
 
 /// One structure-aware fuzz run against a 3-node Multi-Paxos cluster (see [`run_raft_hostile`]).
 pub fn run_paxos_hostile(src: &mut impl Source, mode: Mode, steps: usize) -> std::result::Result<Outcome, String> {
-    let mut c = PaxosCluster::new(3, src.next_u64());
+    run_paxos_hostile_on(src, mode, steps, |seed| PaxosCluster::new(3, seed))
+}
+
+/// [`run_paxos_hostile`] on the 3-node cluster `make(seed)` builds (nodes 1, 2 and 3).
+pub fn run_paxos_hostile_on(
+    src: &mut impl Source,
+    mode: Mode,
+    steps: usize,
+    make: impl FnOnce(u64) -> PaxosCluster,
+) -> std::result::Result<Outcome, String> {
+    let mut c = make(src.next_u64());
     c.strict = mode == Mode::Door;
     let mut out = Outcome::default();
     c.elect(1);
