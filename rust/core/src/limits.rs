@@ -1,15 +1,29 @@
-//! Range limits on the numbers peers send (docs/wire-format.md, "Validation at the door").
+//! What every protocol checks at the door before its own rules (docs/wire-format.md, "Validation
+//! at the door"): the range limits on the numbers peers send, and the addressing.
 //!
 //! A term, ballot round, log index or slot above its limit is refused before it changes any state,
 //! so that no arithmetic on them can wrap: a node at a limit stays there (it cannot campaign
 //! further) rather than wrapping to 0. The limits are `i64::MAX`, so every such number also fits a
 //! signed 64-bit integer wherever it is reported (Python, JSON, metrics, SQL).
 
+use crate::error::{Error, Result};
+
 /// The highest Raft term (and Multi-Paxos ballot round) a node accepts or campaigns at.
 pub const TERM_MAX: u64 = i64::MAX as u64;
 
 /// The highest log index (Raft) or slot (Multi-Paxos) a message may name.
 pub const INDEX_MAX: u64 = i64::MAX as u64;
+
+/// The addressing checks every message passes: it is for `id`, from another, non-zero node.
+pub fn check_addressing(to: u64, from: u64, id: u64) -> Result<()> {
+    if to != id {
+        return Err(Error::Protocol(format!("message addressed to node {to} arrived at node {id}")));
+    }
+    if from == 0 || from == id {
+        return Err(Error::Protocol(format!("message from node {from} refused at node {id}")));
+    }
+    Ok(())
+}
 
 /// The next term (or round) after `term`, or `None` when it would pass [`TERM_MAX`].
 pub fn next_term(term: u64) -> Option<u64> {

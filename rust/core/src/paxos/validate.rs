@@ -6,7 +6,7 @@ use super::config::MAX_INFLIGHT_SLOTS;
 use super::membership::decode_reconfig;
 use super::message::{Message, MessageType, Snapshot, Value, ValueKind};
 use crate::error::{Error, Result};
-use crate::limits::{INDEX_MAX, TERM_MAX};
+use crate::limits::{self, INDEX_MAX, TERM_MAX};
 
 /// How far above the highest slot a node knows decided (its commit, or a snapshot it is sent) an
 /// Accept or a promise may name a slot. A leader never assigns a slot more than
@@ -22,13 +22,7 @@ fn refuse(m: &Message, reason: impl std::fmt::Display) -> Error {
 
 /// The addressing checks: the message is for `id`, from another, non-zero node.
 pub fn check_addressing(m: &Message, id: u64) -> Result<()> {
-    if m.to != id {
-        return Err(Error::Protocol(format!("message addressed to node {} arrived at node {id}", m.to)));
-    }
-    if m.from == 0 || m.from == id {
-        return Err(Error::Protocol(format!("message from node {} refused at node {id}", m.from)));
-    }
-    Ok(())
+    limits::check_addressing(m.to, m.from, id)
 }
 
 /// Every check that needs only the message itself.

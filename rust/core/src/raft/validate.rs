@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use super::message::{ConfState, Entry, EntryKind, Message, MessageType, Snapshot};
 use super::wire;
 use crate::error::{Error, Result};
-use crate::limits::{INDEX_MAX, TERM_MAX};
+use crate::limits::{self, INDEX_MAX, TERM_MAX};
 
 fn refuse(m: &Message, reason: impl std::fmt::Display) -> Error {
     Error::Protocol(format!("{:?} from {} refused: {reason}", m.msg_type, m.from))
@@ -15,13 +15,7 @@ fn refuse(m: &Message, reason: impl std::fmt::Display) -> Error {
 
 /// The addressing checks: the message is for `id`, from another, non-zero node.
 pub fn check_addressing(m: &Message, id: u64) -> Result<()> {
-    if m.to != id {
-        return Err(Error::Protocol(format!("message addressed to node {} arrived at node {id}", m.to)));
-    }
-    if m.from == 0 || m.from == id {
-        return Err(Error::Protocol(format!("message from node {} refused at node {id}", m.from)));
-    }
-    Ok(())
+    limits::check_addressing(m.to, m.from, id)
 }
 
 /// Every check that needs only the message itself: ranges of the numbers, which types carry a
