@@ -198,3 +198,63 @@ def test_a_stamped_command_reaches_a_state_machine_without_a_clock_unchanged() -
     assert node.state_machine.commands == [b"cmd"]
     node._apply(raft.Entry(2, 1, bytes([ENVELOPE_SYSTEM]) + b"\xc1"))  # undecodable runtime record: logged
     assert node.failure is None
+
+
+def test_an_address_record_that_names_no_valid_member_is_skipped_not_fatal() -> None:
+    """A durable runtime record with `id = inf` once stopped the node on every restart."""
+    cluster = Cluster(3)
+    node = cluster.nodes[1]
+    for record in ({"op": "address", "id": float("inf"), "peer": "h:1", "client": "h:2"},
+                   {"op": "address", "id": 0, "peer": "h:1", "client": "h:2"},
+                   {"op": "address", "id": 4, "peer": 7, "client": "h:2"},
+                   {"op": "nonsense"}, [1, 2]):
+        node._apply_system(msgpack.packb(record))
+    node._apply_system(b"\xc1")
+    assert node.stats.entries_skipped == 6 and node.failure is None
+    assert sorted(node.addresses) == [1, 2, 3]
+
+
+def test_a_wall_clock_step_on_the_leader_does_not_move_the_replicated_clock(monkeypatch: Any) -> None:
+    """Issue case 11: stamps follow the leader's monotonic time from the replicated clock, so an
+    NTP step or a resumed VM can neither freeze leases for years nor end them early."""
+    import time as time_module
+
+    cluster = Cluster(1, state_machine=Clocked)
+    node = cluster.nodes[1]
+    first = node._clock_stamp()
+    real_time = time_module.time
+    monkeypatch.setattr(time_module, "time", lambda: real_time() + 10 * 365 * 86400)
+    later = node._clock_stamp()
+    assert first <= later < first + 60_000
+
+
+def test_a_new_leadership_stamps_from_the_replicated_clock_never_below_it() -> None:
+    class Replicated(Clocked):
+        clock_ms = 5_000_000_000_000
+
+    cluster = Cluster(1, state_machine=Replicated)
+    node = cluster.nodes[1]
+    stamp = node._clock_stamp()
+    assert Replicated.clock_ms <= stamp < Replicated.clock_ms + 60_000
+
+
+def test_a_panic_while_taking_a_snapshot_stops_the_node() -> None:
+    async def body(cluster: Cluster, leader: Node, follower: Node) -> None:
+        await leader.propose(b"x")
+
+        class PanickingCompaction:
+            def __init__(self, storage: Any) -> None:
+                self._storage = storage
+
+            def compact(self, index: int, data: bytes) -> None:
+                raise FakePanic("panic in compaction")
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self._storage, name)
+
+        leader.storage = PanickingCompaction(leader.storage)
+        with pytest.raises(FakePanic):
+            await leader.take_snapshot()
+        assert isinstance(leader.failure, FakePanic)
+
+    with_leader_and_follower(body)

@@ -249,6 +249,8 @@ class Node:
         self._done: Optional[asyncio.Future] = None
         self.loop: Optional[asyncio.AbstractEventLoop] = None
         self._advance_clock: Optional[Callable[[int], None]] = getattr(state_machine, "advance_clock", None)
+        #: (clock at the start of this leadership, monotonic time then); None when not leading.
+        self._clock_origin: Optional[Tuple[int, float]] = None
         attach = getattr(state_machine, "attach", None)
         if attach is not None:
             attach(self)
@@ -364,11 +366,24 @@ class Node:
 
         Raises `NotLeaderError` (with `leader_hint`) on a follower, `BusyError` when too many
         requests wait, `LeadershipLostError` / `RequestTimeoutError` when the outcome is unknown.
-        The command is stamped with this (the leader's) clock; a state machine with
+        The command is stamped with the leader's clock (`_clock_stamp`); a state machine with
         `advance_clock(time_ms)` is given the stamp before the command (leases, session expiry).
         """
-        stamp = int(time.time() * 1000).to_bytes(STAMP_BYTES, "little")
+        stamp = self._clock_stamp().to_bytes(STAMP_BYTES, "little")
         return await self._propose_entry(bytes([ENVELOPE_STAMPED_COMMAND]) + stamp + bytes(command), timeout)
+
+    def _clock_stamp(self) -> int:
+        """The leader's clock in milliseconds: the replicated clock when this leadership began, plus
+        the monotonic time elapsed since. A step of the wall clock (NTP, a resumed VM) cannot move
+        it, so it can neither freeze leases for years nor end them early; and it never goes below
+        the replicated clock, so every replica's clock only moves forward. The first leader of a
+        cluster starts from the wall clock (an offset, harmless: only differences matter)."""
+        now = time.monotonic()
+        replicated = int(getattr(self.state_machine, "clock_ms", 0) or 0)
+        if self._clock_origin is None:
+            self._clock_origin = (replicated or int(time.time() * 1000), now)
+        base, since = self._clock_origin
+        return max(base + int((now - since) * 1000), replicated)
 
     async def _propose_entry(self, data: bytes, timeout: Optional[float]) -> Any:
         self._check_running()
@@ -474,7 +489,7 @@ class Node:
 
     def status(self) -> Dict[str, Any]:
         """The core's status plus the runtime's view: applied index, peers' health, counters."""
-        s = dict(self.core.status())
+        s = dict(self._core_call(self.core.status))
         s["protocol"] = self.protocol
         s["applied"] = self.applied_index
         s["snapshot_index"] = self._snapshot_index
@@ -834,16 +849,23 @@ class Node:
                 future.set_exception(LeadershipLostError(f"index {index} was decided without this proposal"))
 
     def _apply_system(self, payload: bytes) -> Any:
+        """A runtime record. One that does not decode, or names no valid member, is skipped and
+        counted (it is durable: stopping on it would stop the node on every restart)."""
         try:
             record = msgpack.unpackb(payload, raw=False)
-            if record.get("op") == "address":
-                member = int(record["id"])
-                if member not in self._local_addresses:
-                    self.addresses[member] = MemberAddress(str(record["peer"]), str(record["client"]))
-                    self._sync_peers()
-                return None
-        except (ValueError, KeyError, TypeError, AttributeError, msgpack.ExtraData) as exc:
-            log.error("undecodable runtime record: %s", exc)
+            if not isinstance(record, dict) or record.get("op") != "address":
+                raise ValueError(f"unknown runtime record {record!r:.80}")
+            member = check_node_id("id", record.get("id"))
+            peer, client = record.get("peer"), record.get("client")
+            if not isinstance(peer, str) or not isinstance(client, str):
+                raise ValueError("addresses must be strings")
+        except (ValueError, ConfigError, msgpack.UnpackException) as exc:
+            self.stats.entries_skipped += 1
+            log.error("node %d: skipped an invalid runtime record: %s", self.id, exc)
+            return None
+        if member not in self._local_addresses:
+            self.addresses[member] = MemberAddress(peer, client)
+            self._sync_peers()
         return None
 
     def _read_states(self, read_states: Sequence[Any]) -> None:
@@ -888,6 +910,8 @@ class Node:
             self._reads_inflight.clear()
         if leader != self._leader and leader != 0:
             self.stats.leader_changes += 1
+        if role != Role.LEADER:
+            self._clock_origin = None  # the next leadership starts from the replicated clock
         self._role, self._term, self._leader = role, term, leader
 
     def _leadership_lost(self, leader: int) -> None:
@@ -1009,8 +1033,9 @@ class Node:
         if task.cancelled():
             return
         exc = task.exception()
-        if isinstance(exc, StorageError) and not self._stopped:
-            self._fatal(exc)
+        if isinstance(exc, StorageError) or (exc is not None and not isinstance(exc, Exception)):
+            if not self._stopped:  # a storage failure, or a panic in the storage: stop loudly
+                self._fatal(exc)
         elif exc is not None and not self._stopped:
             log.error("node %d: snapshot failed: %s", self.id, exc)
 
