@@ -389,10 +389,10 @@ class _Attachable:
 
 
 class _ReplicatedClock:
-    """The leader's wall clock, as replicated state: the only time a state machine may read.
+    """The leader's clock, as replicated state: the only time a state machine may read.
 
-    The runtime stamps every command with the leader's clock (milliseconds since the epoch) when it
-    proposes it, and calls `advance_clock(stamp)` just before applying that command on every
+    The runtime stamps every command with the leader's clock in milliseconds when it proposes it
+    (the replicated clock when that leadership began plus the monotonic time since), and calls `advance_clock(stamp)` just before applying that command on every
     replica. The clock is the largest valid stamp applied so far: the same on every replica, never
     going backwards (a new leader with a slower clock leaves it where it is), kept in snapshots.
     A stamp outside 0..CLOCK_MS_MAX or not an integer is refused: it is counted in
@@ -1034,7 +1034,7 @@ class Lock(_ReplicatedClock, _Attachable):
     only `release` frees it. Every granted acquisition of a free or expired lock gets a new token,
     larger than every token before it (of any lock); a live holder that acquires again renews its
     lease and keeps its token. Resources guarded by a lock should refuse writes carrying a token
-    lower than one they have seen: the replicated clock is the leader's wall clock, so a holder
+    lower than one they have seen: the replicated clock is the leader's, so a holder
     judging its lease by its own clock may overrun it, and the token is what keeps it out.
 
     At most `max_locks` names are held at once (same bound on every replica); when full, expired
