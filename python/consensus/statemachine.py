@@ -392,7 +392,8 @@ class _ReplicatedClock:
     """The leader's clock, as replicated state: the only time a state machine may read.
 
     The runtime stamps every command with the leader's clock in milliseconds when it proposes it
-    (the replicated clock when that leadership began plus the monotonic time since), and calls `advance_clock(stamp)` just before applying that command on every
+    (the replicated clock when that leadership began plus the monotonic time since), and calls
+    `advance_clock(stamp)` just before applying that command on every
     replica. The clock is the largest valid stamp applied so far: the same on every replica, never
     going backwards (a new leader with a slower clock leaves it where it is), kept in snapshots.
     A stamp outside 0..CLOCK_MS_MAX or not an integer is refused: it is counted in
