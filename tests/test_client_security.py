@@ -838,3 +838,59 @@ def test_a_client_that_stops_reading_a_snapshot_does_not_hold_the_download_slot(
             writer.close()
 
     run(scenario())
+
+
+# ---------------------------------------------------------------------------- member ids at the door
+
+#: JSON bodies whose id is not an integer in 1..2^64-1: each one used to be a bare 500
+#: (`Infinity`: int() overflows) or silently read as another id (2.5 as 2, "3" as 3, true as 1).
+BAD_JSON_IDS = ["Infinity", "-Infinity", "NaN", "2.5", "1e3", '"3"', "true", "0", "-1", str(1 << 64), "null", "[1]"]
+
+
+@pytest.mark.parametrize("raw_id", BAD_JSON_IDS)
+@pytest.mark.parametrize("path,field", [("/v1/members", "id"), ("/v1/leader/transfer", "to")])
+def test_a_member_id_in_a_body_that_is_not_an_integer_in_range_is_a_400_and_nothing_is_proposed(
+    raw_id: str, path: str, field: str
+) -> None:
+    body = f'{{"{field}": {raw_id}, "peer": "127.0.0.1:9004", "client": "127.0.0.1:8004"}}'.encode()
+
+    async def scenario() -> None:
+        async with Served() as served:
+            applied = served.node.applied_index
+            status, payload = await call(
+                served.url, "POST", path, data=body, headers={"Content-Type": "application/json"}
+            )
+            assert (status, payload["code"], payload["indeterminate"]) == (400, "bad_request", False)
+            assert served.node.status()["members"] == [1] and served.node.applied_index == applied
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(
+    "raw_id", ["0", "02", "+2", "-2", "2.0", "1e3", "%D9%A3", "%EF%BC%92", "2_0", "%202", str(1 << 64), "9" * 4400]
+)
+def test_a_member_id_in_a_path_that_is_not_canonical_decimal_in_range_is_a_400(raw_id: str) -> None:
+    """`%D9%A3` (Arabic-Indic three) and `%EF%BC%92` (fullwidth two) are digits to int()."""
+
+    async def scenario() -> None:
+        async with Served() as served:
+            for method, path in [("DELETE", f"/v1/members/{raw_id}"), ("POST", f"/v1/members/{raw_id}/promote")]:
+                status, payload = await call(served.url, method, path)
+                assert (status, payload.get("code")) == (400, "bad_request"), (method, path, status, payload)
+            assert served.node.status()["members"] == [1]
+
+    run(scenario())
+
+
+def test_the_largest_member_id_passes_the_door() -> None:
+    """2^64-1 is a valid id: it gets past validation (and is then simply not a member)."""
+
+    async def scenario() -> None:
+        async with Served() as served:
+            top = (1 << 64) - 1
+            status, payload = await call(served.url, "DELETE", f"/v1/members/{top}")
+            assert (status, payload["code"]) == (404, "member_not_found")
+            status, payload = await call(served.url, "POST", "/v1/leader/transfer", body={"to": top})
+            assert (status, payload["error"]) == (400, f"node {top} is not a voter")
+
+    run(scenario())

@@ -29,6 +29,7 @@ import asyncio
 import functools
 import json
 import logging
+import re
 import ssl
 import time
 from typing import Any, Awaitable, Callable, Dict, Mapping, Optional
@@ -43,6 +44,11 @@ from consensus._core import ConfigError, ConsensusError, NotLeaderError, Proposa
 from consensus.errors import BusyError, LeadershipLostError, NodeStoppedError, RequestTimeoutError
 from consensus.metrics import CONTENT_TYPE, NodeMetrics
 from consensus.statemachine import KVStore, parse_request_id
+
+#: Node ids are unsigned 64-bit numbers in the cores; 0 means "none".
+MEMBER_ID_MAX = (1 << 64) - 1
+#: How a node id is written in a path: ASCII digits, no sign, no leading zero.
+_CANONICAL_ID = re.compile(r"[1-9][0-9]*", re.ASCII)
 
 log = logging.getLogger("consensus.kv")
 
@@ -431,13 +437,20 @@ class KVService:
 
     @staticmethod
     def _member_id(value: Any, field: str = "id") -> int:
-        try:
-            member = int(value)
-        except (TypeError, ValueError):
-            raise HttpError(400, "bad_request", f"{field} must be a positive integer") from None
-        if member <= 0 or isinstance(value, bool):
-            raise HttpError(400, "bad_request", f"{field} must be a positive integer")
-        return member
+        """A node id from a JSON body: a JSON integer (not a bool, a float, `Infinity` or a
+        string) in 1..MEMBER_ID_MAX; anything else is a 400."""
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MEMBER_ID_MAX:
+            raise HttpError(400, "bad_request", f"{field} must be an integer in 1..{MEMBER_ID_MAX}")
+        return value
+
+    @staticmethod
+    def _path_member_id(request: web.Request) -> int:
+        """A node id from the path: canonical ASCII decimal digits (no sign, no leading zero, no
+        other digit scripts) in 1..MEMBER_ID_MAX; anything else is a 400."""
+        text = request.match_info["id"]
+        if len(text) > len(str(MEMBER_ID_MAX)) or not _CANONICAL_ID.fullmatch(text) or int(text) > MEMBER_ID_MAX:
+            raise HttpError(400, "bad_request", f"the member id in the path must be an integer in 1..{MEMBER_ID_MAX}")
+        return int(text)
 
     async def add_member(self, request: web.Request) -> web.StreamResponse:
         data, body = await self._json(request)
@@ -470,7 +483,7 @@ class KVService:
         return address
 
     async def promote_member(self, request: web.Request) -> web.StreamResponse:
-        member = self._member_id(request.match_info["id"])
+        member = self._path_member_id(request)
 
         async def action() -> web.StreamResponse:
             s = self.node.status()
@@ -490,7 +503,7 @@ class KVService:
         return await self._leader_only(request, b"", action)
 
     async def remove_member(self, request: web.Request) -> web.StreamResponse:
-        member = self._member_id(request.match_info["id"])
+        member = self._path_member_id(request)
 
         async def action() -> web.StreamResponse:
             s = self.node.status()
