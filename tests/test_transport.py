@@ -440,11 +440,12 @@ def test_handshake_codec_round_trips_and_rejects_bad_lengths() -> None:
     with pytest.raises(handshake.HandshakeError) as info:
         handshake.message_length(oversized)
     assert info.value.reason == handshake.REASON_MALFORMED
-    wrong_version = bytearray(hello)
-    wrong_version[4] = 2
-    with pytest.raises(handshake.HandshakeError) as info:
-        handshake.message_length(wrong_version)
-    assert info.value.reason == handshake.REASON_VERSION
+    for version in (1, handshake.TRANSPORT_VERSION + 1):  # 1: before the greeting flags
+        wrong_version = bytearray(hello)
+        wrong_version[4] = version
+        with pytest.raises(handshake.HandshakeError) as info:
+            handshake.message_length(wrong_version)
+        assert info.value.reason == handshake.REASON_VERSION
     refused = handshake.decode(handshake.encode_refused(handshake.REASON_CLUSTER, "nope"))
     assert refused == handshake.Refusal(handshake.REASON_CLUSTER, "nope")
 

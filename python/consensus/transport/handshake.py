@@ -12,7 +12,9 @@ from typing import Any, Mapping, Optional, Set, Union
 from urllib.parse import quote
 
 MAGIC = b"CNSP"
-TRANSPORT_VERSION = 1
+#: 2 added the greeting flags byte (docs/wire-format.md §9.1); a version-1 node is refused with
+#: REASON_VERSION rather than misread, so moving a cluster to it takes a full restart.
+TRANSPORT_VERSION = 2
 HEADER_BYTES = 8
 
 KIND_HELLO = 1
