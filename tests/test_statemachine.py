@@ -269,19 +269,48 @@ def test_request_naming_a_session_never_opened_is_refused_as_unknown() -> None:
     assert kv.revision == 0 and kv.sessions_minted == 1
 
 
-def test_many_sessions_never_evict_a_live_one_and_the_cap_refuses_new_ones_with_busy() -> None:
-    """Issue 9, case 10: the old table evicted the oldest client, so its retry applied twice."""
+def test_a_full_session_table_evicts_the_least_recently_used_and_its_retry_is_refused_not_reapplied() -> None:
+    """Issue 9, case 10: the old table evicted the oldest client silently, so its retry applied twice;
+    the next one refused every new client with `busy` until sessions expired. Now the least recently
+    used session is evicted and a retry in it answers `session_expired`."""
     kv = KVStore(max_sessions=3, session_ttl_ms=1000)
     first = open_session(kv, 1)
     assert kv.apply(2, KVStore.encode_put("k", "first", request_id=f"{first}:1")) == {"revision": 1}
-    open_session(kv, 3)
+    second = open_session(kv, 3)
     open_session(kv, 4)
-    for index in range(5, 20):
-        assert error_code(kv.apply(index, KVStore.encode_open_session())) == "busy"
-    assert kv.sessions_minted == 3
-    kv.apply(20, KVStore.encode_put("k", "other"))
-    assert kv.apply(21, KVStore.encode_put("k", "first", request_id=f"{first}:1")) == {"revision": 1}
-    assert kv.get("k") == ("other", 2)
+    assert kv.apply(5, KVStore.encode_put("k", "first", request_id=f"{first}:1")) == {"revision": 1}  # used again
+    assert open_session(kv, 6) == "4"  # evicts `second`, now the least recently used
+    assert kv.session_count == 3
+    assert error_code(kv.apply(7, KVStore.encode_put("k", "x", request_id=f"{second}:1"))) == "session_expired"
+    assert kv.apply(8, KVStore.encode_put("k", "first", request_id=f"{first}:1")) == {"revision": 1}
+    assert kv.revision == 1 and kv.get("k") == ("first", 1)
+
+
+def test_a_flood_of_session_opens_never_locks_out_a_new_client_nor_reapplies_an_evicted_write() -> None:
+    kv = KVStore(max_sessions=3, session_ttl_ms=1000)
+    victim = open_session(kv, 1)
+    assert kv.apply(2, KVStore.encode_put("k", "v", request_id=f"{victim}:1")) == {"revision": 1}
+    for index in range(3, 103):  # an attacker opening sessions far past the cap, at one instant
+        assert "client" in kv.apply(index, KVStore.encode_open_session())
+    assert kv.session_count == 3 and kv.sessions_minted == 101
+    newcomer = open_session(kv, 103)
+    assert kv.apply(104, KVStore.encode_put("n", "v", request_id=f"{newcomer}:1")) == {"revision": 2}
+    assert error_code(kv.apply(105, KVStore.encode_put("k", "v", request_id=f"{victim}:1"))) == "session_expired"
+    assert kv.revision == 2
+
+
+def test_eviction_picks_the_same_session_on_a_replica_restored_from_a_snapshot() -> None:
+    """The least-recently-used order is replicated state: it survives a snapshot, so a replica that
+    restored one evicts exactly the session the others evict."""
+    live, restored = KVStore(max_sessions=3), KVStore(max_sessions=3)
+    sessions = [open_session(live, index) for index in (1, 2, 3)]
+    live.apply(4, KVStore.encode_put("k", "v", request_id=f"{sessions[0]}:1"))  # 1 is now the most recent
+    restored.restore(live.snapshot())
+    for kv in (live, restored):
+        assert open_session(kv, 5) == "4"
+        assert error_code(kv.apply(6, KVStore.encode_put("k", "v", request_id=f"{sessions[1]}:1"))) == "session_expired"
+        assert kv.apply(7, KVStore.encode_put("k", "v", request_id=f"{sessions[0]}:1")) == {"revision": 1}
+    assert live.snapshot() == restored.snapshot()
 
 
 def test_expired_sessions_free_their_slots() -> None:
@@ -897,18 +926,20 @@ def test_http_session_route_and_request_id_errors() -> None:
     serve_kv(kv, scenario)
 
 
-def test_http_opening_a_session_at_the_cap_is_a_definite_busy() -> None:
+def test_http_opening_a_session_at_the_cap_succeeds_and_the_evicted_session_gets_a_definite_session_expired() -> None:
     import aiohttp
 
     kv = KVStore(max_sessions=1)
 
     async def scenario(stub: LeaderStub, url: str) -> None:
         async with aiohttp.ClientSession() as http:
-            async with http.post(url + "/v1/sessions") as resp:
-                assert resp.status == 200
-            async with http.post(url + "/v1/sessions") as resp:
+            for expected in ("1", "2"):
+                async with http.post(url + "/v1/sessions") as resp:
+                    assert (resp.status, (await resp.json())["client"]) == (200, expected)
+            async with http.put(url + "/v1/kv/k", json={"value": "v"}, headers={"X-Request-Id": "1:1"}) as resp:
                 body = await resp.json()
-                assert (resp.status, body["code"], body["indeterminate"]) == (429, "busy", False)
+                assert (resp.status, body["code"], body["indeterminate"]) == (409, "session_expired", False)
+            assert kv.revision == 0
 
     serve_kv(kv, scenario)
 

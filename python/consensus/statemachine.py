@@ -109,7 +109,7 @@ class CommandRejectedError(ConsensusError):
     """A command was committed and applied, and the state machine answered with an error.
 
     `code` is the result's `error` field (`bad_command`, `request_id_reused`, `session_expired`,
-    `unknown_session`, `busy`, `overflow`, ...), `result` the whole error result. Nothing was
+    `unknown_session`, `overflow`, ...), `result` the whole error result. Nothing was
     changed by the command.
     """
 
@@ -438,7 +438,7 @@ def _clock_field(body: Dict[str, Any], tag: str) -> int:
 
 #: How long a client session lives without a request, on the replicated clock (docs/operations.md).
 SESSION_TTL_MS_DEFAULT = 60 * 60 * 1000
-#: Sessions held at once; opening one more is refused with `busy`.
+#: Sessions held at once; opening one more evicts the least recently used (docs/operations.md).
 SESSIONS_MAX_DEFAULT = 100_000
 #: Expired sessions removed per applied command, at most: the sweep's work per apply is bounded.
 SESSION_SWEEP_MAX = 8
@@ -478,7 +478,11 @@ class KVStore(_ReplicatedClock, _Attachable):
     answer without applying it again. A session expires once `session_ttl_ms` passes on the
     replicated clock (`advance_clock`) without a request naming it; a request naming a session that
     was minted but is gone answers `session_expired` and changes nothing, so a retry is never
-    applied twice. At most `max_sessions` sessions are held; opening one more answers `busy`.
+    applied twice. At most `max_sessions` sessions are held; opening one more evicts the least
+    recently used session (the thesis's rule), whose next request then answers `session_expired`
+    too: a full table never locks new clients out, and nothing is applied twice. The table is kept
+    least recently used first, in apply order (the replicated clock at the last request, then the
+    log order of that request), so every replica evicts the same session, in O(1).
     `session_ttl_ms` and `max_sessions` must be the same on every replica.
     """
 
@@ -497,7 +501,8 @@ class KVStore(_ReplicatedClock, _Attachable):
         self.session_ttl_ms = session_ttl_ms
         self._data: Dict[str, Tuple[str, int]] = {}
         self._revision = 0
-        #: Live sessions by number, least recently used first (so the expired ones are in front).
+        #: Live sessions by number, least recently used first (so the expired ones, and the one to
+        #: evict when the table is full, are in front).
         self._sessions: "OrderedDict[int, _Session]" = OrderedDict()
         #: The last session number minted: every number up to it was handed out once.
         self._sessions_minted = 0
@@ -631,7 +636,8 @@ class KVStore(_ReplicatedClock, _Attachable):
         if number <= self._sessions_minted:
             return _error(
                 "session_expired",
-                f"session {number} expired (no request for {self.session_ttl_ms} ms); open a new one."
+                f"session {number} expired (no request for {self.session_ttl_ms} ms, or evicted as the"
+                f" least recently used of {self.max_sessions} sessions); open a new one."
                 " Whether an earlier attempt of this request was applied cannot be known from it",
             )
         return _error("unknown_session", f"session {number} was never opened")
@@ -651,10 +657,10 @@ class KVStore(_ReplicatedClock, _Attachable):
             del self._sessions[number]
 
     def _open_session(self) -> Dict[str, Any]:
-        if len(self._sessions) >= self.max_sessions:
-            return _error("busy", f"{self.max_sessions} client sessions are open; retry once some expire")
         if self._sessions_minted >= INT64_MAX:
             return _error("overflow", "session ids exhausted")
+        if len(self._sessions) >= self.max_sessions:
+            self._sessions.popitem(last=False)  # the least recently used: its owner gets session_expired
         self._sessions_minted += 1
         self._sessions[self._sessions_minted] = _Session(0, b"", {}, self._clock_ms)
         return {"client": str(self._sessions_minted), "ttl_ms": self.session_ttl_ms}
