@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Set
 
@@ -195,11 +196,15 @@ def test_a_temporary_file_left_by_a_crash_is_ignored_and_replaced(tmp_path: Path
         (None, True, "new", START_BOOTSTRAP),
         (None, True, "existing", START_JOIN),
         # A directory that holds state restarts, whatever initial_state says.
-        (IDENTITY, True, "new", START_RESTART),
+        (IDENTITY, False, "new", START_RESTART),
         (IDENTITY, False, "existing", START_RESTART),
-        # Storage from before identity files existed, or restored from a backup.
+        # Said to hold state, storage empty: only the operator's "existing" lets it in (as a joiner).
+        (IDENTITY, True, "existing", START_RESTART),
+        # Storage from before identity files existed: adopted.
         (None, False, "new", START_RESTART),
         (None, False, "existing", START_RESTART),
+        # A restored backup (an identity without state over storage) passes the gate like a new node.
+        (Identity("orders", 2, "raft", state=False), False, "new", START_BOOTSTRAP),
         # An identity that does not hold state yet is an empty directory.
         (Identity("orders", 2, "raft", state=False), True, "new", START_BOOTSTRAP),
         (Identity("orders", 2, "raft", state=False), True, "existing", START_JOIN),
@@ -209,6 +214,13 @@ def test_how_a_node_starts_depends_on_its_directory_then_on_initial_state(
     found: Optional[Identity], storage_empty: bool, initial_state: str, mode: str
 ) -> None:
     assert plan_start(found, storage_empty, initial_state) == mode
+
+
+def test_a_directory_whose_identity_held_state_but_whose_storage_is_empty_is_refused() -> None:
+    """A lost WAL beside a surviving identity.json: the node forgot its votes (issue case 9)."""
+    with pytest.raises(ConfigError) as info:
+        plan_start(IDENTITY, True, "new")
+    assert info.value.field == "data_dir" and "existing" in str(info.value)
 
 
 def test_greeting_flags_say_whether_this_node_holds_state_and_whether_it_remembers_the_peer() -> None:
@@ -582,6 +594,38 @@ def test_a_wiped_member_restarted_as_new_is_refused_while_the_cluster_keeps_serv
     cluster.wipe(3)
     refused(cluster, 3, "node 3's data directory was wiped or replaced")
     assert read_identity(cluster.nodes[3].data_dir) is None, "a refused node records nothing"
+    write_and_read(cluster, [cluster.nodes[1].url, cluster.nodes[2].url], "after")
+
+
+@pytest.mark.integration
+def test_a_wiped_member_restored_from_an_old_backup_is_refused(process_cluster: Any) -> None:
+    """A backup restored into a wiped member's directory has forgotten its votes too."""
+    import subprocess
+    import sys
+
+    cluster = process_cluster
+    write_and_read(cluster, cluster.urls, "before")
+    wait_until(lambda: remembered_by_every_peer(cluster, 3), "nodes 1 and 2 remember node 3 holding state")
+    backup = os.path.join(cluster.base_dir, "backup.bin")
+    cli = [sys.executable, "-m", "consensus", "snapshot"]
+    subprocess.run(cli + ["save", cluster.nodes[1].client, backup], check=True, timeout=60)
+    write_and_read(cluster, cluster.urls, "after-backup")
+    cluster.stop(3)
+    cluster.wipe(3)
+    subprocess.run(cli + ["restore", backup, "--config", cluster.nodes[3].config_path], check=True, timeout=60)
+    refused(cluster, 3, "node 3's data directory was wiped or replaced")
+    write_and_read(cluster, [cluster.nodes[1].url, cluster.nodes[2].url], "after")
+
+
+@pytest.mark.integration
+def test_a_member_whose_storage_was_lost_beside_its_identity_file_is_refused(process_cluster: Any) -> None:
+    cluster = process_cluster
+    write_and_read(cluster, cluster.urls, "before")
+    cluster.stop(3)
+    node = cluster.nodes[3]
+    shutil.rmtree(os.path.join(node.data_dir, cluster.protocol))
+    assert read_identity(node.data_dir) is not None
+    refused(cluster, 3, "its storage is empty")
     write_and_read(cluster, [cluster.nodes[1].url, cluster.nodes[2].url], "after")
 
 

@@ -120,11 +120,15 @@ def _snapshot_save(url: str, path: str) -> int:
 def _snapshot_restore(path: str, config_path: str) -> int:
     from consensus import protocols, snapshotfile
     from consensus.config import load_config
+    from consensus.datadir import Identity, identity_path, write_identity
     from consensus.server import storage_path
 
     cfg = load_config(config_path)
     with open(path, "rb") as f:
         backup = snapshotfile.decode(f.read())
+    if os.path.exists(identity_path(cfg.data_dir)):
+        print(f"snapshot restore: {cfg.data_dir} belongs to a node already; restore into an empty data_dir", file=sys.stderr)
+        return 1
     spec = protocols.get(cfg.protocol)
     storage = spec.open_storage(storage_path(cfg), cfg.fsync)
     try:
@@ -136,6 +140,9 @@ def _snapshot_restore(path: str, config_path: str) -> int:
         storage.apply_snapshot(spec.snapshot(backup.index, backup.term, conf, backup.state))
     finally:
         storage.close()
+    # Not yet a member's state: the node passes the start gate like a new one, so a member wiped
+    # and restored from an old backup is refused by the peers that remember it.
+    write_identity(cfg.data_dir, Identity(cfg.cluster_id, cfg.id, cfg.protocol, state=False))
     print(f"restored index {backup.index} into {cfg.data_dir} for a cluster of {voters}")
     return 0
 

@@ -276,10 +276,28 @@ def storage_is_empty(storage: Any) -> bool:
 
 
 def plan_start(found: Optional[Identity], storage_empty: bool, initial_state: str) -> str:
-    """How to start: a directory that holds state restarts whatever `initial_state` says; an empty
-    one joins ("existing") or bootstraps behind the gate ("new")."""
-    if (found is not None and found.state) or not storage_empty:
+    """How to start: a directory that holds state restarts; an empty one joins ("existing") or
+    bootstraps behind the gate ("new"). Two directories are neither:
+
+    - the identity says the directory held state but its storage is empty (the WAL was lost or
+      deleted): it forgot its votes and what it acknowledged, so with "new" it is refused; with
+      "existing" the operator says it is not a member (it joined and stopped before any data came,
+      or was removed and is being added back) and it restarts as a joiner would;
+    - storage with an identity that holds no state is a backup restored by `consensus snapshot
+      restore`: it bootstraps behind the gate like an empty directory, so a wiped member restored
+      from an old backup is refused by the peers that remember it.
+    """
+    if found is not None and found.state:
+        if storage_empty and initial_state != INITIAL_STATE_EXISTING:
+            raise _config_error(
+                "data_dir",
+                f"node {found.node_id}'s data directory says it held state, but its storage is empty "
+                "(lost or deleted): it has forgotten its votes and what it acknowledged. Remove and re-add "
+                "the node, then start it with initial_state = \"existing\"",
+            )
         return START_RESTART
+    if not storage_empty and found is None:
+        return START_RESTART  # a directory from before identity files: adopted
     return START_JOIN if initial_state == INITIAL_STATE_EXISTING else START_BOOTSTRAP
 
 
