@@ -40,9 +40,10 @@ class ClientError(Exception):
 class SessionExpiredError(ClientError):
     """The write's client session expired (docs/operations.md): the service did not apply it now.
 
-    With `after_indeterminate`, an earlier attempt of the same write may have been applied: the
-    caller must find out (read the key) before writing it again. Without, the write was not
-    applied. The client opens a new session for its next write; it never resends by itself.
+    Raised only with `after_indeterminate`: an earlier attempt of the same write may have been
+    applied, and the caller must find out (read the key) before writing it again. (When every
+    earlier answer was definite, nothing was applied and the client resends the write in a new
+    session itself.) The client opens a new session for its next write.
     """
 
 
@@ -160,20 +161,27 @@ class KVClient:
             return await self._call(method, path, body, headers)
         lane = self._free_lanes.pop() if self._free_lanes else _Lane()
         try:
-            if lane.session is None or _monotonic() >= lane.renew_at:
-                await self._open_session(lane)
-            lane.seq += 1
-            # The service measures a session's idle time from its last request, which it sees
-            # after this moment: renewing after half the lifetime leaves the other half as margin
-            # (for the leader's clock running ahead of this one, or jumping at a leader change).
-            lane.renew_at = _monotonic() + lane.ttl_s / 2
-            headers["X-Request-Id"] = f"{lane.session}:{lane.seq}"
-            return await self._call(method, path, body, headers)
-        except ClientError as exc:
-            if exc.code != "session_expired":
-                raise
-            lane.session = None  # never resend: the next write opens a new session
-            raise SessionExpiredError(exc.status, exc.body, after_indeterminate=exc.after_indeterminate) from None
+            for attempt in range(2):
+                if lane.session is None or _monotonic() >= lane.renew_at:
+                    await self._open_session(lane)
+                lane.seq += 1
+                # The service measures a session's idle time from its last request, which it sees
+                # after this moment: renewing after half the lifetime leaves the other half as
+                # margin (for a leader's clock running ahead of this one).
+                lane.renew_at = _monotonic() + lane.ttl_s / 2
+                headers["X-Request-Id"] = f"{lane.session}:{lane.seq}"
+                try:
+                    return await self._call(method, path, body, headers)
+                except ClientError as exc:
+                    if exc.code != "session_expired":
+                        raise
+                    lane.session = None
+                    if exc.after_indeterminate or attempt > 0:
+                        # An earlier attempt may have been applied: resending could apply it twice.
+                        raise SessionExpiredError(exc.status, exc.body, after_indeterminate=exc.after_indeterminate) from None
+                    # Every answer so far was definite: nothing was applied, so a new session may
+                    # carry the write (its session expired or was evicted before it arrived).
+            raise AssertionError("unreachable")
         finally:
             self._free_lanes.append(lane)
 
