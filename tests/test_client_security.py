@@ -645,6 +645,183 @@ def test_redirect_to_the_leader_names_its_https_url() -> None:
     run(scenario())
 
 
+# ---------------------------------------------------------------------------- the cap, TLS handshakes included
+
+
+def event_loop_factories() -> List[Any]:
+    factories: List[Any] = [pytest.param(asyncio.new_event_loop, id="asyncio")]
+    try:
+        import uvloop
+    except ImportError:
+        factories.append(pytest.param(None, id="uvloop", marks=pytest.mark.skip(reason="uvloop not installed")))
+    else:
+        factories.append(pytest.param(uvloop.new_event_loop, id="uvloop"))
+    return factories
+
+
+def run_on(new_loop: Callable[[], asyncio.AbstractEventLoop], coro: Any) -> Any:
+    loop = new_loop()
+    try:
+        return loop.run_until_complete(asyncio.wait_for(coro, BOUND))
+    finally:
+        loop.close()
+
+
+async def closed_by_the_server(reader: asyncio.StreamReader) -> bool:
+    """True when the server closed the connection without answering (EOF or reset)."""
+    try:
+        return await read_all(reader) == b""
+    except ConnectionResetError:
+        return True
+
+
+@pytest.mark.parametrize("new_loop", event_loop_factories())
+def test_sockets_in_their_tls_handshake_count_against_the_cap_and_one_more_is_closed_at_once(
+    pki: Pki, monkeypatch: pytest.MonkeyPatch, new_loop: Callable[[], asyncio.AbstractEventLoop]
+) -> None:
+    """Raw sockets that never send a ClientHello used to be invisible to the cap (it counted a
+    connection only once TLS was done): each held a descriptor for the whole handshake timeout."""
+    from consensus import server as server_module
+
+    monkeypatch.setattr(server_module, "CLIENT_TLS_HANDSHAKE_SECONDS", BOUND * 2)  # only the cap can close them
+    server_ssl, _ = client_tls_contexts(ClientTlsConfig(pki.server_cert, pki.server_key, None))
+    good = tls_context(pki.ca_path)
+    left_open: List[Tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def scenario() -> None:
+        async with Served(limit=4, ssl_context=server_ssl, scheme="https") as served:
+            port = served.site.port if served.site else 0
+            idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(4)]
+            await eventually(lambda: served.gate.open == 4, "four sockets in their handshake counted")
+            assert served.gate.handshaking == 4
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            assert await closed_by_the_server(reader)
+            writer.close()
+            assert served.gate.refused == 1 and served.gate.open == 4
+            with pytest.raises((aiohttp.ClientError, OSError)):
+                await https_status(served.url, good)  # a real client over the cap is refused too
+            assert served.gate.refused == 2
+            for _reader, idle_writer in idle[:2]:
+                idle_writer.close()
+            await eventually(lambda: served.gate.open == 2, "the closed sockets released")
+            assert await https_status(served.url, good) == 200
+            left_open.extend(idle[2:])
+        # Stopping the site ends the handshakes still running.
+        for idle_reader, idle_writer in left_open:
+            assert await closed_by_the_server(idle_reader)
+            idle_writer.close()
+        assert served.gate.open == 0 and served.gate.handshaking == 0
+
+    run_on(new_loop, scenario())
+
+
+def test_handshakes_that_time_out_or_fail_give_their_place_back(pki: Pki, monkeypatch: pytest.MonkeyPatch) -> None:
+    from consensus import server as server_module
+
+    monkeypatch.setattr(server_module, "CLIENT_TLS_HANDSHAKE_SECONDS", 0.2)
+    server_ssl, _ = client_tls_contexts(ClientTlsConfig(pki.server_cert, pki.server_key, pki.ca_path))
+    good = tls_context(pki.ca_path, pki.client_cert, pki.client_key)
+    stranger = tls_context(pki.ca_path, pki.stranger_cert, pki.stranger_key)
+
+    async def scenario() -> None:
+        async with Served(limit=2, ssl_context=server_ssl, scheme="https") as served:
+            port = served.site.port if served.site else 0
+            idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+            for idle_reader, _writer in idle:
+                assert await closed_by_the_server(idle_reader)  # the handshake timed out
+            for _ in range(3):  # more failed handshakes than the cap
+                with pytest.raises((aiohttp.ClientError, OSError)):
+                    await https_status(served.url, stranger)
+            await eventually(lambda: served.gate.open == 0, "every failed handshake released")
+            assert await https_status(served.url, good) == 200
+            assert served.gate.refused == 0
+            for _reader, idle_writer in idle:
+                idle_writer.close()
+
+    run(scenario())
+
+
+# ---------------------------------------------------------------------------- file descriptors
+
+
+class FakeLimits:
+    """Stands in for resource.getrlimit/setrlimit of RLIMIT_NOFILE (the test process keeps its own)."""
+
+    def __init__(self, soft: int, hard: int) -> None:
+        self.soft, self.hard = soft, hard
+        self.set_calls: List[Tuple[int, int]] = []
+
+    def getrlimit(self, which: int) -> Tuple[int, int]:
+        return self.soft, self.hard
+
+    def setrlimit(self, which: int, limits: Tuple[int, int]) -> None:
+        self.set_calls.append(limits)
+        self.soft, self.hard = limits
+
+
+@pytest.fixture
+def fake_limits(monkeypatch: pytest.MonkeyPatch) -> Callable[[int, int], FakeLimits]:
+    import resource
+
+    def install(soft: int, hard: int) -> FakeLimits:
+        fake = FakeLimits(soft, hard)
+        monkeypatch.setattr(resource, "getrlimit", fake.getrlimit)
+        monkeypatch.setattr(resource, "setrlimit", fake.setrlimit)
+        return fake
+
+    return install
+
+
+def node_config(tmp_path: Path, **fields: Any) -> Any:
+    from consensus.config import Member, NodeConfig
+
+    return NodeConfig(
+        id=1,
+        data_dir=str(tmp_path / "data"),
+        cluster_id="c",
+        members=(Member(1, "127.0.0.1:9001", "127.0.0.1:8001"),),
+        **fields,
+    )
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no RLIMIT_NOFILE on Windows")
+def test_serve_raises_the_open_files_soft_limit_to_the_hard_limit(
+    fake_limits: Callable[[int, int], FakeLimits], tmp_path: Path
+) -> None:
+    from consensus.server import check_descriptor_budget
+
+    fake = fake_limits(1024, 65536)
+    check_descriptor_budget(node_config(tmp_path))  # 1024 connections fit once the limit is raised
+    assert fake.set_calls == [(65536, 65536)]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no RLIMIT_NOFILE on Windows")
+def test_a_connection_cap_the_open_files_limit_cannot_hold_is_refused_at_startup(
+    fake_limits: Callable[[int, int], FakeLimits], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Out of descriptors, the next WAL segment cannot be created and the node stops: a cap the
+    limit cannot hold is a configuration error, exit 2, before the data directory is touched."""
+    from consensus import ConfigError, cli
+    from consensus.config import dump_config
+    from consensus.server import check_descriptor_budget, descriptors_needed
+
+    fake_limits(1500, 1500)
+    fits = node_config(tmp_path, client_connections_max=1)
+    largest = 1 + 1500 - descriptors_needed(fits)
+    check_descriptor_budget(node_config(tmp_path, client_connections_max=largest))
+    with pytest.raises(ConfigError) as info:
+        check_descriptor_budget(node_config(tmp_path, client_connections_max=largest + 1))
+    assert info.value.field == "client_connections_max"
+    assert f"at most {largest}" in str(info.value)
+
+    config = tmp_path / "node.toml"
+    config.write_text(dump_config(node_config(tmp_path, client_connections_max=2000)))
+    assert cli.main(["serve", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "client_connections_max" in err and "limit is 1500" in err
+    assert not (tmp_path / "data").exists()
+
+
 # ---------------------------------------------------------------------------- a process cluster
 
 

@@ -6,9 +6,12 @@ storage error stops the node and the process exits non-zero instead of serving w
 could not persist.
 
 The client API is served over HTTPS with ``[client_tls]`` (client certificates required when it
-names a ``ca``), checks bearer tokens with ``[auth]`` (`consensus.auth`), serves at most
-``client_connections_max`` connections (one more is answered 503 and closed) and closes a
-connection idle for ``client_idle_timeout_ms`` (also one still sending its request head).
+names a ``ca``), checks bearer tokens with ``[auth]`` (`consensus.auth`), holds at most
+``client_connections_max`` connections, counted from the moment they are accepted (those in
+their TLS handshake included; one more is closed at once, answered 503 without TLS), and closes
+a connection idle for ``client_idle_timeout_ms`` (also one still sending its request head).
+At startup the open-files limit is raised to its hard limit, and a configuration whose
+connections could exhaust it is refused (`check_descriptor_budget`).
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ import ipaddress
 import logging
 import os
 import signal
+import socket
 import ssl
-from typing import Any, Callable, Optional, Tuple
+from typing import Callable, List, Optional, Set, Tuple
 
 from aiohttp import web
 
@@ -31,7 +35,13 @@ from consensus.detector import PeerHealth
 from consensus.kv import KVService
 from consensus.node import MemberAddress, Node, NodeOptions
 from consensus.statemachine import KVStore
-from consensus.transport import TcpTransport, tls_contexts
+from consensus.transport import TcpTransport, accept, tls_contexts
+from consensus.transport.tcp import PENDING_HANDSHAKES_MAX
+
+try:
+    import resource
+except ImportError:  # Windows: no descriptor limit to raise or check
+    resource = None  # type: ignore[assignment]
 
 log = logging.getLogger("consensus.server")
 
@@ -46,6 +56,11 @@ BUSY_RESPONSE = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
     b"Content-Length: " + str(len(_BUSY_BODY)).encode() + b"\r\n\r\n" + _BUSY_BODY
 )
+
+
+#: File descriptors a node needs besides its client and peer connections: the WAL's segments,
+#: snapshots, the data directory, connections that forward requests to the leader, logging.
+DESCRIPTOR_MARGIN = 256
 
 
 def _config_error(field: str, message: str) -> ConfigError:
@@ -78,51 +93,153 @@ def client_tls_contexts(client_tls: ClientTlsConfig) -> Tuple[ssl.SSLContext, ss
     return server, forward
 
 
-class _Refused(asyncio.Protocol):
-    """A connection over the cap: answered 503 busy and closed, without reading it."""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.WriteTransport)
-        transport.write(BUSY_RESPONSE)
-        transport.close()
+def _refuse(sock: socket.socket, answer_busy: bool) -> None:
+    """Close a connection over the cap at once, without reading it; `answer_busy` (plain HTTP
+    only: a TLS client could not read it before a handshake) first sends the 503 busy answer."""
+    if answer_busy:
+        try:
+            sock.send(BUSY_RESPONSE)  # a fresh socket's send buffer takes it whole
+        except OSError:
+            pass
+    sock.close()
 
 
 class ConnectionGate:
-    """A protocol factory for the client port that serves at most `limit` connections at once.
+    """The client port's listener: it accepts connections itself and serves at most `limit` at
+    once.
 
-    Each accepted connection is counted when it is established (after the TLS handshake, which
-    `CLIENT_TLS_HANDSHAKE_SECONDS` bounds) and released when it closes; one over the limit is
-    answered 503 busy and closed, and counted in `refused`."""
+    A connection is counted from the moment it is accepted, while its TLS handshake runs (which
+    `CLIENT_TLS_HANDSHAKE_SECONDS` bounds) too, and released when it closes or its handshake fails:
+    sockets that never finish a handshake cannot hold descriptors beyond the cap. One over the
+    cap is closed at once (without TLS after a 503 busy answer) and counted in `refused`.
+    The accepting itself is shared with the peer port (`consensus.transport.accept`)."""
 
-    def __init__(self, factory: Callable[[], asyncio.Protocol], limit: int) -> None:
+    def __init__(
+        self,
+        factory: Callable[[], asyncio.Protocol],
+        limit: int,
+        ssl_context: Optional[ssl.SSLContext] = None,
+        handshake_timeout: float = CLIENT_TLS_HANDSHAKE_SECONDS,
+    ) -> None:
         self.factory = factory
         self.limit = limit
+        self.ssl_context = ssl_context
+        self.handshake_timeout = handshake_timeout
+        #: Connections counted against `limit`: established or still in their TLS handshake.
         self.open = 0
         self.refused = 0
+        self.listeners: List[socket.socket] = []
+        #: Connections accepted but not established yet (in their TLS handshake).
+        self._handshaking: Set[_Gated] = set()
+        self._tasks: Set["asyncio.Task[None]"] = set()
+        self._accept_tasks: List["asyncio.Task[None]"] = []
+        self._closed = False
 
-    def __call__(self) -> asyncio.Protocol:
-        return _Gated(self)
+    @property
+    def handshaking(self) -> int:
+        """How many of the `open` connections are still in their TLS handshake."""
+        return len(self._handshaking)
+
+    async def listen(self, host: str, port: int, backlog: int = accept.LISTEN_BACKLOG) -> None:
+        self.listeners = await accept.open_listeners(host, port, backlog)
+        loop = asyncio.get_running_loop()
+        for listener in self.listeners:
+            self._accept_tasks.append(loop.create_task(accept.accept_forever(listener, self.admit, log, "client")))
+
+    def admit(self, sock: socket.socket) -> None:
+        """Count a just accepted socket and hand it to the loop, or refuse it over the cap."""
+        if self._closed:
+            sock.close()
+            return
+        if self.open >= self.limit:
+            self.refused += 1
+            _refuse(sock, answer_busy=self.ssl_context is None)
+            return
+        self.open += 1
+        gated = _Gated(self, sock)
+        self._handshaking.add(gated)
+        task = asyncio.get_running_loop().create_task(self._hand_over(gated))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _hand_over(self, gated: "_Gated") -> None:
+        """Give an admitted socket to the loop; with TLS the loop runs the handshake first."""
+        sock = gated.socket
+        assert sock is not None
+        try:
+            if self._closed:
+                sock.close()
+                return
+            gated.handed_over = True
+            await asyncio.get_running_loop().connect_accepted_socket(
+                lambda: gated,
+                sock,
+                ssl=self.ssl_context,
+                ssl_handshake_timeout=self.handshake_timeout if self.ssl_context is not None else None,
+            )
+        except (OSError, asyncio.TimeoutError, ValueError, RuntimeError) as error:
+            # The loop closed the socket (ssl.SSLError is an OSError).
+            log.debug("a client connection failed before it was established: %s", error)
+        finally:
+            if gated.inner is None:
+                gated.release()
+
+    async def close(self) -> None:
+        """Stop accepting and end the connections still in their handshake (established ones
+        belong to the HTTP server, which closes them)."""
+        if self._closed:
+            return
+        self._closed = True
+        for task in self._accept_tasks:
+            task.cancel()
+        await asyncio.gather(*self._accept_tasks, return_exceptions=True)
+        for listener in self.listeners:
+            listener.close()  # after the accept loops stopped polling it
+        for gated in list(self._handshaking):
+            gated.abort_handshake()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 class _Gated(asyncio.Protocol):
-    """Passes every event to the HTTP protocol, once the gate admitted the connection."""
+    """One admitted connection: passes every event to the HTTP protocol once established, and
+    releases its place in the gate exactly once."""
 
-    def __init__(self, gate: ConnectionGate) -> None:
+    def __init__(self, gate: ConnectionGate, sock: socket.socket) -> None:
         self.gate = gate
+        #: The accepted socket, until the connection is established.
+        self.socket: Optional[socket.socket] = sock
+        #: True once the loop owns the socket (then it is never closed here, only shut down).
+        self.handed_over = False
         self.inner: Optional[asyncio.Protocol] = None
+        self.counted = True
+
+    def release(self) -> None:
+        self.socket = None
+        self.gate._handshaking.discard(self)
+        if self.counted:
+            self.counted = False
+            self.gate.open -= 1
+
+    def abort_handshake(self) -> None:
+        """Make a pending TLS handshake fail at once: the loop then closes the socket."""
+        if self.socket is not None and self.handed_over:
+            try:
+                self.socket.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # the loop closed it already
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if self.gate.open >= self.gate.limit:
-            self.gate.refused += 1
-            _Refused().connection_made(transport)
+        self.socket = None
+        self.gate._handshaking.discard(self)
+        if self.gate._closed:
+            transport.abort()  # type: ignore[attr-defined]
             return
-        self.gate.open += 1
         self.inner = self.gate.factory()
         self.inner.connection_made(transport)
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
+        self.release()
         if self.inner is not None:
-            self.gate.open -= 1
             inner, self.inner = self.inner, None
             inner.connection_lost(exc)
 
@@ -143,7 +260,7 @@ class _Gated(asyncio.Protocol):
 
 
 class ClientSite(web.BaseSite):
-    """The client API's listening socket: `web.TCPSite` with the connection gate in front."""
+    """The client API's listening sockets, with the connection gate accepting on them."""
 
     def __init__(
         self, runner: web.BaseRunner, host: str, port: int, *, limit: int, ssl_context: Optional[ssl.SSLContext] = None
@@ -161,20 +278,20 @@ class ClientSite(web.BaseSite):
     @property
     def port(self) -> int:
         """The bound port (the one the kernel chose when asked for port 0)."""
-        sockets = getattr(self._server, "sockets", None)  # asyncio.Server or uvloop's Server
-        assert sockets, "the site is not started"
-        return int(sockets[0].getsockname()[1])
+        assert self.gate is not None and self.gate.listeners, "the site is not started"
+        return int(self.gate.listeners[0].getsockname()[1])
 
     async def start(self) -> None:
         await super().start()
         server = self._runner.server
         assert server is not None
-        self.gate = ConnectionGate(server, self._limit)
-        loop = asyncio.get_running_loop()
-        extra: Any = {"ssl_handshake_timeout": CLIENT_TLS_HANDSHAKE_SECONDS} if self._ssl_context else {}
-        self._server = await loop.create_server(
-            self.gate, self._host, self._port, ssl=self._ssl_context, reuse_address=True, **extra
-        )
+        self.gate = ConnectionGate(server, self._limit, self._ssl_context, CLIENT_TLS_HANDSHAKE_SECONDS)
+        await self.gate.listen(self._host, self._port, self._backlog)
+
+    async def stop(self) -> None:
+        if self.gate is not None:
+            await self.gate.close()
+        await super().stop()
 
 
 def split_address(address: str) -> "tuple[str, int]":
@@ -378,11 +495,54 @@ async def start_node(node: Node, stop: asyncio.Event) -> bool:
     return True
 
 
+def raise_descriptor_limit() -> Optional[int]:
+    """Raise the soft RLIMIT_NOFILE to the hard limit (the hard limit is never changed); the
+    soft limit then in force, or None where there is no such limit (Windows, or unlimited)."""
+    if resource is None:
+        return None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard and soft != resource.RLIM_INFINITY:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as error:  # macOS refuses an unlimited soft limit
+            log.warning("cannot raise the open-files limit from %d to %s: %s", soft, hard, error)
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def descriptors_needed(cfg: NodeConfig) -> int:
+    """File descriptors a node may hold at once: every client connection (those in their TLS
+    handshake included), the peer port's pending handshakes, one connection per member and
+    `DESCRIPTOR_MARGIN`."""
+    return cfg.client_connections_max + PENDING_HANDSHAKES_MAX + len(cfg.members) + DESCRIPTOR_MARGIN
+
+
+def check_descriptor_budget(cfg: NodeConfig) -> None:
+    """Raise the open-files limit, then refuse (ConfigError on client_connections_max) a
+    configuration that could run out of descriptors: the next WAL segment could not be
+    created and the node would stop."""
+    limit = raise_descriptor_limit()
+    needed = descriptors_needed(cfg)
+    if limit is None or needed <= limit:
+        return
+    others = needed - cfg.client_connections_max
+    raise _config_error(
+        "client_connections_max",
+        f"{cfg.client_connections_max} client connections need {needed} file descriptors with the "
+        f"{others} the node needs besides ({PENDING_HANDSHAKES_MAX} pending peer handshakes, "
+        f"{len(cfg.members)} members, {DESCRIPTOR_MARGIN} for the WAL, snapshots and the data directory), "
+        f"but the open-files limit is {limit} (RLIMIT_NOFILE, raised to its hard limit): set "
+        f"client_connections_max to at most {max(limit - others, 0)} or raise the hard limit "
+        "(ulimit -Hn, LimitNOFILE= of a systemd unit)",
+    )
+
+
 def run(cfg: NodeConfig, *, join: bool = False) -> int:
     logging.basicConfig(
         level=getattr(logging, cfg.log_level.upper(), logging.INFO),
         format=f"%(asctime)s n{cfg.id} %(levelname)s %(name)s: %(message)s",
     )
+    check_descriptor_budget(cfg)
     try:
         import uvloop  # a dependency where it exists (not on Windows); same code, faster loop
     except ImportError:

@@ -16,7 +16,7 @@ import socket
 import ssl
 from typing import Any, Dict, List, Mapping, Optional, Set, Tuple, Union
 
-from consensus.transport import handshake
+from consensus.transport import accept, handshake
 from consensus.transport.base import (
     FRAME_BYTES_LIMIT,
     FRAME_BYTES_MAX_DEFAULT,
@@ -51,10 +51,6 @@ PENDING_HANDSHAKES_MAX = 128
 HANDSHAKE_TIMEOUT_DEFAULT = 2.0
 #: The writer hands at most this many bytes to the socket before it yields to the loop.
 WRITE_BATCH_BYTES_MAX = 4 * 1024 * 1024
-#: The listen backlog of the peer port (the kernel's queue of connections not yet accepted).
-LISTEN_BACKLOG = 128
-#: After an accept fails (out of file descriptors...), the listener waits this long to retry.
-ACCEPT_RETRY_SECONDS = 0.1
 
 
 def _crc32c(data: bytes) -> int:
@@ -650,30 +646,7 @@ class TcpTransport(Transport):
 
     async def _open_listeners(self) -> List[socket.socket]:
         """Bind and listen on every address `listen` resolves to (like `loop.create_server`)."""
-        assert self._loop is not None
-        infos = await self._loop.getaddrinfo(
-            self._listen_host, self._listen_port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )
-        listeners: List[socket.socket] = []
-        bound: Set[Tuple[int, Any]] = set()
-        try:
-            for family, kind, proto, _, address in infos:
-                if (family, address) in bound:
-                    continue
-                bound.add((family, address))
-                listener = socket.socket(family, kind, proto)
-                listeners.append(listener)
-                listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                if family == socket.AF_INET6:
-                    listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                listener.bind(address)
-                listener.listen(LISTEN_BACKLOG)
-                listener.setblocking(False)
-        except OSError:
-            for listener in listeners:
-                listener.close()
-            raise
-        return listeners
+        return await accept.open_listeners(self._listen_host, self._listen_port)
 
     def _warn_if_exposed(self) -> None:
         """Without TLS, whoever reaches the peer port can act as a member (docs/security.md):
@@ -700,22 +673,12 @@ class TcpTransport(Transport):
         The transport accepts sockets itself (rather than `loop.create_server`) so that a
         connection is counted against `PENDING_HANDSHAKES_MAX` and can be evicted from the
         moment it is accepted, TLS handshake included."""
-        loop = self._loop
-        assert loop is not None
-        while not self._closed:
-            try:
-                accepted, _ = await loop.sock_accept(listener)
-            except OSError as error:  # out of descriptors, a connection reset before accept...
-                logger.warning("accepting a peer connection failed: %s", error)
-                await asyncio.sleep(ACCEPT_RETRY_SECONDS)
-                continue
-            self._accept(accepted)
+        await accept.accept_forever(listener, self._accept, logger, "peer")
 
     def _accept(self, accepted: socket.socket) -> None:
         if self._closed:
             accepted.close()
             return
-        accepted.setblocking(False)
         connection = _Connection(self, None, accepted)
         self._admit_pending(connection)
         connection.handshake_timer = connection.loop.call_later(
