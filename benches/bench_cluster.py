@@ -1,11 +1,11 @@
 """pytest-benchmark: a 3-node in-process cluster of Raft or Multi-Paxos cores driven from Python,
 committing 128-byte entries in proposal batches of 1, 64 and 1024.
 
-The loop is the Ready loop of DESIGN.md §2 with nothing else in it (no LocalCluster): propose a
+The loop is the Ready loop of docs/design.md §2 with nothing else in it (no LocalCluster): propose a
 batch on the leader, then, until every node has applied the batch, for each node with a Ready:
 persist it into the node's MemoryStorage, deliver its frames with ``step``, count its committed
 entries, ``advance``. Its pure-Rust twin is ``rust/core/benches/support/cluster.rs``. Both
-protocols run the same loop through the same methods (DESIGN.md §1): a Raft batch is one entry per
+protocols run the same loop through the same methods (docs/design.md §1): a Raft batch is one entry per
 command, a Paxos batch one slot value.
 
 Two variants, reported separately:

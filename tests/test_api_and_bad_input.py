@@ -1,4 +1,4 @@
-"""The public surface of DESIGN.md §3 and what bad input does to it: typed errors, never a panic."""
+"""The public surface of docs/design.md §3 and what bad input does to it: typed errors, never a panic."""
 
 from __future__ import annotations
 

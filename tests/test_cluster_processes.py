@@ -1,4 +1,4 @@
-"""Real `consensus serve` processes on loopback, driven through the HTTP API (DESIGN.md §3).
+"""Real `consensus serve` processes on loopback, driven through the HTTP API (docs/design.md §3).
 
 Each test starts its own cluster in a temporary directory. No timing assertions: waits are
 bounded only so a bug fails the test instead of hanging it.

@@ -1,6 +1,6 @@
 """consensus.Node on asyncio: in-process clusters over the in-memory transport.
 
-Each test names the behaviour of the runtime it checks (DESIGN.md §2: persist, then send, then
+Each test names the behaviour of the runtime it checks (docs/design.md §2: persist, then send, then
 apply, then advance; client futures; backpressure; shutdown; snapshots; membership).
 """
 

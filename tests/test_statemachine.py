@@ -80,7 +80,7 @@ def test_kv_delete_present_advances_revision_absent_does_not() -> None:
     kv.apply(1, KVStore.encode_put("a", "1"))
     assert kv.apply(2, KVStore.encode_delete("a")) == {"revision": 2, "deleted": True}
     assert kv.get("a") is None
-    # DESIGN.md §3: deleting an absent key answers the current revision and does not advance it.
+    # docs/design.md §3: deleting an absent key answers the current revision and does not advance it.
     assert kv.apply(3, KVStore.encode_delete("a")) == {"revision": 2, "deleted": False}
     assert kv.revision == 2
     # Revisions are never reused: the next write gets 3, not a number a deleted key had.

@@ -1,6 +1,6 @@
 """A 3-node `consensus` cluster on loopback: `python -m consensus serve` per node, fsync "always".
 
-Each node gets a TOML file (DESIGN.md §3) in a temporary directory, with its own data directory and
+Each node gets a TOML file (docs/design.md §3) in a temporary directory, with its own data directory and
 127.0.0.1 peer and client ports. The benchmark's timing is tick_ms=10, heartbeat_ticks=5 (50 ms) and
 election_ticks=50 (500 ms), the same heartbeat and election timeout as the etcd and PySyncObj runs.
 

@@ -1,4 +1,4 @@
-"""An asyncio client of the KV service (DESIGN.md §3) that finds the leader and retries safely.
+"""An asyncio client of the KV service (docs/design.md §3) that finds the leader and retries safely.
 
 Writes carry an ``X-Request-Id`` (``<session>:<seq>``) in a client session the client opens
 (``POST /v1/sessions``), so a retry after an indeterminate answer (a timeout, a lost leader, a

@@ -1,4 +1,4 @@
-"""Node configuration: a TOML file (DESIGN.md §3) plus `CONSENSUS_*` environment overrides.
+"""Node configuration: a TOML file (docs/design.md §3) plus `CONSENSUS_*` environment overrides.
 
 `load_config(path)` reads the file, applies overrides from the environment (an override beats the
 file) and validates everything. Every problem raises `consensus.ConfigError` whose `.field` names the

@@ -1,4 +1,4 @@
-"""The KV service: the HTTP JSON client API of DESIGN.md §3 over a `Node` running a `KVStore`.
+"""The KV service: the HTTP JSON client API of docs/design.md §3 over a `Node` running a `KVStore`.
 
 ```
 PUT    /v1/kv/{key}        {"value": "text"}             -> {"revision": R}

@@ -1,6 +1,6 @@
 """An in-process cluster: several nodes of one protocol wired by an in-memory network.
 
-It runs the Ready loop of DESIGN.md §2 for every node (persist, then send, then apply, then
+It runs the Ready loop of docs/design.md §2 for every node (persist, then send, then apply, then
 advance) and lets a caller cut links, crash and restart nodes, and inspect what each node
 applied. The demo, the tests and the Python benchmarks drive clusters through it.
 """

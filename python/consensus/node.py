@@ -2,7 +2,7 @@
 
 The node owns one protocol core (sans-IO, Rust), its storage, a transport and a state machine. A
 single driver task touches the core: it steps the frames that arrived, applies due ticks, hands
-queued proposals and reads to the core, and then runs the Ready loop of DESIGN.md §2 in one
+queued proposals and reads to the core, and then runs the Ready loop of docs/design.md §2 in one
 function, `_handle_ready`: persist, then send, then apply, then advance.
 
 While a Ready is being persisted (fsync, in a worker thread without the GIL), frames, proposals and
@@ -721,7 +721,7 @@ class Node:
                 del self._reads_inflight[context]
 
     async def _handle_ready(self) -> None:
-        """The Ready loop of DESIGN.md §2, the one place it is written: persist, then send, then
+        """The Ready loop of docs/design.md §2, the one place it is written: persist, then send, then
         apply, then advance."""
         core = self.core
         rd = core.ready()

@@ -467,7 +467,7 @@ _KV_OPS: Dict[str, Tuple[str, ...]] = {
 
 
 class KVStore(_ReplicatedClock, _Attachable):
-    """String keys to string values with one store-wide revision counter (DESIGN.md §3).
+    """String keys to string values with one store-wide revision counter (docs/design.md §3).
 
     Every successful write increases `revision` by one and stores it as the key's modification
     revision; revisions are never reused.

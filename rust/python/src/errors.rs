@@ -1,4 +1,4 @@
-//! The one place where core errors become Python exceptions (DESIGN.md §3):
+//! The one place where core errors become Python exceptions (docs/design.md §3):
 //!
 //! ```text
 //! ConsensusError

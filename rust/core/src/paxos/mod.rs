@@ -1,7 +1,7 @@
 //! Multi-Paxos: ballots `(round, node)`, Phase 1 once per leadership over every slot from the first
 //! one not known chosen, pipelined Phase 2 within a window of `max_inflight_slots` slots, batching of
 //! client commands into one slot value, catch-up and snapshots for lagging replicas and read-index
-//! reads. Same Ready contract as Raft (DESIGN.md §2); the design and its reasons are in `docs/paxos.md`.
+//! reads. Same Ready contract as Raft (docs/design.md §2); the design and its reasons are in `docs/paxos.md`.
 
 pub mod config;
 pub mod core;

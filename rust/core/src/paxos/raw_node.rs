@@ -1,4 +1,4 @@
-//! `RawNode`: the Ready / advance contract around the Multi-Paxos state machine (DESIGN.md §2),
+//! `RawNode`: the Ready / advance contract around the Multi-Paxos state machine (docs/design.md §2),
 //! the same shape as `raft::RawNode`.
 //!
 //! ```text

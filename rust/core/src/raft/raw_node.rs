@@ -1,4 +1,4 @@
-//! `RawNode`: the Ready / advance contract around the Raft state machine (DESIGN.md §2).
+//! `RawNode`: the Ready / advance contract around the Raft state machine (docs/design.md §2).
 //!
 //! ```text
 //! rd = node.ready()          entries + hard state (+ snapshot) to persist, messages to send

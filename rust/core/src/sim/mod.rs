@@ -6,7 +6,7 @@
 //! hashing with random state, so the same seed replays the same run event for event
 //! (`Report::trace_digest`). A failing seed reports the last events before the violation.
 //!
-//! The simulator drives any `Protocol` through the Ready contract of DESIGN.md §2 and is the one
+//! The simulator drives any `Protocol` through the Ready contract of docs/design.md §2 and is the one
 //! place that orders it: `ready` → `persist` → send `messages` → apply `committed` → `advance`.
 //!
 //! ```no_run
