@@ -1,6 +1,6 @@
 """consensus: fault-tolerant replication for Python services.
 
-Raft, Multi-Paxos and Zab cores written in Rust (sans-IO, deterministic), driven from Python
+Raft and Multi-Paxos cores (Zab to come) written in Rust (sans-IO, deterministic), driven from Python
 through one Ready contract: persist, then send, then apply, then advance. `consensus.Node` runs a
 core on asyncio with durable storage, a TCP transport and a state machine; `consensus serve` runs
 one as a process with an HTTP KV service.

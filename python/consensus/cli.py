@@ -148,7 +148,7 @@ def _snapshot_restore(path: str, config_path: str) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="consensus", description="Raft, Multi-Paxos and Zab for Python services.")
+    parser = argparse.ArgumentParser(prog="consensus", description="Raft and Multi-Paxos for Python services.")
     commands = parser.add_subparsers(dest="command", required=True)
     conn = argparse.ArgumentParser(add_help=False)
     conn.add_argument("--token", default=os.environ.get(TOKEN_ENV), help=f"bearer token (default: ${TOKEN_ENV})")
