@@ -814,6 +814,11 @@ def test_a_connection_cap_the_open_files_limit_cannot_hold_is_refused_at_startup
     assert info.value.field == "client_connections_max"
     assert f"at most {largest}" in str(info.value)
 
+    # The default cap (1024) adapts to the host instead: lowered to what fits, with a warning.
+    fake_limits(1200, 1200)
+    adapted = check_descriptor_budget(node_config(tmp_path))
+    assert adapted.client_connections_max == 1200 - descriptors_needed(fits) + 1
+    fake_limits(1500, 1500)
     config = tmp_path / "node.toml"
     config.write_text(dump_config(node_config(tmp_path, client_connections_max=2000)))
     assert cli.main(["serve", "--config", str(config)]) == 2

@@ -17,6 +17,7 @@ connections could exhaust it is refused (`check_descriptor_budget`).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import logging
 import os
@@ -517,15 +518,27 @@ def descriptors_needed(cfg: NodeConfig) -> int:
     return cfg.client_connections_max + PENDING_HANDSHAKES_MAX + len(cfg.members) + DESCRIPTOR_MARGIN
 
 
-def check_descriptor_budget(cfg: NodeConfig) -> None:
-    """Raise the open-files limit, then refuse (ConfigError on client_connections_max) a
-    configuration that could run out of descriptors: the next WAL segment could not be
-    created and the node would stop."""
+#: The fewest client connections the default cap is lowered to on a host with few descriptors.
+CLIENT_CONNECTIONS_MIN = 64
+
+
+def check_descriptor_budget(cfg: NodeConfig) -> NodeConfig:
+    """Raise the open-files limit, then fit the client connection cap into it: out of descriptors,
+    the next WAL segment could not be created and the node would stop. The default cap is lowered
+    to what fits (with a warning); a cap set in the file that does not fit is a ConfigError on
+    client_connections_max. Returns the configuration to run with."""
     limit = raise_descriptor_limit()
     needed = descriptors_needed(cfg)
     if limit is None or needed <= limit:
-        return
+        return cfg
     others = needed - cfg.client_connections_max
+    default = next(f.default for f in dataclasses.fields(NodeConfig) if f.name == "client_connections_max")
+    if cfg.client_connections_max == default and limit - others >= CLIENT_CONNECTIONS_MIN:
+        log.warning(
+            "the open-files limit is %d: serving at most %d client connections (default %d)",
+            limit, limit - others, default,
+        )
+        return dataclasses.replace(cfg, client_connections_max=limit - others)
     raise _config_error(
         "client_connections_max",
         f"{cfg.client_connections_max} client connections need {needed} file descriptors with the "
@@ -542,7 +555,7 @@ def run(cfg: NodeConfig, *, join: bool = False) -> int:
         level=getattr(logging, cfg.log_level.upper(), logging.INFO),
         format=f"%(asctime)s n{cfg.id} %(levelname)s %(name)s: %(message)s",
     )
-    check_descriptor_budget(cfg)
+    cfg = check_descriptor_budget(cfg)
     try:
         import uvloop  # a dependency where it exists (not on Windows); same code, faster loop
     except ImportError:
