@@ -9,6 +9,7 @@ from typing import Any, Dict, List, Optional
 import pytest
 
 from consensus import ConfigError
+from consensus.config import PROTOCOLS as PROTOCOLS_ACCEPTED
 from consensus.config import (
     AuthConfig,
     ClientTlsConfig,
@@ -114,7 +115,7 @@ def test_full_config_round_trips_through_dump_and_load(tmp_path: Path, tls_files
     tokens_path = write_tokens(tmp_path, f'"{READ_TOKEN}" = "read"\n"{ADMIN_TOKEN}" = "admin"\n')
     cfg = NodeConfig(
         id=2,
-        protocol="zab",
+        protocol="paxos",
         data_dir='/data/"quoted"\\dir\tüñï',
         cluster_id="prod-é",
         members=(
@@ -526,3 +527,14 @@ def test_invalid_client_api_override_names_the_field(variable: str, text: str, f
     with pytest.raises(ConfigError) as info:
         parse_config(base_data(), {variable: text}, source="node.toml")
     assert info.value.field == field
+
+
+def test_a_protocol_this_version_does_not_run_is_refused_by_validation(tmp_path: Path) -> None:
+    """Zab is planned, not built: a node file naming it fails at load, not when the node starts."""
+    from consensus import protocols
+
+    assert set(PROTOCOLS_ACCEPTED) == set(protocols.PROTOCOLS)
+    for name in ("zab", "Raft", ""):
+        with pytest.raises(ConfigError) as info:
+            load_config(write(tmp_path, BASE.replace('protocol = "raft"', f'protocol = "{name}"')), env={})
+        assert info.value.field == "protocol"

@@ -46,7 +46,8 @@ __all__ = [
 ]
 
 ENV_PREFIX = "CONSENSUS_"
-PROTOCOLS = ("raft", "paxos", "zab")
+#: The protocols this version runs (Zab is refused until its core lands).
+PROTOCOLS = ("raft", "paxos")
 FSYNC_MODES = ("always", "batch", "never")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 #: How a node starts on an EMPTY data_dir (like etcd's initial-cluster-state): "new" bootstraps a new
