@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any, Awaitable, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import pytest
 
@@ -18,24 +18,9 @@ from consensus.errors import BusyError, LeadershipLostError, NodeStoppedError
 from consensus.node import BlockingNode, MemberAddress, Node, NodeOptions
 from consensus.transport import MemoryNetwork
 
+from support import Journal, eventually, run
+
 FAST = NodeOptions(tick_interval=0.002, election_ticks=10, heartbeat_ticks=1, request_timeout=5.0)
-
-
-class Journal:
-    """A state machine that records every command and answers with its index."""
-
-    def __init__(self) -> None:
-        self.commands: List[bytes] = []
-
-    def apply(self, index: int, command: bytes) -> Any:
-        self.commands.append(command)
-        return {"index": index, "count": len(self.commands)}
-
-    def snapshot(self) -> bytes:
-        return b"\n".join(self.commands)
-
-    def restore(self, data: bytes) -> None:
-        self.commands = data.split(b"\n") if data else []
 
 
 class Cluster:
@@ -85,18 +70,6 @@ class Cluster:
                 await asyncio.sleep(0.005)
 
         return await asyncio.wait_for(find(), timeout)
-
-
-def run(test: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(asyncio.wait_for(test(), 60))
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    async def loop() -> None:
-        while not check():
-            await asyncio.sleep(0.005)
-
-    await asyncio.wait_for(loop(), timeout)
 
 
 def test_three_nodes_elect_and_every_node_applies_the_same_commands_in_order() -> None:

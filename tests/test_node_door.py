@@ -22,7 +22,8 @@ from consensus.node import (
     REFUSALS_BEFORE_DISCONNECT,
 )
 
-from test_node import Cluster, Journal, eventually, run
+from support import Journal, eventually, run
+from test_node import Cluster
 
 
 class RecordingCore:

@@ -1,11 +1,11 @@
-"""consensus.Node running Multi-Paxos: the same runtime, tests and transport as Raft (DESIGN §1:
+"""consensus.Node running Multi-Paxos: the same runtime, tests and transport as Raft (docs/design.md §1:
 the protocols are interchangeable behind one interface)."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Dict, List
 
 import pytest
 
@@ -14,34 +14,9 @@ from consensus import paxos
 from consensus.node import Node, NodeOptions
 from consensus.transport import MemoryNetwork
 
+from support import Journal, eventually, run
+
 FAST = NodeOptions(tick_interval=0.002, election_ticks=10, heartbeat_ticks=1)
-
-
-class Journal:
-    def __init__(self) -> None:
-        self.commands: List[bytes] = []
-
-    def apply(self, index: int, command: bytes) -> Any:
-        self.commands.append(command)
-        return {"slot": index, "count": len(self.commands)}
-
-    def snapshot(self) -> bytes:
-        return b"\n".join(self.commands)
-
-    def restore(self, data: bytes) -> None:
-        self.commands = data.split(b"\n") if data else []
-
-
-def run(test: Callable[[], Any]) -> None:
-    asyncio.run(asyncio.wait_for(test(), 60))
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    async def loop() -> None:
-        while not check():
-            await asyncio.sleep(0.005)
-
-    await asyncio.wait_for(loop(), timeout)
 
 
 def cluster(options: NodeOptions = FAST) -> "tuple[MemoryNetwork, Dict[int, Node]]":
@@ -60,7 +35,7 @@ def test_paxos_nodes_elect_batch_concurrent_proposals_into_slots_and_answer_each
             leader = next(n for n in nodes.values() if n.is_leader)
             results = await asyncio.gather(*(leader.propose(b"c%d" % i) for i in range(200)))
             assert sorted(r["count"] for r in results) == list(range(1, 201))
-            slots = {r["slot"] for r in results}
+            slots = {r["index"] for r in results}
             assert len(slots) < 200, "concurrent commands share slots (batching)"
             await eventually(lambda: all(len(n.state_machine.commands) == 200 for n in nodes.values()))
             assert len({tuple(n.state_machine.commands) for n in nodes.values()}) == 1
@@ -85,7 +60,7 @@ def test_paxos_follower_refuses_with_the_leader_hint_and_serves_linearizable_rea
             with pytest.raises(consensus.NotLeaderError) as info:
                 await follower.propose(b"x")
             assert info.value.leader_hint == leader.id
-            assert await follower.read_index() >= result["slot"]
+            assert await follower.read_index() >= result["index"]
             assert follower.state_machine.commands[-1] == b"w"
         finally:
             for node in nodes.values():

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from pathlib import Path
-from typing import Awaitable, Callable, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Tuple, Union
 
 import pytest
 from cryptography import x509
@@ -17,6 +17,8 @@ from tlscerts import CertificateAuthority, issue_cluster, node_uri
 
 from consensus import raft
 from consensus.transport import TcpTransport, handshake, tls_contexts
+
+from support import Inbox, eventually, frame, run
 
 CLUSTER = "test-cluster"
 
@@ -40,37 +42,6 @@ def test_test_certificates_carry_the_node_uri_and_load_as_mutual_tls_contexts(tm
 # ---------------------------------------------------------------------- helpers
 
 
-def run(coroutine: Awaitable[None]) -> None:
-    async def bounded() -> None:
-        await asyncio.wait_for(coroutine, 120)
-
-    asyncio.run(bounded())
-
-
-async def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for: {what}")
-        await asyncio.sleep(0.01)
-
-
-def frame(sender: int, to: int, seq: int) -> bytes:
-    return raft.Message(type=raft.MessageType.HEARTBEAT, from_=sender, to=to, term=1, commit=seq).encode()
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.received: List[Tuple[int, int]] = []
-
-    def __call__(self, peer: int, data: bytes) -> None:
-        self.received.append((peer, raft.decode(data).commit))
-
-    def from_peer(self, peer: int) -> List[int]:
-        return [seq for sender, seq in self.received if sender == peer]
-
-
 Contexts = Tuple[ssl.SSLContext, ssl.SSLContext]
 
 
@@ -92,7 +63,7 @@ def node(node_id: int, peers: Mapping[int, str], contexts: Optional[Contexts] = 
 async def exchange(a: TcpTransport, inbox_a: Inbox, b: TcpTransport, inbox_b: Inbox, seq: int) -> None:
     assert a.send(b.node_id, frame(a.node_id, b.node_id, seq))
     assert b.send(a.node_id, frame(b.node_id, a.node_id, seq))
-    await wait_until(
+    await eventually(
         lambda: seq in inbox_b.from_peer(a.node_id) and seq in inbox_a.from_peer(b.node_id),
         f"{a.node_id}<->{b.node_id} #{seq}",
     )
@@ -141,13 +112,13 @@ def test_a_ca_signed_certificate_for_node_2_that_claims_id_3_is_refused_and_the_
         try:
             await impostor.start(Inbox())
             impostor.send(4, frame(3, 4, 99))
-            await wait_until(lambda: acceptor.identity_refusals >= 1, "the impostor refused")
+            await eventually(lambda: acceptor.identity_refusals >= 1, "the impostor refused")
             assert acceptor.greeted_peers() == set()
             await real.start(inbox_3)
             await exchange(real, inbox_3, acceptor, inbox_4, 1)
             # The impostor keeps dialing; it never replaces the authenticated connection.
             refused = acceptor.identity_refusals
-            await wait_until(lambda: acceptor.identity_refusals >= refused + 2, "the impostor refused again")
+            await eventually(lambda: acceptor.identity_refusals >= refused + 2, "the impostor refused again")
             await exchange(real, inbox_3, acceptor, inbox_4, 2)
             assert acceptor.stats()[3]["reconnects"] == 0 and real.stats()[4]["reconnects"] == 0
             assert 99 not in inbox_4.from_peer(3)
@@ -173,7 +144,7 @@ def test_a_dialer_refuses_a_listener_whose_certificate_is_not_the_node_it_dialed
         try:
             await dialer.start(Inbox())
             dialer.send(4, frame(1, 4, 1))
-            await wait_until(lambda: dialer.identity_refusals >= 2 and dialer.dial_failures >= 2, "refused twice")
+            await eventually(lambda: dialer.identity_refusals >= 2 and dialer.dial_failures >= 2, "refused twice")
             assert not dialer.stats()[4]["connected"]
             assert dialer.stats()[4]["frames_sent"] == 0
             assert impostor.greeted_peers() == set() and dialer.greeted_peers() == set()
@@ -207,7 +178,7 @@ def test_certificates_that_do_not_name_exactly_the_claimed_node_are_refused(
         suspect = node(3, {4: acceptor.listen_address}, suspect_contexts)
         try:
             await suspect.start(Inbox())
-            await wait_until(lambda: acceptor.identity_refusals >= 1, "refused")
+            await eventually(lambda: acceptor.identity_refusals >= 1, "refused")
             assert acceptor.greeted_peers() == set()
         finally:
             await suspect.close()
@@ -309,7 +280,7 @@ def test_disconnecting_an_authenticated_peer_is_clean_and_it_reconnects_later(
             transport, peer = by_side[side]
             transport.disconnect(peer, "repeated refused frames")
             assert not transport.stats()[peer]["connected"]
-            await wait_until(lambda: greetings == [1, 1], "the peer authenticated again")
+            await eventually(lambda: greetings == [1, 1], "the peer authenticated again")
             await exchange(dialer, inboxes[1], acceptor, inboxes[2], 2)
             assert transport.stats()[peer]["bad_frames"] == 1
             assert dialer.stats()[2]["reconnects"] == 1 and acceptor.stats()[1]["reconnects"] == 1
@@ -338,16 +309,16 @@ def test_a_disconnect_from_inside_deliver_stops_delivery_of_that_connections_rem
         dialer = node(1, {2: acceptor.listen_address})
         await dialer.start(Inbox())
         try:
-            await wait_until(lambda: dialer.stats()[2]["connected"], "connected")
+            await eventually(lambda: dialer.stats()[2]["connected"], "connected")
             connection = dialer._peers[2].connection
             assert connection is not None and connection.transport is not None
             # Three frames in one write: the acceptor reads them in one batch.
             connection.transport.write(b"".join(frame(1, 2, seq) for seq in (1, 2, 3)))  # type: ignore[attr-defined]
-            await wait_until(lambda: acceptor.stats()[1]["bad_frames"] == 1, "disconnected")
+            await eventually(lambda: acceptor.stats()[1]["bad_frames"] == 1, "disconnected")
             assert delivered[:2] == [1, 2] and 3 not in delivered
-            await wait_until(lambda: acceptor.stats()[1]["reconnects"] == 1 and dialer.stats()[2]["connected"], "back")
+            await eventually(lambda: acceptor.stats()[1]["reconnects"] == 1 and dialer.stats()[2]["connected"], "back")
             assert dialer.send(2, frame(1, 2, 4))
-            await wait_until(lambda: 4 in delivered, "frames flow again")
+            await eventually(lambda: 4 in delivered, "frames flow again")
         finally:
             await dialer.close()
             await acceptor.close()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from pathlib import Path
-from typing import Awaitable, Callable, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 import pytest
 
@@ -16,46 +16,9 @@ from consensus import ConfigError, DecodeError, raft
 from consensus.transport import MemoryNetwork, TcpTransport, Transport, tls_contexts
 from consensus.transport import handshake
 
-WAIT_SECONDS = 30.0
+from support import Inbox, eventually, frame, run, seq_of
+
 CLUSTER = "test-cluster"
-
-
-def frame(sender: int, to: int, seq: int) -> bytes:
-    """A real Raft frame whose `commit` field carries a sequence number."""
-    return raft.Message(type=raft.MessageType.HEARTBEAT, from_=sender, to=to, term=1, commit=seq).encode()
-
-
-def seq_of(data: bytes) -> int:
-    return raft.decode(data).commit
-
-
-def run(coroutine: Awaitable[None]) -> None:
-    async def bounded() -> None:
-        await asyncio.wait_for(coroutine, 120)
-
-    asyncio.run(bounded())
-
-
-async def wait_until(predicate: Callable[[], bool], what: str, timeout: float = WAIT_SECONDS) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for: {what}")
-        await asyncio.sleep(0.01)
-
-
-class Inbox:
-    """A deliver() callback that decodes like a node would and records (peer, seq)."""
-
-    def __init__(self) -> None:
-        self.received: List[Tuple[int, int]] = []
-
-    def __call__(self, peer: int, data: bytes) -> None:
-        self.received.append((peer, seq_of(data)))  # raft.decode raises DecodeError on garbage
-
-    def from_peer(self, peer: int) -> List[int]:
-        return [seq for sender, seq in self.received if sender == peer]
 
 
 def tcp(node_id: int, peers: Optional[Mapping[int, str]] = None, **options: object) -> TcpTransport:
@@ -89,7 +52,7 @@ async def exchange(transports: Mapping[int, TcpTransport], inboxes: Mapping[int,
     """Send `seq` from a to b and from b to a, and wait for both."""
     assert transports[a].send(b, frame(a, b, seq))
     assert transports[b].send(a, frame(b, a, seq))
-    await wait_until(lambda: seq in inboxes[b].from_peer(a) and seq in inboxes[a].from_peer(b), f"{a}<->{b} #{seq}")
+    await eventually(lambda: seq in inboxes[b].from_peer(a) and seq in inboxes[a].from_peer(b), f"{a}<->{b} #{seq}")
 
 
 async def fake_dialer(
@@ -149,7 +112,7 @@ def test_many_frames_arrive_complete_and_in_order() -> None:
             sent = [frame(1, 2, seq) if seq % 100 else big for seq in range(1, 2001)]
             for data in sent:
                 assert transports[1].send(2, data)
-            await wait_until(lambda: len(inboxes[2].received) == len(sent), "2000 frames")
+            await eventually(lambda: len(inboxes[2].received) == len(sent), "2000 frames")
             assert transports[2].stats()[1]["bytes_received"] == sum(map(len, sent))
         finally:
             await close_all(transports)
@@ -165,12 +128,12 @@ def test_dialer_reconnects_after_the_peer_restarts_on_the_same_port() -> None:
             await exchange(transports, inboxes, 1, 2, 1)
             address_2 = transports[2].listen_address
             await transports[2].close()
-            await wait_until(lambda: not transports[1].stats()[2]["connected"], "1 notices 2 is gone")
+            await eventually(lambda: not transports[1].stats()[2]["connected"], "1 notices 2 is gone")
             # Node 2 comes back on the same port with a new transport (a restarted process).
             transports[2] = tcp(2, {1: transports[1].listen_address}, listen=address_2)
             inboxes[2] = Inbox()
             await transports[2].start(inboxes[2])
-            await wait_until(lambda: transports[1].stats()[2]["connected"], "1 redials 2")
+            await eventually(lambda: transports[1].stats()[2]["connected"], "1 redials 2")
             await exchange(transports, inboxes, 1, 2, 2)
             assert transports[1].stats()[2]["reconnects"] >= 1
         finally:
@@ -195,10 +158,10 @@ def test_a_restarted_dialer_replaces_its_old_connection_at_the_acceptor() -> Non
             got = await reader.readexactly(77)
             assert seq_of(got) == 7
             writer.write(frame(1, 2, 8))
-            await wait_until(lambda: 8 in inboxes[2].from_peer(1), "frame over the new connection")
+            await eventually(lambda: 8 in inboxes[2].from_peer(1), "frame over the new connection")
             writer.close()
             # The real node 1 lost its connection and dials again.
-            await wait_until(lambda: transports[1].stats()[2]["connected"], "real 1 reconnects")
+            await eventually(lambda: transports[1].stats()[2]["connected"], "real 1 reconnects")
             await exchange(transports, inboxes, 1, 2, 9)
         finally:
             await close_all(transports)
@@ -245,7 +208,7 @@ def test_frames_queued_while_disconnected_are_sent_once_connected() -> None:
         transport_2.set_peers({1: "127.0.0.1:9"})
         await transport_1.start(Inbox())
         try:
-            await wait_until(lambda: len(inbox_2.received) == 5, "queued frames")
+            await eventually(lambda: len(inbox_2.received) == 5, "queued frames")
             assert inbox_2.from_peer(1) == [1, 2, 3, 4, 5]
         finally:
             await transport_1.close()
@@ -274,11 +237,11 @@ def test_bad_frames_disconnect_only_that_peer_and_are_counted(bad_bytes: bytes) 
             reader, writer, answer = await fake_dialer(transports[2], 1)
             assert isinstance(answer, handshake.Greeting)
             writer.write(frame(1, 2, 1))
-            await wait_until(lambda: inboxes[2].from_peer(1) == [1], "a good frame first")
+            await eventually(lambda: inboxes[2].from_peer(1) == [1], "a good frame first")
             writer.write(bad_bytes)
             if len(bad_bytes) == 40:
                 writer.write_eof()
-            await wait_until(lambda: transports[2].stats()[1]["bad_frames"] == 1, "bad frame counted")
+            await eventually(lambda: transports[2].stats()[1]["bad_frames"] == 1, "bad frame counted")
             assert await reader.read() == b""  # node 2 closed the connection
             writer.close()
             assert not transports[2].stats()[1]["connected"]
@@ -303,9 +266,9 @@ def test_deliver_raising_decode_error_disconnects_that_peer_and_the_dialer_recon
             with pytest.raises(DecodeError):
                 raft.decode(bytes(corrupt))
             assert transports[1].send(2, bytes(corrupt))
-            await wait_until(lambda: transports[2].stats()[1]["bad_frames"] == 1, "DecodeError counted")
-            await wait_until(lambda: transports[1].stats()[2]["reconnects"] >= 1, "1 reconnects")
-            await wait_until(lambda: transports[1].stats()[2]["connected"], "1 connected again")
+            await eventually(lambda: transports[2].stats()[1]["bad_frames"] == 1, "DecodeError counted")
+            await eventually(lambda: transports[1].stats()[2]["reconnects"] >= 1, "1 reconnects")
+            await eventually(lambda: transports[1].stats()[2]["connected"], "1 connected again")
             await exchange(transports, inboxes, 1, 2, 3)
             await exchange(transports, inboxes, 2, 3, 1)
             assert 2 not in inboxes[2].from_peer(1)
@@ -313,7 +276,7 @@ def test_deliver_raising_decode_error_disconnects_that_peer_and_the_dialer_recon
             # The node may also reject a frame later (it queues before stepping): disconnect().
             transports[2].disconnect(1, "undecodable frame")
             assert transports[2].stats()[1]["bad_frames"] == 2
-            await wait_until(lambda: transports[1].stats()[2]["reconnects"] >= 2, "1 reconnects again")
+            await eventually(lambda: transports[1].stats()[2]["reconnects"] >= 2, "1 reconnects again")
             await exchange(transports, inboxes, 1, 2, 4)
             transports[2].disconnect(42)  # an unknown peer: nothing to do
         finally:
@@ -341,7 +304,7 @@ def test_other_exceptions_from_deliver_are_logged_and_the_connection_stays(caplo
         try:
             transport_1.send(2, frame(1, 2, 1))
             transport_1.send(2, frame(1, 2, 2))
-            await wait_until(lambda: received == [1, 2], "both frames")
+            await eventually(lambda: received == [1, 2], "both frames")
             assert transport_2.stats()[1]["bad_frames"] == 0
             assert transport_1.stats()[2]["reconnects"] == 0
         finally:
@@ -374,8 +337,8 @@ def test_handshake_refuses_and_counts_mismatched_peers(dialer_options: Dict[str,
         await transport_1.start(Inbox())
         try:
             transport_1.send(2, frame(1, 2, 1))
-            await wait_until(lambda: transport_2.rejected_connections >= 2, "acceptor refuses twice")
-            await wait_until(lambda: transport_1.rejected_connections >= 2, "dialer sees the refusals")
+            await eventually(lambda: transport_2.rejected_connections >= 2, "acceptor refuses twice")
+            await eventually(lambda: transport_1.rejected_connections >= 2, "dialer sees the refusals")
             assert not transport_1.stats()[2]["connected"]
             assert inbox_2.received == []
             assert transport_1.stats()[2]["frames_sent"] == 0
@@ -496,7 +459,7 @@ def test_mutual_tls_peers_talk_and_clients_without_a_cluster_certificate_are_ref
                 writer.close()
             except (ssl.SSLError, ConnectionError):
                 pass  # with TLS 1.2 the refusal shows up already in the TLS handshake
-            await wait_until(lambda: transports[3].rejected_connections > before, "no-cert client refused")
+            await eventually(lambda: transports[3].rejected_connections > before, "no-cert client refused")
 
             # A node with a certificate from another CA (same id as a real peer).
             before = transports[3].rejected_connections
@@ -504,15 +467,15 @@ def test_mutual_tls_peers_talk_and_clients_without_a_cluster_certificate_are_ref
             extra.append(intruder)
             await intruder.start(Inbox())
             intruder.send(3, frame(2, 3, 99))
-            await wait_until(lambda: transports[3].rejected_connections > before, "other-CA node refused")
-            await wait_until(lambda: intruder.rejected_connections >= 1, "intruder sees the failure")
+            await eventually(lambda: transports[3].rejected_connections > before, "other-CA node refused")
+            await eventually(lambda: intruder.rejected_connections >= 1, "intruder sees the failure")
 
             # A plaintext dialer against a TLS listener.
             before = transports[3].rejected_connections
             plain = tcp(1, {3: addresses[3]})
             extra.append(plain)
             await plain.start(Inbox())
-            await wait_until(lambda: transports[3].rejected_connections > before, "plaintext refused")
+            await eventually(lambda: transports[3].rejected_connections > before, "plaintext refused")
 
             assert 99 not in inboxes[3].from_peer(2)
             for a, b in ((1, 2), (1, 3), (2, 3)):
@@ -578,7 +541,7 @@ def test_every_tls_accept_completes_on_the_first_attempt(tmp_path: Path, new_loo
             for node, dialer in dialers.items():
                 await dialer.start(Inbox())
                 dialer.send(acceptor_id, frame(node, acceptor_id, node))
-            await wait_until(lambda: sorted(peer for peer, _ in inbox.received) == dialer_ids, "a frame from every dialer")
+            await eventually(lambda: sorted(peer for peer, _ in inbox.received) == dialer_ids, "a frame from every dialer")
             assert acceptor.rejected_connections == 0
             assert [dialer.dial_failures for dialer in dialers.values()] == [0] * len(dialers)
             assert all(dialer.stats()[acceptor_id]["reconnects"] == 0 for dialer in dialers.values())
@@ -618,7 +581,7 @@ def test_idle_sockets_in_their_tls_handshake_are_evicted_for_a_real_peer(
         try:
             for _ in range(idle_count):
                 idle.append((await asyncio.open_connection(host, int(port)))[1])
-            await wait_until(
+            await eventually(
                 lambda: acceptor.evicted_handshakes >= idle_count - tcp_module.PENDING_HANDSHAKES_MAX, "idle sockets accepted"
             )
             inbox_1 = Inbox()
@@ -812,7 +775,7 @@ def test_at_the_pending_handshake_bound_the_oldest_pending_connection_is_evicted
         host, port = transport.listen_address.rsplit(":", 1)
         try:
             oldest_reader, oldest = await asyncio.open_connection(host, int(port))
-            await wait_until(lambda: len(transport._pending) == 1, "first connection pending")
+            await eventually(lambda: len(transport._pending) == 1, "first connection pending")
             _, newest = await asyncio.open_connection(host, int(port))
             refusal = handshake.decode(await oldest_reader.read())
             assert isinstance(refusal, handshake.Refusal) and refusal.reason == handshake.REASON_BUSY
@@ -844,7 +807,7 @@ def test_hundreds_of_idle_sockets_on_the_peer_port_do_not_lock_a_real_peer_out()
         try:
             for _ in range(idle_count):
                 idle.append((await asyncio.open_connection(host, int(port)))[1])
-            await wait_until(lambda: acceptor.evicted_handshakes >= idle_count - tcp_module.PENDING_HANDSHAKES_MAX, "idle sockets accepted")
+            await eventually(lambda: acceptor.evicted_handshakes >= idle_count - tcp_module.PENDING_HANDSHAKES_MAX, "idle sockets accepted")
             assert len(acceptor._pending) == tcp_module.PENDING_HANDSHAKES_MAX
             dialer = tcp(1, {2: acceptor.listen_address})
             inbox_1 = Inbox()
@@ -877,7 +840,7 @@ def test_idle_connections_carry_keepalives_that_count_as_arrivals_but_never_reac
             transport.on_arrival = arrivals[node].append
         try:
             await exchange(transports, inboxes, 1, 2, 1)
-            await wait_until(lambda: arrivals[1].count(2) >= 5 and arrivals[2].count(1) >= 5, "keepalives")
+            await eventually(lambda: arrivals[1].count(2) >= 5 and arrivals[2].count(1) >= 5, "keepalives")
             assert inboxes[1].from_peer(2) == [1] and inboxes[2].from_peer(1) == [1]
         finally:
             await close_all(transports)
@@ -923,7 +886,7 @@ def test_each_handshake_reports_the_flags_the_peer_sent_in_both_directions() -> 
             # A new connection is a new handshake: reported again, with the flags of the moment.
             transports[1].greeting_flags = lambda peer: 0
             transports[2].disconnect(1, "test")
-            await wait_until(lambda: len(greetings[2]) == 2 and len(greetings[1]) == 2, "second handshake")
+            await eventually(lambda: len(greetings[2]) == 2 and len(greetings[1]) == 2, "second handshake")
             assert greetings[2][1] == (1, 0)
         finally:
             await close_all(transports)
@@ -944,7 +907,7 @@ def test_a_failing_greeting_flags_callback_opens_no_connection_and_a_failing_on_
             await exchange(transports, inboxes, 1, 2, 1)
             transports[1].greeting_flags = broken
             transports[1].disconnect(2, "test")
-            await wait_until(lambda: "greeting_flags(2) failed" in caplog.text, "failed callback logged")
+            await eventually(lambda: "greeting_flags(2) failed" in caplog.text, "failed callback logged")
             assert not transports[1].stats()[2]["connected"]
             transports[1].greeting_flags = lambda peer: 0
 
