@@ -39,6 +39,8 @@ from consensus.node import MemberAddress, Node, NodeOptions
 from consensus.transport import MemoryNetwork
 from consensus.transport.handshake import GREETING_HAS_STATE, GREETING_REMEMBERS_RECEIVER
 
+from support import Journal, run
+
 HAS, REMEMBERS = GREETING_HAS_STATE, GREETING_REMEMBERS_RECEIVER
 IDENTITY = Identity("orders", 2, "raft", state=True, peers_with_state=(1, 3))
 
@@ -46,10 +48,6 @@ IDENTITY = Identity("orders", 2, "raft", state=True, peers_with_state=(1, 3))
 def directory(path: Path, *, node_id: int = 2, initial_state: str = "new", **fields: Any) -> DataDirectory:
     expected = {"cluster_id": "orders", "protocol": "raft", **fields}
     return DataDirectory(str(path), node_id=node_id, members=[1, 2, 3], initial_state=initial_state, **expected)
-
-
-def run(scenario: Any) -> None:
-    asyncio.run(asyncio.wait_for(scenario, 30))
 
 
 # ---------------------------------------------------------------------------- the file
@@ -424,21 +422,6 @@ def test_a_greeting_that_came_before_the_gate_counts(tmp_path: Path) -> None:
 FAST = NodeOptions(tick_interval=0.002, election_ticks=10, heartbeat_ticks=1)
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.commands: List[bytes] = []
-
-    def apply(self, index: int, command: bytes) -> Any:
-        self.commands.append(command)
-        return index
-
-    def snapshot(self) -> bytes:
-        return b""
-
-    def restore(self, data: bytes) -> None:
-        pass
-
-
 def test_node_start_waits_at_the_gate_with_its_transport_up_and_its_core_idle(tmp_path: Path) -> None:
     async def scenario() -> None:
         net = MemoryNetwork()
@@ -449,7 +432,7 @@ def test_node_start_waits_at_the_gate_with_its_transport_up_and_its_core_idle(tm
             seen.append(transport)
             await opened.wait()
 
-        node = Node(1, [1, 2, 3], Recorder(), net.transport(1), options=FAST, start_gate=gate)
+        node = Node(1, [1, 2, 3], Journal(), net.transport(1), options=FAST, start_gate=gate)
         starting = asyncio.ensure_future(node.start())
         await settle()
         assert seen == [node.transport] and node.transport.started
@@ -469,7 +452,7 @@ def test_node_start_raises_what_the_gate_raises_and_never_runs_its_core(tmp_path
         async def refuse(transport: Any) -> None:
             raise ConfigError("initial_state: refused")
 
-        node = Node(1, [1, 2, 3], Recorder(), net.transport(1), options=FAST, start_gate=refuse)
+        node = Node(1, [1, 2, 3], Journal(), net.transport(1), options=FAST, start_gate=refuse)
         with pytest.raises(ConfigError, match="refused"):
             await node.start()
         assert node._tasks == []
@@ -491,7 +474,7 @@ def test_three_fresh_in_memory_nodes_behind_their_gates_bootstrap_together_and_e
             nodes[i] = Node(
                 i,
                 ids,
-                Recorder(),
+                Journal(),
                 transport,
                 options=FAST,
                 addresses={m: MemberAddress(f"mem:{m}", f"mem:{m}") for m in ids},
