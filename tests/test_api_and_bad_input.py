@@ -201,3 +201,131 @@ def test_node_restarts_from_non_empty_storage():
     assert node.commit_index >= 2
     cluster.stabilize()
     assert b"before" in cluster.applied_data(2)
+
+
+# ------------------------------------------------------------------ typed reasons (never message text)
+
+
+def dropped_reason(call, *args) -> str:
+    """The `.reason` of the `ProposalDroppedError` that `call(*args)` raises."""
+    with pytest.raises(consensus.ProposalDroppedError) as info:
+        call(*args)
+    return info.value.reason
+
+
+def test_raft_dropped_proposal_names_no_leader_as_its_reason():
+    node = raft.RaftNode(id=1, voters=[1, 2, 3])
+    assert dropped_reason(node.propose, b"data") == "no_leader"
+    assert dropped_reason(node.read_index, b"ctx") == "no_leader"
+    node.campaign()  # an election in progress is no leader either
+    assert dropped_reason(node.propose, b"data") == "no_leader"
+
+
+def test_raft_dropped_proposal_names_its_limit_as_its_reason():
+    node = raft.RaftNode(id=1, voters=[1], config=raft.Config(max_entry_bytes=64, max_uncommitted_bytes=100))
+    node.campaign()
+    assert node.role == consensus.Role.LEADER
+    assert dropped_reason(node.propose, b"x" * 65) == "entry_too_large"
+    assert dropped_reason(node.read_index, b"c" * ((1 << 20) + 1)) == "context_too_large"
+    node.propose(b"x" * 60)
+    assert dropped_reason(node.propose, b"y" * 60) == "uncommitted_bytes"
+
+
+def test_raft_dropped_proposal_during_a_transfer_and_past_the_read_cap_name_their_reasons():
+    cluster = LocalCluster(3, configure=lambda i: raft.Config(seed=i, max_pending_reads=1))
+    cluster.elect(1)
+    cluster.isolate(2)
+    cluster.isolate(3)
+    leader = cluster.node(1)
+    leader.read_index(b"first")
+    assert dropped_reason(leader.read_index, b"second") == "too_many_pending_reads"
+    leader.transfer_leader(3)
+    assert dropped_reason(leader.propose, b"late") == "transfer_in_progress"
+
+
+def test_paxos_dropped_proposal_names_its_reason():
+    from consensus import paxos
+
+    assert dropped_reason(paxos.PaxosNode(id=1, members=[1, 2, 3]).propose, b"data") == "no_leader"
+    assert dropped_reason(paxos.PaxosNode(id=1, members=[1, 2, 3]).read_index, b"ctx") == "no_leader"
+    config = paxos.Config(max_entry_bytes=64, max_uncommitted_bytes=100, max_pending_reads=1)
+    node = paxos.PaxosNode(id=1, members=[1], config=config)
+    node.campaign()
+    assert node.role == consensus.Role.LEADER
+    assert dropped_reason(node.propose, b"x" * 65) == "entry_too_large"
+    node.propose(b"x" * 60)
+    assert dropped_reason(node.propose, b"y" * 60) == "uncommitted_bytes"
+
+
+def test_storage_error_for_an_index_already_compacted_has_kind_compacted():
+    from consensus import paxos
+
+    for node in (raft.RaftNode(id=1, voters=[1]), paxos.PaxosNode(id=1, members=[1])):
+        node.campaign()
+        node.propose(b"a")
+        while node.has_ready():
+            rd = node.ready()
+            node.storage.persist(rd)
+            node.advance(rd)
+        node.storage.compact(1)
+        with pytest.raises(consensus.StorageError) as info:
+            node.storage.compact(1)
+        assert info.value.kind == "compacted", type(node).__name__
+
+
+def test_errors_raised_in_python_carry_the_default_reason_and_kind():
+    assert consensus.ProposalDroppedError("x").reason == "unknown"
+    assert consensus.StorageError("x").kind == "other"
+
+
+class DroppingNode:
+    """Just enough of a `Node` for `KVService`: a leader whose every proposal is dropped with
+    `reason` and a message that names a different reason."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason, self.message = reason, message
+        self.id = self.leader = 1
+        self.is_leader = True
+        self.metrics = None
+        self.addresses: dict = {}
+
+    async def propose(self, command: bytes) -> object:
+        err = consensus.ProposalDroppedError(self.message)
+        err.reason = self.reason
+        raise err
+
+
+@pytest.mark.parametrize(
+    "reason,message,status,code",
+    [
+        ("uncommitted_bytes", "entry larger than max_entry_bytes", 429, "busy"),
+        ("too_many_pending_reads", "no leader is known", 429, "busy"),
+        ("entry_too_large", "too many uncommitted bytes", 413, "too_large"),
+        ("too_many_entries", "no leader", 413, "too_large"),
+        ("context_too_large", "uncommitted", 413, "too_large"),
+        ("no_leader", "too many uncommitted bytes (max_uncommitted_bytes)", 503, "no_leader"),
+        ("transfer_in_progress", "a command exceeds max_entry_bytes", 503, "no_leader"),
+    ],
+)
+def test_http_status_of_a_dropped_proposal_follows_its_reason_not_its_message(reason, message, status, code):
+    import asyncio
+
+    import aiohttp
+    from aiohttp.test_utils import TestServer
+
+    from consensus.kv import KVService
+    from consensus.statemachine import KVStore
+
+    async def scenario() -> None:
+        kv = KVStore()
+        server = TestServer(KVService(DroppingNode(reason, message), kv).app)
+        await server.start_server()
+        try:
+            async with aiohttp.ClientSession() as http:
+                async with http.put(server.make_url("/v1/kv/k"), json={"value": "v"}) as resp:
+                    body = await resp.json()
+                    assert (resp.status, body["code"], body["indeterminate"]) == (status, code, False)
+        finally:
+            await server.close()
+
+    asyncio.run(scenario())

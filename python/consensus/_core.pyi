@@ -54,13 +54,17 @@ class ConsensusError(Exception): ...
 class NotLeaderError(ConsensusError):
     leader_hint: int
 
-class ProposalDroppedError(ConsensusError): ...
+class ProposalDroppedError(ConsensusError):
+    reason: str
 
 class ConfigError(ConsensusError):
     field: str
 
 class DecodeError(ConsensusError): ...
-class StorageError(ConsensusError): ...
+
+class StorageError(ConsensusError):
+    kind: str
+
 class ProtocolError(ConsensusError): ...
 
 # ---------------------------------------------------------------- roles

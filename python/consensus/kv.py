@@ -71,6 +71,17 @@ _COMMAND_ERRORS = {
     "busy": (429, "busy"),
 }
 
+#: `ProposalDroppedError.reason` -> HTTP status and code (definite answers: nothing was proposed).
+#: Any other reason (a membership change in flight, a transfer, no leader) is 503 "no_leader":
+#: retry once the cluster settles.
+_DROP_REASON_ERRORS = {
+    "uncommitted_bytes": (429, "busy"),
+    "too_many_pending_reads": (429, "busy"),
+    "entry_too_large": (413, "too_large"),
+    "too_many_entries": (413, "too_large"),
+    "context_too_large": (413, "too_large"),
+}
+
 
 def key_problem(key: str) -> Optional[str]:
     """Why `key` cannot be one path segment of a URL (".", ".." or a "/" in it), or None.
@@ -209,13 +220,8 @@ class KVService:
                 return HttpError(503, "leadership_lost", str(exc), indeterminate=True)
             return HttpError(503, "no_leader", str(exc))
         if isinstance(exc, ProposalDroppedError):
-            # The core's reasons: no leader, a transfer in progress, or one of its limits.
-            reason = str(exc)
-            if "uncommitted" in reason:
-                return HttpError(429, "busy", reason)
-            if "max_entry_bytes" in reason:
-                return HttpError(413, "too_large", reason)
-            return HttpError(503, "no_leader", reason)
+            status, code = _DROP_REASON_ERRORS.get(exc.reason, (503, "no_leader"))
+            return HttpError(status, code, str(exc))
         return HttpError(500, "internal", str(exc), indeterminate=True)
 
     def leader_url(self, leader: int) -> Optional[str]:

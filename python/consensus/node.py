@@ -1053,7 +1053,7 @@ class Node:
         try:
             await self.loop.run_in_executor(self._snapshot_io, write)
         except StorageError as exc:
-            if "compacted" in str(exc).lower():
+            if exc.kind == "compacted":
                 return self._snapshot_index  # a newer snapshot (from the leader) came first
             raise
         self._snapshot_index = max(self._snapshot_index, index)

@@ -15,5 +15,5 @@ pub mod role;
 pub mod sim;
 pub mod storage;
 
-pub use error::{DecodeError, Error, Result, StorageError};
+pub use error::{DecodeError, DropReason, Error, Result, StorageError};
 pub use role::Role;

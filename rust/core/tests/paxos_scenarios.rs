@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use consensus_core::error::{DecodeError, Error};
+use consensus_core::error::{DecodeError, DropReason, Error};
 use consensus_core::paxos::{
     wire, AcceptedSlot, Ballot, Config, Entry, HardState, MemStorage, Message, MessageType, RawNode, Ready, Value,
 };
@@ -474,9 +474,15 @@ fn limits_bound_the_window_batches_and_queued_bytes() {
     // Commands proposed before the next Ready share slots, three per slot.
     assert_eq!(slots, vec![1, 1, 1, 2, 2, 2, 3, 3, 3]);
     assert_eq!(c.nodes[&1].paxos.queued_batches(), 1, "slot 3 waits for the window");
-    assert!(matches!(c.node(1).propose(Bytes::from(vec![0u8; 17])), Err(Error::ProposalDropped(_))));
+    assert!(matches!(
+        c.node(1).propose(Bytes::from(vec![0u8; 17])),
+        Err(Error::ProposalDropped { reason: DropReason::EntryTooLarge, .. })
+    ));
     c.node(1).propose(Bytes::from(vec![7u8; 16])).unwrap();
-    assert!(matches!(c.node(1).propose(Bytes::from(vec![0u8; 16])), Err(Error::ProposalDropped(_))));
+    assert!(matches!(
+        c.node(1).propose(Bytes::from(vec![0u8; 16])),
+        Err(Error::ProposalDropped { reason: DropReason::UncommittedBytes, .. })
+    ));
     c.isolated.clear();
     for _ in 0..3 {
         c.tick_all();
@@ -547,7 +553,13 @@ fn pms_3_alpha_window_reconfiguration_adds_a_member_alpha_slots_later() {
     assert_eq!(c.propose(1, "a"), 1);
     let slot = c.node(1).propose_reconfig(&[1, 2, 3, 4]).unwrap();
     assert_eq!(slot, 2);
-    assert!(matches!(c.node(1).propose_reconfig(&[1, 2]), Err(Error::ProposalDropped(_))), "one at a time");
+    assert!(
+        matches!(
+            c.node(1).propose_reconfig(&[1, 2]),
+            Err(Error::ProposalDropped { reason: DropReason::ConfChangePending, .. })
+        ),
+        "one at a time"
+    );
     c.stabilize();
     let p = &c.nodes[&1].paxos;
     assert_eq!(p.commit, 2);
@@ -744,7 +756,7 @@ fn transfer_leader_to_a_lagging_acceptor_first_brings_it_up_to_date() {
     c.isolated.clear();
     c.node(1).transfer_leader(3).unwrap();
     assert!(
-        matches!(c.node(1).propose(Bytes::from_static(b"late")), Err(Error::ProposalDropped(_))),
+        matches!(c.node(1).propose(Bytes::from_static(b"late")), Err(Error::ProposalDropped { .. })),
         "no new proposal while the transfer lasts"
     );
     let sent = c.take_network();
@@ -772,11 +784,14 @@ fn transfer_leader_is_abandoned_after_an_election_timeout_and_drops_proposals_me
     c.propose(1, "a");
     c.isolated = vec![3];
     c.node(1).transfer_leader(3).unwrap();
-    assert_eq!(
+    assert!(matches!(
         c.node(1).propose(Bytes::from_static(b"x")),
-        Err(Error::ProposalDropped("a leadership transfer is in progress"))
-    );
-    assert!(matches!(c.node(1).propose_reconfig(&[1, 2]), Err(Error::ProposalDropped(_))));
+        Err(Error::ProposalDropped { reason: DropReason::TransferInProgress, .. })
+    ));
+    assert!(matches!(
+        c.node(1).propose_reconfig(&[1, 2]),
+        Err(Error::ProposalDropped { reason: DropReason::TransferInProgress, .. })
+    ));
     for _ in 1..c.config.election_tick {
         c.tick_all();
     }

@@ -3,12 +3,19 @@
 //! ```text
 //! ConsensusError
 //! ├── NotLeaderError        .leader_hint (0 = unknown)
-//! ├── ProposalDroppedError
-//! ├── ConfigError
+//! ├── ProposalDroppedError  .reason ("no_leader", "transfer_in_progress", "uncommitted_bytes",
+//! │                          "entry_too_large", "too_many_entries", "context_too_large",
+//! │                          "too_many_pending_reads", "conf_change_pending",
+//! │                          "multiple_conf_changes", "empty_proposal"; "unknown" if raised in Python)
+//! ├── ConfigError           .field
 //! ├── DecodeError
-//! ├── StorageError
+//! ├── StorageError          .kind ("compacted", "unavailable", "snapshot_out_of_date", "corrupt",
+//! │                          "io", "poisoned", "other"; "other" if raised in Python)
 //! └── ProtocolError
 //! ```
+//!
+//! The attributes carry the core's typed reason (`DropReason::code`, `StorageError::kind`), so
+//! callers branch on them and never on the message text, which is for people and may change.
 
 use consensus_core::{Error, StorageError as CoreStorageError};
 use pyo3::create_exception;
@@ -43,7 +50,9 @@ pub fn to_py(error: Error) -> PyErr {
     let message = error.to_string();
     match error {
         Error::Decode(_) => DecodeError::new_err(message),
-        Error::ProposalDropped(_) => ProposalDroppedError::new_err(message),
+        Error::ProposalDropped { reason, .. } => {
+            with_attr(ProposalDroppedError::new_err(message), "reason", reason.code())
+        }
         Error::NotLeader { leader_hint } => Python::attach(|py| {
             let err = NotLeaderError::new_err(message);
             // Setting an attribute on a fresh exception instance cannot fail in practice; if it
@@ -56,13 +65,22 @@ pub fn to_py(error: Error) -> PyErr {
             let _ = err.value(py).setattr("field", field);
             err
         }),
-        Error::Storage(_) => StorageError::new_err(message),
+        Error::Storage(storage) => with_attr(StorageError::new_err(message), "kind", storage.kind()),
         Error::Protocol(_) => ProtocolError::new_err(message),
     }
 }
 
 pub fn storage_to_py(error: CoreStorageError) -> PyErr {
-    StorageError::new_err(error.to_string())
+    with_attr(StorageError::new_err(error.to_string()), "kind", error.kind())
+}
+
+/// Sets `name` on the exception instance. Setting an attribute on a fresh exception cannot fail in
+/// practice; if it ever does, the exception keeps its class-level default.
+fn with_attr(err: PyErr, name: &str, value: &'static str) -> PyErr {
+    Python::attach(|py| {
+        let _ = err.value(py).setattr(name, value);
+    });
+    err
 }
 
 /// A `ConfigError` for a field given a value of the wrong range.
@@ -82,5 +100,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // Class-level defaults so the attributes exist even on instances raised from Python.
     py.get_type::<NotLeaderError>().setattr("leader_hint", 0u64)?;
     py.get_type::<ConfigError>().setattr("field", "")?;
+    py.get_type::<ProposalDroppedError>().setattr("reason", "unknown")?;
+    py.get_type::<StorageError>().setattr("kind", "other")?;
     Ok(())
 }

@@ -21,7 +21,7 @@ use super::raw_node::ReadState;
 use super::storage::PaxosStorage;
 use super::validate::{self, SLOT_LEAD_MAX};
 use super::wire;
-use crate::error::{Error, Result};
+use crate::error::{DropReason, Error, Result};
 use crate::limits::next_term;
 use crate::rng::Rng;
 use crate::role::Role;
@@ -522,17 +522,17 @@ impl<S: PaxosStorage> Paxos<S> {
     /// Queues client commands; returns the slot the first one will occupy (0 when forwarded).
     pub fn propose_many(&mut self, commands: Vec<Bytes>) -> Result<u64> {
         if commands.is_empty() {
-            return Err(Error::ProposalDropped("empty proposal"));
+            return Err(Error::dropped(DropReason::EmptyProposal, "empty proposal"));
         }
         if commands.iter().any(|c| c.len() as u64 > self.cfg.max_entry_bytes) {
-            return Err(Error::ProposalDropped("a command exceeds max_entry_bytes"));
+            return Err(Error::dropped(DropReason::EntryTooLarge, "a command exceeds max_entry_bytes"));
         }
         if self.role != Role::Leader {
             if self.cfg.disable_proposal_forwarding {
                 return Err(Error::NotLeader { leader_hint: self.leader });
             }
             if self.leader == 0 || self.leader == self.id {
-                return Err(Error::ProposalDropped("no leader"));
+                return Err(Error::dropped(DropReason::NoLeader, "no leader"));
             }
             let mut msg = Message::new(MessageType::Propose, self.id, self.leader, self.promised);
             msg.commands = commands;
@@ -540,11 +540,11 @@ impl<S: PaxosStorage> Paxos<S> {
             return Ok(0);
         }
         if self.transfer_target != 0 {
-            return Err(Error::ProposalDropped("a leadership transfer is in progress"));
+            return Err(Error::dropped(DropReason::TransferInProgress, "a leadership transfer is in progress"));
         }
         let bytes: u64 = commands.iter().map(|c| c.len() as u64).sum();
         if self.uncommitted_bytes + bytes > self.cfg.max_uncommitted_bytes {
-            return Err(Error::ProposalDropped("too many uncommitted bytes"));
+            return Err(Error::dropped(DropReason::UncommittedBytes, "too many uncommitted bytes"));
         }
         self.uncommitted_bytes += bytes;
         let mut first_slot = 0;
@@ -582,12 +582,12 @@ impl<S: PaxosStorage> Paxos<S> {
             return Err(Error::NotLeader { leader_hint: self.leader });
         }
         if self.transfer_target != 0 {
-            return Err(Error::ProposalDropped("a leadership transfer is in progress"));
+            return Err(Error::dropped(DropReason::TransferInProgress, "a leadership transfer is in progress"));
         }
         let queued = self.batches.iter().any(|q| matches!(q, Queued::Value(_)))
             || self.backlog.iter().any(|v| v.kind == ValueKind::Reconfig);
         if queued || !self.fences.is_empty() || !self.membership.pending_after(self.commit + 1).is_empty() {
-            return Err(Error::ProposalDropped("a reconfiguration is in progress"));
+            return Err(Error::dropped(DropReason::ConfChangePending, "a reconfiguration is in progress"));
         }
         let record = super::membership::encode_reconfig(self.cfg.max_inflight_slots, members);
         let value = Value { kind: ValueKind::Reconfig, round: self.promised.round, commands: vec![record] };
@@ -792,7 +792,7 @@ impl<S: PaxosStorage> Paxos<S> {
     pub fn read_index(&mut self, context: Bytes) -> Result<()> {
         if self.role != Role::Leader {
             if self.leader == 0 || self.leader == self.id {
-                return Err(Error::ProposalDropped("no leader"));
+                return Err(Error::dropped(DropReason::NoLeader, "no leader"));
             }
             let mut msg = Message::new(MessageType::ReadIndex, self.id, self.leader, self.promised);
             msg.context = context;
@@ -804,7 +804,7 @@ impl<S: PaxosStorage> Paxos<S> {
 
     fn leader_read(&mut self, context: Bytes, from: u64) -> Result<()> {
         if self.waiting_reads.len() + self.reads.len() >= self.cfg.max_pending_reads {
-            return Err(Error::ProposalDropped("too many pending reads"));
+            return Err(Error::dropped(DropReason::TooManyPendingReads, "too many pending reads"));
         }
         self.waiting_reads.push_back((context, from));
         self.activate_reads();

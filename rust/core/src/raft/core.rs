@@ -10,7 +10,7 @@ use super::message::{ConfChange, ConfState, Entry, EntryKind, HardState, Message
 use super::progress::{Progress, ProgressState, ProgressTracker};
 use super::read_only::{ReadOnly, ReadOnlyOption, ReadState};
 use super::{validate, wire};
-use crate::error::{Error, Result};
+use crate::error::{DropReason, Error, Result};
 use crate::limits::next_term;
 use crate::log::RaftLog;
 use crate::quorum::VoteResult;
@@ -871,7 +871,7 @@ impl<S: Storage> Raft<S> {
 
     fn conf_change_acceptable(&self, entry: &Entry) -> Result<ConfChange> {
         if self.pending_conf_index > self.log.applied {
-            return Err(Error::ProposalDropped("a configuration change is pending"));
+            return Err(Error::dropped(DropReason::ConfChangePending, "a configuration change is pending"));
         }
         let change = wire::decode_conf_change(&entry.data)?;
         confchange::apply_change(&self.tracker.config, &change)
@@ -887,24 +887,27 @@ impl<S: Storage> Raft<S> {
         }
         if entries.len() > wire::MAX_ENTRIES_PER_MESSAGE {
             self.stats.proposals_dropped += 1;
-            return Err(Error::ProposalDropped("more entries in one proposal than a message may carry"));
+            return Err(Error::dropped(
+                DropReason::TooManyEntries,
+                "more entries in one proposal than a message may carry",
+            ));
         }
         for entry in &entries {
             if entry.payload_size() > self.cfg.max_entry_bytes {
                 self.stats.proposals_dropped += 1;
-                return Err(Error::ProposalDropped("entry larger than max_entry_bytes"));
+                return Err(Error::dropped(DropReason::EntryTooLarge, "entry larger than max_entry_bytes"));
             }
         }
         match self.role {
             Role::Leader => {}
             Role::Candidate | Role::PreCandidate => {
                 self.stats.proposals_dropped += 1;
-                return Err(Error::ProposalDropped("no leader: an election is in progress"));
+                return Err(Error::dropped(DropReason::NoLeader, "no leader: an election is in progress"));
             }
             Role::Follower | Role::Learner => {
                 if self.leader == 0 {
                     self.stats.proposals_dropped += 1;
-                    return Err(Error::ProposalDropped("no leader is known"));
+                    return Err(Error::dropped(DropReason::NoLeader, "no leader is known"));
                 }
                 if self.cfg.disable_proposal_forwarding {
                     return Err(Error::NotLeader { leader_hint: self.leader });
@@ -918,18 +921,24 @@ impl<S: Storage> Raft<S> {
         }
         if self.lead_transferee != 0 {
             self.stats.proposals_dropped += 1;
-            return Err(Error::ProposalDropped("a leadership transfer is in progress"));
+            return Err(Error::dropped(DropReason::TransferInProgress, "a leadership transfer is in progress"));
         }
         let bytes: u64 = entries.iter().map(Entry::payload_size).sum();
         if self.uncommitted_bytes > 0 && bytes > 0 && self.uncommitted_bytes + bytes > self.cfg.max_uncommitted_bytes {
             self.stats.proposals_dropped += 1;
-            return Err(Error::ProposalDropped("too many uncommitted bytes (max_uncommitted_bytes)"));
+            return Err(Error::dropped(
+                DropReason::UncommittedBytes,
+                "too many uncommitted bytes (max_uncommitted_bytes)",
+            ));
         }
         let mut conf_index = None;
         for (i, entry) in entries.iter().enumerate() {
             if entry.kind == EntryKind::ConfChange {
                 if conf_index.is_some() {
-                    return Err(Error::ProposalDropped("one configuration change per proposal"));
+                    return Err(Error::dropped(
+                        DropReason::MultipleConfChanges,
+                        "one configuration change per proposal",
+                    ));
                 }
                 self.conf_change_acceptable(entry)?;
                 conf_index = Some(i as u64);
@@ -950,17 +959,20 @@ impl<S: Storage> Raft<S> {
     /// have applied before serving the read.
     pub fn read_index(&mut self, context: Bytes) -> Result<()> {
         if context.len() > wire::MAX_CONTEXT_BYTES {
-            return Err(Error::ProposalDropped("read context larger than a message may carry"));
+            return Err(Error::dropped(DropReason::ContextTooLarge, "read context larger than a message may carry"));
         }
         match self.role {
             Role::Leader => {
                 if self.read_only.is_full() {
-                    return Err(Error::ProposalDropped("too many pending reads (max_pending_reads)"));
+                    return Err(Error::dropped(
+                        DropReason::TooManyPendingReads,
+                        "too many pending reads (max_pending_reads)",
+                    ));
                 }
                 self.handle_read_index(self.id, context);
                 Ok(())
             }
-            _ if self.leader == 0 => Err(Error::ProposalDropped("no leader is known")),
+            _ if self.leader == 0 => Err(Error::dropped(DropReason::NoLeader, "no leader is known")),
             _ => {
                 let mut forward = self.message(MessageType::ReadIndex, self.leader);
                 forward.term = 0;
@@ -1029,7 +1041,7 @@ impl<S: Storage> Raft<S> {
                 self.handle_transfer_leader(to);
                 Ok(())
             }
-            _ if self.leader == 0 => Err(Error::ProposalDropped("no leader is known")),
+            _ if self.leader == 0 => Err(Error::dropped(DropReason::NoLeader, "no leader is known")),
             _ => {
                 // A forwarded transfer names the transferee in `index` (`from` is always the sender).
                 let mut forward = Message::new(MessageType::TransferLeader, self.id, self.leader, 0);
