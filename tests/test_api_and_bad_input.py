@@ -329,3 +329,36 @@ def test_http_status_of_a_dropped_proposal_follows_its_reason_not_its_message(re
             await server.close()
 
     asyncio.run(scenario())
+
+
+def test_snapshot_task_treats_a_storage_error_of_kind_compacted_as_a_newer_snapshot_not_a_failure():
+    """The runtime tells "a newer snapshot came first" from damage by `StorageError.kind`: a
+    message that never says "compacted" still counts, one that says it with another kind fails."""
+    import asyncio
+
+    from consensus.node import Node
+    from consensus.transport import MemoryNetwork
+    from support import Journal
+
+    class RefusingStorage:
+        def __init__(self, kind: str, message: str) -> None:
+            self.kind, self.message = kind, message
+
+        def compact(self, index: int, data: bytes) -> None:
+            err = consensus.StorageError(self.message)
+            err.kind = self.kind
+            raise err
+
+    async def snapshot(kind: str, message: str) -> int:
+        node = Node(1, [1], Journal(), MemoryNetwork().transport(1))
+        node.loop = asyncio.get_running_loop()
+        node.applied_index = 5
+        node.storage = RefusingStorage(kind, message)
+        try:
+            return await node._snapshot()
+        finally:
+            node._snapshot_io.shutdown(wait=True)
+
+    assert asyncio.run(snapshot("compacted", "a newer snapshot is already held")) == 0
+    with pytest.raises(consensus.StorageError):
+        asyncio.run(snapshot("io", "index 5 was compacted"))
