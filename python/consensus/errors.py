@@ -26,6 +26,7 @@ class BusyError(ProposalDroppedError):
     """Too many requests are waiting (``max_pending``); nothing was proposed. Retry later."""
 
     indeterminate = False
+    reason = "too_many_pending_requests"
 
 
 class NodeStoppedError(ConsensusError):
