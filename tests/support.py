@@ -32,6 +32,29 @@ async def eventually(check: Callable[[], bool], what: str = "the condition", tim
         await asyncio.sleep(0.005)
 
 
+def event_loop_factories() -> List[Any]:
+    """pytest params of the event loops the runtime supports: the stdlib's and uvloop's."""
+    import pytest
+
+    factories: List[Any] = [pytest.param(asyncio.new_event_loop, id="asyncio")]
+    try:
+        import uvloop
+    except ImportError:
+        factories.append(pytest.param(None, id="uvloop", marks=pytest.mark.skip(reason="uvloop not installed")))
+    else:
+        factories.append(pytest.param(uvloop.new_event_loop, id="uvloop"))
+    return factories
+
+
+def run_on(new_loop: Callable[[], asyncio.AbstractEventLoop], coroutine: Awaitable[Any], bound: float = RUN_BOUND_SECONDS) -> Any:
+    """Runs `coroutine` on a loop from `new_loop` (one of `event_loop_factories`), bounded."""
+    loop = new_loop()
+    try:
+        return loop.run_until_complete(asyncio.wait_for(coroutine, bound))
+    finally:
+        loop.close()
+
+
 class Journal:
     """A state machine that records every command and answers with its index."""
 

@@ -36,6 +36,8 @@ from consensus.server import ClientSite, client_runner, client_tls_contexts
 from consensus.statemachine import KVStore
 from consensus.transport import MemoryNetwork
 
+from support import event_loop_factories, eventually, run, run_on
+
 pytestmark = pytest.mark.integration
 
 FAST = NodeOptions(tick_interval=0.002, election_ticks=10, heartbeat_ticks=1, request_timeout=5.0)
@@ -47,19 +49,6 @@ TOKENS = {
 TOKEN_ROLES = {token: role for role, token in TOKENS.items()}
 #: Bounds every wait of a test (a bug fails the test instead of hanging it).
 BOUND = 60.0
-
-
-def run(coro: Any) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, BOUND))
-
-
-async def eventually(check: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not check():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 class Served:
@@ -646,25 +635,6 @@ def test_redirect_to_the_leader_names_its_https_url() -> None:
 
 
 # ---------------------------------------------------------------------------- the cap, TLS handshakes included
-
-
-def event_loop_factories() -> List[Any]:
-    factories: List[Any] = [pytest.param(asyncio.new_event_loop, id="asyncio")]
-    try:
-        import uvloop
-    except ImportError:
-        factories.append(pytest.param(None, id="uvloop", marks=pytest.mark.skip(reason="uvloop not installed")))
-    else:
-        factories.append(pytest.param(uvloop.new_event_loop, id="uvloop"))
-    return factories
-
-
-def run_on(new_loop: Callable[[], asyncio.AbstractEventLoop], coro: Any) -> Any:
-    loop = new_loop()
-    try:
-        return loop.run_until_complete(asyncio.wait_for(coro, BOUND))
-    finally:
-        loop.close()
 
 
 async def closed_by_the_server(reader: asyncio.StreamReader) -> bool:

@@ -16,7 +16,7 @@ from consensus import ConfigError, DecodeError, raft
 from consensus.transport import MemoryNetwork, TcpTransport, Transport, tls_contexts
 from consensus.transport import handshake
 
-from support import Inbox, eventually, frame, run, seq_of
+from support import Inbox, event_loop_factories, eventually, frame, run, run_on, seq_of
 
 CLUSTER = "test-cluster"
 
@@ -506,19 +506,8 @@ def test_tls_contexts_require_certificates_from_the_cluster_ca(tmp_path: Path) -
     assert info.value.field == "tls.ca"
 
 
-def _event_loop_factories() -> List[object]:
-    factories: List[object] = [pytest.param(asyncio.new_event_loop, id="asyncio")]
-    try:
-        import uvloop
-    except ImportError:
-        factories.append(pytest.param(None, id="uvloop", marks=pytest.mark.skip(reason="uvloop not installed")))
-    else:
-        factories.append(pytest.param(uvloop.new_event_loop, id="uvloop"))
-    return factories
-
-
 @pytest.mark.integration
-@pytest.mark.parametrize("new_loop", _event_loop_factories())
+@pytest.mark.parametrize("new_loop", event_loop_factories())
 def test_every_tls_accept_completes_on_the_first_attempt(tmp_path: Path, new_loop: Callable[[], asyncio.AbstractEventLoop]) -> None:
     """Case 6b of issue 9: under uvloop, a ClientHello used to reach the plain handshake reader
     (uvloop resumes reading right after connection_made) and the connection was dropped."""
@@ -549,15 +538,11 @@ def test_every_tls_accept_completes_on_the_first_attempt(tmp_path: Path, new_loo
             await close_all(dialers)
             await acceptor.close()
 
-    loop = new_loop()
-    try:
-        loop.run_until_complete(asyncio.wait_for(scenario(), 120))
-    finally:
-        loop.close()
+    run_on(new_loop, scenario())
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("new_loop", _event_loop_factories())
+@pytest.mark.parametrize("new_loop", event_loop_factories())
 def test_idle_sockets_in_their_tls_handshake_are_evicted_for_a_real_peer(
     tmp_path: Path, new_loop: Callable[[], asyncio.AbstractEventLoop]
 ) -> None:
@@ -594,11 +579,7 @@ def test_idle_sockets_in_their_tls_handshake_are_evicted_for_a_real_peer(
             await dialer.close()
             await acceptor.close()
 
-    loop = new_loop()
-    try:
-        loop.run_until_complete(asyncio.wait_for(scenario(), 120))
-    finally:
-        loop.close()
+    run_on(new_loop, scenario())
 
 
 # ---------------------------------------------------------------------- configuration errors
