@@ -426,7 +426,13 @@ class Node:
         self._check_running()
         if self.core.role != Role.LEADER:
             raise not_leader(self.core.leader)
-        for field, ids in (("add_voters", add_voters), ("remove_voters", remove_voters), ("add_learners", add_learners), ("remove_learners", remove_learners)):
+        changes = {
+            "add_voters": add_voters,
+            "remove_voters": remove_voters,
+            "add_learners": add_learners,
+            "remove_learners": remove_learners,
+        }
+        for field, ids in changes.items():
             for member in ids:
                 check_node_id(field, member)
         index = self._core_call(
