@@ -27,6 +27,7 @@ import asyncio
 import concurrent.futures
 import logging
 import os
+import struct
 import threading
 import time
 from collections import deque
@@ -61,7 +62,8 @@ ENVELOPE_COMMAND = 0x01
 ENVELOPE_SYSTEM = 0x02
 #: A command stamped with the leader's clock when it was proposed: the state machine's only time.
 ENVELOPE_STAMPED_COMMAND = 0x03
-STAMP_BYTES = 8
+_STAMP = struct.Struct("<Q")
+STAMP_BYTES = _STAMP.size
 SNAPSHOT_FORMAT = 1
 
 #: Frames waiting for the driver, per peer; past this, that peer's frames are dropped (the
@@ -369,7 +371,7 @@ class Node:
         The command is stamped with the leader's clock (`_clock_stamp`); a state machine with
         `advance_clock(time_ms)` is given the stamp before the command (leases, session expiry).
         """
-        stamp = self._clock_stamp().to_bytes(STAMP_BYTES, "little")
+        stamp = _STAMP.pack(self._clock_stamp())
         return await self._propose_entry(bytes([ENVELOPE_STAMPED_COMMAND]) + stamp + bytes(command), timeout)
 
     def _clock_stamp(self) -> int:
@@ -614,43 +616,46 @@ class Node:
         self._check_timeouts()
 
     def _step_inbox(self) -> None:
-        """Steps every waiting frame into the core, taking the peers' queues in turns."""
+        """Steps every waiting frame into the core, taking the peers' queues in turns. Whatever a
+        peer sends, the worst outcome is a dropped frame: the core validates every field before it
+        changes state, and a frame's sender must be the peer its connection authenticated as."""
         inbox = self._inbox
+        step = self.core.step
         while inbox:
             for peer in list(inbox):
                 queue = inbox[peer]
                 for _ in range(min(len(queue), INBOX_FRAMES_PER_TURN)):
                     frame = queue.popleft()
                     self._inbox_bytes[peer] -= len(frame)
-                    self._step_frame(peer, frame)
+                    try:
+                        step(frame, sender=peer)
+                    except ConsensusError as exc:
+                        self._refuse_frame(peer, exc)
+                        continue
+                    if self._refusals:
+                        self._refusals.pop(peer, None)
                 if not queue:
                     del inbox[peer]
 
-    def _step_frame(self, peer: int, frame: bytes) -> None:
-        """One frame into the core. Whatever a peer sends, the worst outcome is a dropped frame:
-        the core validates every field before it changes state, and the frame's sender must be the
-        peer the connection authenticated as."""
-        try:
-            self.core.step(frame, sender=peer)
-        except DecodeError as exc:
+    def _refuse_frame(self, peer: int, exc: ConsensusError) -> None:
+        """A frame the core refused: dropped and counted; the peer is disconnected when its bytes
+        are no message at all, or after repeated refusals."""
+        if isinstance(exc, StorageError):
+            raise exc
+        if isinstance(exc, DecodeError):
             # Bytes that are not a message: the stream is broken or hostile; drop the connection.
             self.stats.bad_frames += 1
             log.warning("dropping an undecodable frame from peer %d: %s", peer, exc)
             self._disconnect(peer, "undecodable frame")
-        except StorageError:
-            raise
-        except ConsensusError as exc:
-            self.stats.refused_frames += 1
-            refusals = self._refusals.get(peer, 0) + 1
-            if refusals <= 3 or refusals % 1000 == 0:
-                log.warning("refused a frame from peer %d: %s", peer, exc)
-            if refusals >= REFUSALS_BEFORE_DISCONNECT:
-                self._disconnect(peer, f"{refusals} refused frames in a row")
-                refusals = 0
-            self._refusals[peer] = refusals
-        else:
-            if self._refusals:
-                self._refusals.pop(peer, None)
+            return
+        self.stats.refused_frames += 1
+        refusals = self._refusals.get(peer, 0) + 1
+        if refusals <= 3 or refusals % 1000 == 0:
+            log.warning("refused a frame from peer %d: %s", peer, exc)
+        if refusals >= REFUSALS_BEFORE_DISCONNECT:
+            self._disconnect(peer, f"{refusals} refused frames in a row")
+            refusals = 0
+        self._refusals[peer] = refusals
 
     def _disconnect(self, peer: int, reason: str) -> None:
         disconnect = getattr(self.transport, "disconnect", None)
@@ -801,7 +806,7 @@ class Node:
                 tag = data[0]
                 if tag == ENVELOPE_STAMPED_COMMAND and len(data) > STAMP_BYTES:
                     if self._advance_clock is not None:
-                        self._advance_clock(int.from_bytes(data[1 : 1 + STAMP_BYTES], "little"))
+                        self._advance_clock(_STAMP.unpack_from(data, 1)[0])
                     result = self.state_machine.apply(index, data[1 + STAMP_BYTES :])
                 elif tag == ENVELOPE_COMMAND:
                     result = self.state_machine.apply(index, data[1:])

@@ -406,6 +406,9 @@ class _ReplicatedClock:
 
     def advance_clock(self, time_ms: int) -> None:
         """Move the clock to `time_ms` if that is later; called before each stamped command."""
+        if type(time_ms) is int and self._clock_ms < time_ms <= CLOCK_MS_MAX:  # the usual case
+            self._clock_ms = time_ms
+            return
         if isinstance(time_ms, bool) or not isinstance(time_ms, int) or not 0 <= time_ms <= CLOCK_MS_MAX:
             self._refuse_stamp(time_ms)
             return
