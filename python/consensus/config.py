@@ -95,8 +95,10 @@ def _fail(field: str, reason: str, source: str = "") -> ConfigError:
     return err
 
 
-def parse_address(text: object, field: str = "address") -> Tuple[str, int]:
-    """Split `"host:port"` (IPv6 in brackets) into `(host, port)`; ConfigError naming `field` otherwise."""
+def parse_address(text: object, field: str = "address", *, allow_port_zero: bool = False) -> Tuple[str, int]:
+    """Split `"host:port"` (IPv6 in brackets) into `(host, port)`; ConfigError naming `field` otherwise.
+    The one parser of addresses, for members, listeners and the CLI. Port 0 ("any free port") only
+    with `allow_port_zero`, for an address to listen on."""
     if not isinstance(text, str):
         raise _fail(field, f"must be a 'host:port' string, got {type(text).__name__}")
     if text.startswith("["):
@@ -116,11 +118,12 @@ def parse_address(text: object, field: str = "address") -> Tuple[str, int]:
             raise _fail(field, f"{text!r}: an IPv6 host must be in brackets, '[{host}]:port'")
         if not _HOSTNAME.match(host):
             raise _fail(field, f"{host!r} is not a valid host name or address")
+    low = 0 if allow_port_zero else 1
     if not (port_text.isascii() and port_text.isdigit()) or len(port_text) > 5:
-        raise _fail(field, f"{text!r}: port must be a number 1..65535")
+        raise _fail(field, f"{text!r}: port must be a number {low}..65535")
     port = int(port_text)
-    if not 1 <= port <= 65535:
-        raise _fail(field, f"{text!r}: port must be in 1..65535")
+    if not low <= port <= 65535:
+        raise _fail(field, f"{text!r}: port must be in {low}..65535")
     return host, port
 
 

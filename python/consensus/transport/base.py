@@ -11,9 +11,10 @@ import abc
 import logging
 import math
 from collections import deque
-from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Set, Tuple
+from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Set
 
 from consensus._core import ConfigError, DecodeError
+from consensus.config import parse_address
 from consensus.transport.handshake import GREETING_FLAGS_KNOWN
 
 logger = logging.getLogger("consensus.transport")
@@ -75,22 +76,6 @@ def check_positive_seconds(field: str, value: object) -> float:
     return seconds
 
 
-def parse_address(field: str, address: object) -> Tuple[str, int]:
-    """Split ``"host:port"`` (or ``"[v6]:port"``) into its parts, or raise `ConfigError`."""
-    if not isinstance(address, str):
-        raise config_error(field, f"an address must be a 'host:port' string, got {address!r}")
-    host, sep, port_text = address.rpartition(":")
-    if not sep or not host:
-        raise config_error(field, f"an address must be 'host:port', got {address!r}")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        raise config_error(field, f"write an IPv6 address as '[addr]:port', got {address!r}")
-    if not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise config_error(field, f"an address must be 'host:port' with port 0..65535, got {address!r}")
-    return host, int(port_text)
-
-
 def format_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -107,7 +92,7 @@ def check_peers(node_id: int, peers: object, *, addresses: bool = True) -> Dict[
         if peer_id == node_id:
             raise config_error("peers", f"the peer map must not contain this node's own id {node_id}")
         if addresses:
-            parse_address("peers", address)
+            parse_address(address, "peers")
         elif not isinstance(address, str):
             raise config_error("peers", f"an address must be a string, got {address!r}")
         checked[peer_id] = address

@@ -467,7 +467,7 @@ class TcpTransport(Transport):
             raise config_error("protocol", f"must be one of {sorted(PROTOCOL_IDS)}, got {protocol!r}")
         self.protocol = protocol
         self._protocol_id = PROTOCOL_IDS[protocol]
-        self._listen_host, self._listen_port = parse_address("listen", listen)
+        self._listen_host, self._listen_port = parse_address(listen, "listen", allow_port_zero=True)
         self._listen = listen
         if (ssl_server is None) != (ssl_client is None):
             raise config_error("ssl_client", "give both ssl_server and ssl_client (mutual TLS) or neither")
@@ -719,7 +719,7 @@ class TcpTransport(Transport):
         failures = 0
         while not self._closed and self._peers.get(peer.id) is peer:
             connection = _Connection(self, peer)
-            host, port = parse_address("peers", peer.address)
+            host, port = parse_address(peer.address, "peers")
             tls = self._ssl_client
             try:
                 await asyncio.wait_for(
