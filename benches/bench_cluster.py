@@ -111,7 +111,7 @@ class Cluster:
                     busy = True
                     rd = node.ready()
                     storage.persist(rd)
-                    for to, frame in rd.messages:
+                    for to, frame in rd.messages + rd.persisted_messages:
                         self.nodes_by_id[to].step(frame)
                     node.advance(rd)
 
@@ -138,7 +138,7 @@ def commit_batch_count(cluster: Cluster, batch: Any, batch_len: int) -> None:
                 busy = True
                 rd = node.ready()
                 storage.persist(rd)
-                for to, frame in rd.messages:
+                for to, frame in rd.messages + rd.persisted_messages:
                     nodes_by_id[to].step(frame)
                 if counted is None or node is counted:
                     pending -= rd.committed_count
@@ -166,7 +166,7 @@ def commit_batch_apply(cluster: Cluster, batch: Any, batch_len: int) -> None:
                 busy = True
                 rd = node.ready()
                 storage.persist(rd)
-                for to, frame in rd.messages:
+                for to, frame in rd.messages + rd.persisted_messages:
                     nodes_by_id[to].step(frame)
                 for entry in rd.committed_entries:
                     entry.data

@@ -65,7 +65,7 @@ def deliver(nodes: Dict[int, Any], dead: Set[int]) -> None:
             busy = True
             rd = node.ready()
             node.persist_and_advance(rd)
-            for to, frame in rd.messages:
+            for to, frame in rd.messages + rd.persisted_messages:
                 if to not in dead:
                     nodes[to].step(frame)
 

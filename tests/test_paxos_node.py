@@ -162,7 +162,7 @@ def test_paxos_ready_loop_in_process_commits_on_every_node() -> None:
                     busy = True
                     rd = node.ready()
                     node.storage.persist(rd)
-                    for to, frame in rd.messages:
+                    for to, frame in rd.messages + rd.persisted_messages:
                         nodes[to].step(frame)
                     applied[i].extend(e.data for e in rd.committed_entries)
                     node.advance(rd)

@@ -69,7 +69,7 @@ def flush(node: raft.RaftNode) -> List[raft.Message]:
     while node.has_ready():
         rd = node.ready()
         node.storage.persist(rd)
-        sent.extend(raft.decode(frame) for _to, frame in rd.messages)
+        sent.extend(raft.decode(frame) for _to, frame in rd.messages + rd.persisted_messages)
         node.advance(rd)
     return sent
 
@@ -637,7 +637,7 @@ def test_5_5_redelivered_append_entries_is_idempotent():
             rd = node.ready()
             node.storage.persist(rd)
             applied += [e.data for e in rd.committed_entries]
-            assert all(not m.reject for m in map(raft.decode, (f for _t, f in rd.messages)))
+            assert all(not m.reject for m in map(raft.decode, (f for _t, f in rd.messages + rd.persisted_messages)))
             node.advance(rd)
     assert applied == [b"a", b"b"]
     assert node.commit_index == 2
@@ -697,7 +697,7 @@ def test_persist_before_send_vote_grant_ready_is_synced_with_the_vote():
     node = new_node(node_id=2)
     send(node, MT.REQUEST_VOTE, 1, term=3, index=0, log_term=0)
     rd = node.ready()
-    grants = [m for _to, f in rd.messages for m in [raft.decode(f)] if m.type == MT.REQUEST_VOTE_RESPONSE]
+    grants = [m for _to, f in rd.messages + rd.persisted_messages for m in [raft.decode(f)] if m.type == MT.REQUEST_VOTE_RESPONSE]
     assert [m.reject for m in grants] == [False]
     assert rd.must_sync
     assert rd.hard_state is not None
@@ -711,7 +711,7 @@ def test_persist_before_send_append_response_ready_carries_the_entries():
     entries = [raft.Entry(1, 1, b"a"), raft.Entry(2, 1, b"b")]
     send(node, MT.APPEND_ENTRIES, 1, term=1, index=0, log_term=0, entries=entries)
     rd = node.ready()
-    acks = [raft.decode(f) for _to, f in rd.messages]
+    acks = [raft.decode(f) for _to, f in rd.messages + rd.persisted_messages]
     assert [(m.type, m.index) for m in acks] == [(MT.APPEND_ENTRIES_RESPONSE, 2)]
     assert rd.must_sync
     assert [(e.index, e.term) for e in rd.entries] == [(1, 1), (2, 1)]
@@ -747,7 +747,7 @@ class PersistCheckingCluster(LocalCluster):
         before = member.storage.hard_state()
         member.storage.persist(rd)
         after = member.storage.hard_state()
-        for to, frame in rd.messages:
+        for to, frame in rd.messages + rd.persisted_messages:
             m = raft.decode(frame)
             if m.type == MT.REQUEST_VOTE_RESPONSE and not m.reject:
                 if (after.term, after.vote) != (m.term, to):

@@ -61,7 +61,7 @@ def flush(node: raft.RaftNode) -> List[raft.Message]:
     while node.has_ready():
         rd = node.ready()
         node.storage.persist(rd)
-        sent.extend(raft.decode(frame) for _to, frame in rd.messages)
+        sent.extend(raft.decode(frame) for _to, frame in rd.messages + rd.persisted_messages)
         node.advance(rd)
     return sent
 
@@ -238,7 +238,7 @@ def test_read_index_leader_answers_with_commit_index_after_heartbeat_quorum():
     node.read_index(b"r1")
     rds = readies(node)
     assert all(not rd.read_states for rd in rds)
-    beats = [m for rd in rds for m in map(raft.decode, (f for _t, f in rd.messages)) if m.type == MT.HEARTBEAT]
+    beats = [m for rd in rds for m in map(raft.decode, (f for _t, f in rd.messages + rd.persisted_messages)) if m.type == MT.HEARTBEAT]
     assert sorted(m.to for m in beats if m.context == b"r1") == [2, 3]
     send(node, MT.HEARTBEAT_RESPONSE, 3, term=1, context=b"r1")
     states = [s for rd in readies(node) for s in rd.read_states]
@@ -308,7 +308,7 @@ def test_read_index_lease_based_answers_at_once():
     node.read_index(b"lease")
     rd = node.ready()
     assert [(s.index, s.context) for s in rd.read_states] == [(1, b"lease")]
-    assert not [m for m in map(raft.decode, (f for _t, f in rd.messages)) if m.type == MT.HEARTBEAT]
+    assert not [m for m in map(raft.decode, (f for _t, f in rd.messages + rd.persisted_messages)) if m.type == MT.HEARTBEAT]
     node.advance(rd)
 
 
@@ -428,7 +428,7 @@ def test_snapshot_stale_snapshot_is_ignored():
     send(node, MT.INSTALL_SNAPSHOT, 1, term=1, snapshot=stale)
     rds = readies(node)
     assert all(rd.snapshot is None for rd in rds)
-    answers = [m for rd in rds for m in map(raft.decode, (f for _t, f in rd.messages))]
+    answers = [m for rd in rds for m in map(raft.decode, (f for _t, f in rd.messages + rd.persisted_messages))]
     assert [(m.type, m.reject, m.index) for m in answers] == [(MT.APPEND_ENTRIES_RESPONSE, False, 5)]
     assert node.first_index == 1 and node.last_index == 5
     assert node.storage.snapshot().index == 0

@@ -59,7 +59,7 @@ class _Cluster:
                     busy = True
                     rd = node.ready()
                     storage.persist(rd)
-                    for to, frame in rd.messages:
+                    for to, frame in rd.messages + rd.persisted_messages:
                         self.nodes_by_id[to].step(frame)
                     node.advance(rd)
 
@@ -80,7 +80,7 @@ class _Cluster:
                 if node.has_ready():
                     rd = node.ready()
                     storage.persist(rd)
-                    for to, frame in rd.messages:
+                    for to, frame in rd.messages + rd.persisted_messages:
                         nodes_by_id[to].step(frame)
                     pending -= rd.committed_count
                     node.advance(rd)

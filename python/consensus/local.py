@@ -150,13 +150,16 @@ class LocalCluster:
         if node is None or not node.has_ready():
             return False
         rd = node.ready()
-        # 1. Persist (the in-memory storage is "durable" for this cluster).
-        member.storage.persist(rd)
-        member.persisted_log.append((rd.hard_state, len(rd.entries)))
-        # 2. Send, only after persisting.
+        # 1. Send what may leave before the disk write (a leader's appends).
         for to, frame in rd.messages:
             self._send(member.id, to, frame)
-        # 3. Apply, in order.
+        # 2. Persist (the in-memory storage is "durable" for this cluster).
+        member.storage.persist(rd)
+        member.persisted_log.append((rd.hard_state, len(rd.entries)))
+        # 3. Send what waited for the disk.
+        for to, frame in rd.persisted_messages:
+            self._send(member.id, to, frame)
+        # 4. Apply, in order.
         snapshot = rd.snapshot
         if snapshot is not None:
             member.applied = [(snapshot.index, snapshot.term, b"<snapshot>")]
@@ -165,7 +168,7 @@ class LocalCluster:
                 node.apply_conf_change(entry)
             member.applied.append((entry.index, entry.term, entry.data))
         member.read_states.extend(rd.read_states)
-        # 4. Advance.
+        # 5. Advance.
         node.advance(rd)
         return True
 

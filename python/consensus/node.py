@@ -231,8 +231,6 @@ class Node:
 
         self.stats = _Stats()
         self._role = self.core.role
-        durable = self.storage.hard_state()
-        self._durable_term_vote = (durable.term, durable.vote)
         self._term = self.core.term
         self._leader = self.core.leader
         self._ticks_done = 0
@@ -738,20 +736,12 @@ class Node:
         rd = core.ready()
         self.stats.readies += 1
         hard_state = rd.hard_state
-        # A leader may send while its own write is in flight (Raft thesis §10.2.1): its appends
-        # carry nothing that depends on its own disk, and the core counts the leader's own entries
-        # toward a commit only after `advance`. Only when the term and vote it sends under are
-        # already durable; everything else (votes, acknowledgements) waits for the disk.
-        early = (
-            rd.role == Role.LEADER
-            and rd.snapshot is None
-            and (hard_state is None or (hard_state.term, hard_state.vote) == self._durable_term_vote)
-        )
         send = self.transport.send
-        if early:
-            for to, frame in rd.messages:
-                send(to, frame)
-        # 1. Persist. Durable before any message that depends on it leaves (Raft §5, Figure 2:
+        # 1. Send what the core lets leave before the disk write (a leader's appends or accepts
+        #    under a durable term; docs/design.md §2). The rule is the core's, not ours.
+        for to, frame in rd.messages:
+            send(to, frame)
+        # 2. Persist. Durable before any message that depends on it leaves (Raft §5, Figure 2:
         #    "before responding to RPCs"). A write that needs no fsync (a commit index) is inline.
         if rd.must_sync or rd.snapshot is not None:
             started = time.perf_counter()
@@ -766,13 +756,10 @@ class Node:
             self._observe("fsync", elapsed)
         elif hard_state is not None or rd.entries:
             self.storage.persist(rd)
-        if hard_state is not None:
-            self._durable_term_vote = (hard_state.term, hard_state.vote)
-        # 2. Send.
-        if not early:
-            for to, frame in rd.messages:
-                send(to, frame)
-        # 3. Apply, in order.
+        # 3. Send what waited for the disk.
+        for to, frame in rd.persisted_messages:
+            send(to, frame)
+        # 4. Apply, in order.
         snapshot = rd.snapshot
         if snapshot is not None:
             self._install_snapshot(snapshot)
@@ -780,14 +767,14 @@ class Node:
             self._read_states(rd.read_states)
         for entry in rd.committed_entries:
             self._apply(entry)
-        # A protocol whose decided indexes may carry nothing to apply (Paxos no-op slots) says how
-        # far this Ready decided; the application is then at that index.
-        through = getattr(rd, "committed_through", 0)
+        # Indexes that carried nothing to apply (Paxos no-op slots) are applied all the same: the
+        # application stands where the Ready says.
+        through = rd.applied_through
         if through > self.applied_index:
             for index in [i for i in self._pending if i <= through]:
                 self._fail_unanswered(index)
             self.applied_index = through
-        # 4. Advance.
+        # 5. Advance.
         core.advance(rd)
         self._resolve_reads()
 

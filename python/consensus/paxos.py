@@ -7,8 +7,10 @@ the slot that chose it (the α-window). The node is sans-IO and runs the same Re
 
     if node.has_ready():
         rd = node.ready()
-        storage.persist(rd)              # durable first: the promise and accepted slots
-        for to, frame in rd.messages:    # then send
+        for to, frame in rd.messages:            # may leave at once (a leader's own writes)
+            transport.send(to, frame)
+        storage.persist(rd)                      # durable first: the promise and accepted slots
+        for to, frame in rd.persisted_messages:  # only once durable
             transport.send(to, frame)
         for entry in rd.committed_entries:
             state_machine.apply(entry)   # then apply: (index = slot, term = round, data)

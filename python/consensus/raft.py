@@ -5,11 +5,13 @@ Ready loop::
 
     if node.has_ready():
         rd = node.ready()
-        storage.persist(rd)              # durable first (fsync if rd.must_sync)
-        for to, frame in rd.messages:    # then send
+        for to, frame in rd.messages:            # may leave at once (a leader's own writes)
+            transport.send(to, frame)
+        storage.persist(rd)                      # durable first (fsync if rd.must_sync)
+        for to, frame in rd.persisted_messages:  # only once durable
             transport.send(to, frame)
         for entry in rd.committed_entries:
-            state_machine.apply(entry)   # then apply, in order
+            state_machine.apply(entry)           # then apply, in order
         node.advance(rd)
 """
 

@@ -4,6 +4,7 @@
 //! applies and acknowledges with `advance`.
 
 pub mod codec;
+pub mod contract;
 pub mod error;
 pub mod limits;
 pub mod log;
@@ -15,5 +16,6 @@ pub mod role;
 pub mod sim;
 pub mod storage;
 
+pub use contract::{ProtocolNode, ReadState, ReadyView};
 pub use error::{DecodeError, DropReason, Error, Result, StorageError};
 pub use role::Role;

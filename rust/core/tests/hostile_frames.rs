@@ -8,6 +8,7 @@ use consensus_core::paxos::{self, AcceptedSlot, Ballot, Value, ValueKind};
 use consensus_core::raft::{self, wire, ConfChange, Entry, EntryKind, MessageType};
 use consensus_core::role::Role;
 use consensus_core::sim::hostile::{PaxosCluster, RaftCluster};
+use consensus_core::ProtocolNode;
 
 fn is_protocol<T: std::fmt::Debug>(outcome: Result<T, Error>) -> bool {
     matches!(outcome, Err(Error::Protocol(_)))

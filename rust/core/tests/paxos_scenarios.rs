@@ -2,6 +2,7 @@
 //! (Lamport, "Paxos Made Simple" §2.2 and §3; Chandra et al., "Paxos Made Live" §5). A small
 //! harness runs real `RawNode`s on `MemStorage` with hand-controlled delivery.
 
+use consensus_core::ProtocolNode;
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
@@ -66,7 +67,7 @@ impl Cluster {
         while self.nodes[&id].has_ready() {
             let rd = self.node(id).ready().unwrap();
             persist(&self.storages[&id], &rd);
-            for (to, frame) in &rd.messages {
+            for (to, frame) in rd.messages.iter().chain(&rd.persisted_messages) {
                 self.network.push((id, *to, frame.clone()));
             }
             if let Some(snapshot) = &rd.snapshot {
@@ -286,11 +287,12 @@ fn pml_5_promise_and_accepted_are_sent_only_with_what_they_depend_on() {
     let (_, to, frame) = prepares[0].clone();
     c.node(to).step(&frame).unwrap();
     let rd = c.node(to).ready().unwrap();
-    assert!(rd.messages.iter().any(|(_, f)| msg_type(f) == MessageType::Promise));
+    assert!(rd.persisted_messages.iter().any(|(_, f)| msg_type(f) == MessageType::Promise));
+    assert!(rd.messages.is_empty(), "a promise waits for the disk");
     assert!(rd.must_sync);
     assert_eq!(rd.hard_state.unwrap().promised, Ballot::new(1, 1), "the promise is in the same Ready");
     persist(&c.storages[&to], &rd);
-    for (dest, frame) in &rd.messages {
+    for (dest, frame) in &rd.persisted_messages {
         c.network.push((to, *dest, frame.clone()));
     }
     c.node(to).advance(rd.mark()).unwrap();
@@ -300,15 +302,18 @@ fn pml_5_promise_and_accepted_are_sent_only_with_what_they_depend_on() {
     c.node(1).propose(Bytes::from_static(b"x")).unwrap();
     let rd = c.node(1).ready().unwrap();
     assert_eq!(rd.accepted.len(), 1);
+    // The leader's accepts may leave before its own write (its promise is already durable).
+    assert!(rd.persisted_messages.is_empty());
     let accepts: Vec<Bytes> = rd.messages.iter().map(|(_, f)| f.clone()).collect();
     let (follower_id, accept) = (rd.messages[0].0, accepts[0].clone());
     // A follower's Accepted comes out with the accepted slot to persist.
     c.node(follower_id).step(&accept).unwrap();
     let frd = c.node(follower_id).ready().unwrap();
-    assert!(frd.messages.iter().any(|(_, f)| msg_type(f) == MessageType::Accepted));
+    assert!(frd.persisted_messages.iter().any(|(_, f)| msg_type(f) == MessageType::Accepted));
+    assert!(frd.messages.is_empty(), "an Accepted waits for the disk");
     assert_eq!(frd.accepted.len(), 1);
     assert!(frd.must_sync);
-    let accepted_frame = frd.messages[0].1.clone();
+    let accepted_frame = frd.persisted_messages[0].1.clone();
     persist(&c.storages[&follower_id], &frd);
     c.node(follower_id).advance(frd.mark()).unwrap();
     // One follower's Accepted plus the leader's own acceptance make a quorum of 3, but the

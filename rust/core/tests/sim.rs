@@ -233,9 +233,6 @@ impl<const BUG: u8> Protocol for Buggy<BUG> {
         }
         Ok(())
     }
-    fn messages(ready: &Self::Ready) -> &[(u64, Bytes)] {
-        RaftAdapter::messages(ready)
-    }
     fn snapshot(ready: &Self::Ready) -> Option<(u64, Bytes)> {
         RaftAdapter::snapshot(ready)
     }

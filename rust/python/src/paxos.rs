@@ -8,12 +8,13 @@ use consensus_core::paxos::{
     Message as CoreMessage, MessageType as CoreMessageType, RawNode, Snapshot as CoreSnapshot,
 };
 use consensus_core::raft::ReadOnlyOption;
+use consensus_core::{ProtocolNode, ReadyView};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
 use crate::errors::{config_error, storage_to_py, to_py};
-use crate::raft::{batch_from, bytes_of, EntryKind, ReadState};
+use crate::raft::{batch_from, bytes_of, frame_list, EntryKind, ReadState};
 use crate::role::Role;
 use crate::storage::PaxosFileStorage;
 
@@ -422,20 +423,31 @@ pub struct Ready {
 
 #[pymethods]
 impl Ready {
-    /// `[(to, frame)]`, to send after persisting.
+    /// `[(to, frame)]` that may be sent at once, before or while persisting (a leader's accepts
+    /// under a durable promise).
     #[getter]
     fn messages<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        PyList::new(py, self.inner.messages.iter().map(|(to, frame)| (*to, PyBytes::new(py, frame))))
+        frame_list(py, self.inner.messages())
+    }
+    /// `[(to, frame)]` to send only after this Ready is persisted.
+    #[getter]
+    fn persisted_messages<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        frame_list(py, self.inner.persisted_messages())
+    }
+    /// The slot the application stands at once it applied this Ready; 0 when it applies nothing.
+    #[getter]
+    fn applied_through(&self) -> u64 {
+        self.inner.applied_through
     }
     /// Number of committed commands (without building Entry objects).
     #[getter]
     fn committed_count(&self) -> usize {
         self.inner.committed_entries.len()
     }
-    /// Number of messages (without building the list).
+    /// Number of messages, both lists (without building them).
     #[getter]
     fn message_count(&self) -> usize {
-        self.inner.messages.len()
+        self.inner.messages.len() + self.inner.persisted_messages.len()
     }
     #[getter]
     fn committed_entries(&self) -> Vec<Entry> {
@@ -488,7 +500,7 @@ impl Ready {
     fn __repr__(&self) -> String {
         format!(
             "Ready(messages={}, accepted={}, committed={}, snapshot={}, must_sync={})",
-            self.inner.messages.len(),
+            self.inner.messages.len() + self.inner.persisted_messages.len(),
             self.inner.accepted.len(),
             self.inner.committed_entries.len(),
             self.inner.snapshot.is_some(),

@@ -8,6 +8,7 @@ use consensus_core::raft::{
     RawNode, ReadOnlyOption, Snapshot as CoreSnapshot,
 };
 use consensus_core::storage::MemStorage;
+use consensus_core::{ProtocolNode, ReadyView};
 use numpy::{PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
@@ -614,22 +615,36 @@ pub struct Ready {
     mark: core::ReadyMark,
 }
 
+/// `[(to, frame_bytes), ...]` as Python tuples.
+pub(crate) fn frame_list<'py>(py: Python<'py>, frames: &[(u64, Bytes)]) -> PyResult<Bound<'py, PyList>> {
+    let items = frames
+        .iter()
+        .map(|(to, frame)| PyTuple::new(py, [to.into_pyobject(py)?.into_any(), PyBytes::new(py, frame).into_any()]))
+        .collect::<PyResult<Vec<_>>>()?;
+    PyList::new(py, items)
+}
+
 fn entry_list<'py>(py: Python<'py>, entries: &[CoreEntry]) -> PyResult<Bound<'py, PyList>> {
     PyList::new(py, entries.iter().map(|e| Entry { inner: e.clone() }))
 }
 
 #[pymethods]
 impl Ready {
-    /// `[(to, frame_bytes), ...]`, to send after persisting.
+    /// `[(to, frame_bytes), ...]` that may be sent at once, before or while persisting (a
+    /// leader's appends under a durable term and vote).
     #[getter]
     fn messages<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let items = self
-            .inner
-            .messages
-            .iter()
-            .map(|(to, frame)| PyTuple::new(py, [to.into_pyobject(py)?.into_any(), PyBytes::new(py, frame).into_any()]))
-            .collect::<PyResult<Vec<_>>>()?;
-        PyList::new(py, items)
+        frame_list(py, self.inner.messages())
+    }
+    /// `[(to, frame_bytes), ...]` to send only after this Ready is persisted.
+    #[getter]
+    fn persisted_messages<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        frame_list(py, self.inner.persisted_messages())
+    }
+    /// The index the application stands at once it applied this Ready; 0 when it applies nothing.
+    #[getter]
+    fn applied_through(&self) -> u64 {
+        self.inner.applied_through
     }
     #[getter]
     fn entries<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
@@ -672,17 +687,17 @@ impl Ready {
     fn committed_count(&self) -> usize {
         self.inner.committed_entries.len()
     }
-    /// Number of messages (without building the list).
+    /// Number of messages, both lists (without building them).
     #[getter]
     fn message_count(&self) -> usize {
-        self.inner.messages.len()
+        self.inner.messages.len() + self.inner.persisted_messages.len()
     }
     fn __repr__(&self) -> String {
         format!(
             "Ready(entries={}, committed_entries={}, messages={}, hard_state={:?}, snapshot={}, must_sync={})",
             self.inner.entries.len(),
             self.inner.committed_entries.len(),
-            self.inner.messages.len(),
+            self.inner.messages.len() + self.inner.persisted_messages.len(),
             self.inner.hard_state,
             self.inner.snapshot.is_some(),
             self.inner.must_sync

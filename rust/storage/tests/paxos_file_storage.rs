@@ -2,6 +2,7 @@
 //! survive a reopen; a torn tail is cut; damage and another protocol's directory are refused; a
 //! node restarted from disk never reuses a ballot.
 
+use consensus_core::ProtocolNode;
 use std::fs;
 use std::path::Path;
 

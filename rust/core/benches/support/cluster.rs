@@ -7,6 +7,7 @@
 //! leader broadcasts a new commit index at once); a Paxos leader piggybacks the decide point on
 //! its next Accept and sends it on its own only on a heartbeat.
 
+use consensus_core::ProtocolNode;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -85,7 +86,8 @@ impl BenchNode for RaftBench {
         }
         let mark = rd.mark();
         let committed = rd.committed_entries.len();
-        let messages = std::mem::take(&mut rd.messages);
+        let mut messages = std::mem::take(&mut rd.messages);
+        messages.append(&mut rd.persisted_messages);
         self.node.advance(mark).expect("advance");
         (messages, committed)
     }
@@ -156,7 +158,8 @@ impl BenchNode for PaxosBench {
         }
         let mark = rd.mark();
         let committed = rd.committed_entries.len();
-        let messages = std::mem::take(&mut rd.messages);
+        let mut messages = std::mem::take(&mut rd.messages);
+        messages.append(&mut rd.persisted_messages);
         self.node.advance(mark).expect("advance");
         (messages, committed)
     }

@@ -17,10 +17,10 @@ use super::message::{
     decode_transfer_marker, encode_transfer_marker, AcceptedSlot, Ballot, HardState, Message, MessageType, Snapshot,
     Value, ValueKind,
 };
-use super::raw_node::ReadState;
 use super::storage::PaxosStorage;
 use super::validate::{self, SLOT_LEAD_MAX};
 use super::wire;
+use crate::contract::ReadState;
 use crate::error::{DropReason, Error, Result};
 use crate::limits::next_term;
 use crate::rng::Rng;

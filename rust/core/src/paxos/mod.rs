@@ -16,5 +16,6 @@ pub use self::config::{Config, ReadOnlyOption};
 pub use self::core::Paxos;
 pub use self::membership::{decode_reconfig, encode_reconfig, Membership};
 pub use self::message::*;
-pub use self::raw_node::{PeerStatus, RawNode, ReadState, Ready, ReadyMark, Status};
+pub use self::raw_node::{PeerStatus, RawNode, Ready, ReadyMark, Status};
 pub use self::storage::{MemStorage, MemStorageCore, PaxosStorage};
+pub use crate::contract::ReadState;

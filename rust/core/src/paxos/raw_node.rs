@@ -2,13 +2,15 @@
 //! the same shape as `raft::RawNode`.
 //!
 //! ```text
-//! rd = node.ready()          promise/commit + accepted slots (+ snapshot) to persist, messages to send
-//! persist(rd)                durable first (fsync when rd.must_sync): Promise and Accepted replies
-//!                            in rd.messages depend on it
-//! send(rd.messages)          then send
+//! rd = node.ready()              promise/commit + accepted slots (+ snapshot) to persist, messages to send
+//! send(rd.messages)              a leader's accepts may leave before its own write
+//! persist(rd)                    durable first (fsync when rd.must_sync)
+//! send(rd.persisted_messages)    Promise and Accepted replies depend on what was persisted
 //! apply(rd.committed_entries)
 //! node.advance(rd.mark())
 //! ```
+//!
+//! The numbering and the send-early rule are the contract's (`crate::contract`).
 
 use bytes::Bytes;
 
@@ -17,15 +19,9 @@ use super::core::Paxos;
 use super::message::{AcceptedSlot, Ballot, Entry, HardState, Message, Snapshot};
 use super::storage::PaxosStorage;
 use super::{validate, wire};
-use crate::error::{Error, Result};
+use crate::contract::{split_frames, Frame, ProtocolNode, ReadState, ReadyBook, ReadyView};
+use crate::error::Result;
 use crate::role::Role;
-
-/// An answered read-index request: the caller may read once it applied `index`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReadState {
-    pub index: u64,
-    pub context: Bytes,
-}
 
 /// What the caller must do next: persist, send, apply, then `advance`.
 #[derive(Debug, Clone, Default)]
@@ -50,11 +46,17 @@ pub struct Ready {
     /// The last slot `committed_entries` covers; 0 when none. Every slot of
     /// `committed_from..=committed_through` is applied once this Ready is advanced.
     pub committed_through: u64,
-    /// Encoded frames with their destination, to send after persisting.
-    pub messages: Vec<(u64, Bytes)>,
+    /// Encoded frames with their destination that may be sent at once (a leader's, under a
+    /// durable promise).
+    pub messages: Vec<Frame>,
+    /// Encoded frames to send only after this Ready is persisted.
+    pub persisted_messages: Vec<Frame>,
     pub read_states: Vec<ReadState>,
     /// Whether persisting needs an fsync: accepted slots, a snapshot or a new promise.
     pub must_sync: bool,
+    /// The slot the application stands at once this Ready is applied (`committed_through`, or
+    /// the snapshot's index); 0 when it applies nothing.
+    pub applied_through: u64,
 }
 
 /// What `advance` needs to know about a Ready.
@@ -67,14 +69,41 @@ pub struct ReadyMark {
     pub committed_through: u64,
 }
 
-impl Ready {
-    pub fn mark(&self) -> ReadyMark {
+impl ReadyView for Ready {
+    type Mark = ReadyMark;
+
+    fn number(&self) -> u64 {
+        self.number
+    }
+    fn messages(&self) -> &[Frame] {
+        &self.messages
+    }
+    fn persisted_messages(&self) -> &[Frame] {
+        &self.persisted_messages
+    }
+    fn must_sync(&self) -> bool {
+        self.must_sync
+    }
+    fn applied_through(&self) -> u64 {
+        self.applied_through
+    }
+    fn read_states(&self) -> &[ReadState] {
+        &self.read_states
+    }
+    fn mark(&self) -> ReadyMark {
         ReadyMark {
             number: self.number,
             accepted: self.accepted.iter().map(|s| (s.slot, s.ballot)).collect(),
             snapshot_index: self.snapshot.as_ref().map(|s| s.index),
             committed_through: self.committed_through,
         }
+    }
+}
+
+impl Ready {
+    /// What `advance` needs (also `ReadyView::mark`).
+    pub fn mark(&self) -> ReadyMark {
+        ReadyView::mark(self)
     }
 }
 
@@ -107,11 +136,7 @@ pub struct Status {
 
 pub struct RawNode<S: PaxosStorage> {
     pub paxos: Paxos<S>,
-    prev_hard_state: HardState,
-    prev_role: Role,
-    prev_leader: u64,
-    ready_number: u64,
-    outstanding: Option<u64>,
+    book: ReadyBook<HardState>,
 }
 
 impl<S: PaxosStorage> RawNode<S> {
@@ -122,25 +147,8 @@ impl<S: PaxosStorage> RawNode<S> {
         let applied = applied.min(paxos.commit).max(paxos.applied);
         paxos.applied = applied;
         paxos.applying = applied;
-        let prev_hard_state = paxos.hard_state();
-        let (prev_role, prev_leader) = (paxos.role, paxos.leader);
-        Ok(RawNode { paxos, prev_hard_state, prev_role, prev_leader, ready_number: 0, outstanding: None })
-    }
-
-    pub fn tick(&mut self) {
-        self.paxos.tick();
-    }
-
-    pub fn campaign(&mut self) {
-        self.paxos.campaign();
-    }
-
-    pub fn propose(&mut self, data: Bytes) -> Result<u64> {
-        self.paxos.propose_many(vec![data])
-    }
-
-    pub fn propose_many(&mut self, batch: Vec<Bytes>) -> Result<u64> {
-        self.paxos.propose_many(batch)
+        let book = ReadyBook::new(paxos.hard_state(), paxos.role, paxos.leader);
+        Ok(RawNode { paxos, book })
     }
 
     /// Proposes a new member list; see `Paxos::propose_reconfig` for when it takes effect.
@@ -148,150 +156,10 @@ impl<S: PaxosStorage> RawNode<S> {
         self.paxos.propose_reconfig(members)
     }
 
-    pub fn read_index(&mut self, context: Bytes) -> Result<()> {
-        self.paxos.read_index(context)
+    /// The latest configuration known (it may take effect at a later slot).
+    pub fn members(&self) -> &[u64] {
+        self.paxos.membership.latest()
     }
-
-    /// Hands the leadership to acceptor `to`; see `Paxos::transfer_leader`. `NotLeader` on a
-    /// node that does not lead, `Config` for this node's own id or a node outside the latest
-    /// configuration.
-    pub fn transfer_leader(&mut self, to: u64) -> Result<()> {
-        self.paxos.transfer_leader(to)
-    }
-
-    /// Steps a decoded message from a peer.
-    /// A message that fails validation (docs/wire-format.md, "Validation at the door") is
-    /// refused with `Error::Protocol` and changes nothing.
-    pub fn step_message(&mut self, message: Message) -> Result<()> {
-        validate::check_addressing(&message, self.paxos.id)?;
-        self.paxos.step(message)
-    }
-
-    /// Decodes and steps one frame from a peer.
-    pub fn step(&mut self, frame: &Bytes) -> Result<()> {
-        self.step_from(frame, None)
-    }
-
-    /// Decodes and steps one frame that arrived on a connection authenticated as `sender`: a
-    /// frame whose `from` names another node is refused (`Error::Protocol`). `None` skips that
-    /// check.
-    pub fn step_from(&mut self, frame: &Bytes, sender: Option<u64>) -> Result<()> {
-        let message = wire::decode(frame)?;
-        if let Some(sender) = sender {
-            if message.from != sender {
-                return Err(Error::Protocol(format!(
-                    "frame from node {} arrived on the connection of node {sender}",
-                    message.from
-                )));
-            }
-        }
-        self.step_message(message)
-    }
-
-    /// Whether the ballot round reached `limits::TERM_MAX`: this node can no longer campaign.
-    pub fn term_exhausted(&self) -> bool {
-        self.paxos.next_round().is_none()
-    }
-
-    pub fn has_ready(&self) -> bool {
-        let p = &self.paxos;
-        if self.outstanding.is_some() {
-            return false;
-        }
-        !p.msgs.is_empty()
-            || !p.unstable.is_empty()
-            || p.pending_snapshot.is_some()
-            || p.hard_state() != self.prev_hard_state
-            || p.commit > p.applying
-            || !p.read_states.is_empty()
-            || p.role != self.prev_role
-            || p.leader != self.prev_leader
-            || p.can_assign()
-    }
-
-    pub fn ready(&mut self) -> Result<Ready> {
-        if self.outstanding.is_some() {
-            return Err(Error::Protocol("the previous Ready was not advanced".into()));
-        }
-        let p = &mut self.paxos;
-        p.assign_slots();
-        self.ready_number += 1;
-        let accepted: Vec<AcceptedSlot> = std::mem::take(&mut p.unstable).into_values().collect();
-        let snapshot = p.pending_snapshot.take();
-        let committed_from = p.applying + 1;
-        let (committed_entries, committed_through) = if snapshot.is_some() || p.commit <= p.applying {
-            (Vec::new(), 0)
-        } else {
-            p.next_committed(p.cfg.max_committed_bytes_per_ready)
-        };
-        if let Some(snapshot) = &snapshot {
-            p.applying = p.applying.max(snapshot.index);
-        }
-        if committed_through > 0 {
-            p.applying = committed_through;
-        }
-        let hard_state = p.hard_state();
-        let changed = hard_state != self.prev_hard_state;
-        let must_sync =
-            !accepted.is_empty() || snapshot.is_some() || hard_state.promised != self.prev_hard_state.promised;
-        let messages = p.take_messages();
-        let read_states = std::mem::take(&mut p.read_states);
-        self.prev_hard_state = hard_state;
-        self.prev_role = p.role;
-        self.prev_leader = p.leader;
-        self.outstanding = Some(self.ready_number);
-        Ok(Ready {
-            number: self.ready_number,
-            role: Some(p.role),
-            leader: p.leader,
-            ballot: p.promised,
-            hard_state: changed.then_some(hard_state),
-            accepted,
-            snapshot,
-            committed_entries,
-            committed_from: if committed_through > 0 { committed_from } else { 0 },
-            committed_through,
-            messages,
-            read_states,
-            must_sync,
-        })
-    }
-
-    /// The caller persisted, sent and applied the Ready of `mark`.
-    pub fn advance(&mut self, mark: ReadyMark) -> Result<()> {
-        if self.outstanding != Some(mark.number) {
-            return Err(Error::Protocol(format!(
-                "advance of Ready {} but the outstanding Ready is {:?}",
-                mark.number, self.outstanding
-            )));
-        }
-        self.outstanding = None;
-        let p = &mut self.paxos;
-        if let Some(index) = mark.snapshot_index {
-            p.applied = p.applied.max(index);
-            p.applying = p.applying.max(index);
-        }
-        if mark.committed_through > 0 {
-            p.applied = p.applied.max(mark.committed_through);
-        }
-        for (slot, ballot) in mark.accepted {
-            p.on_persisted(slot, ballot);
-        }
-        p.after_persist();
-        Ok(())
-    }
-
-    /// A snapshot send to `to` finished; on failure the next one may go at once.
-    pub fn report_snapshot(&mut self, to: u64, ok: bool) {
-        if !ok {
-            if let Some(p) = self.paxos.progress.get_mut(&to) {
-                p.snapshot_until_tick = 0;
-            }
-        }
-    }
-
-    /// `to` could not be reached. Accepts are resent on every heartbeat anyway; nothing to do.
-    pub fn report_unreachable(&mut self, _to: u64) {}
 
     pub fn status(&self) -> Status {
         let p = &self.paxos;
@@ -317,5 +185,161 @@ impl<S: PaxosStorage> RawNode<S> {
             uncommitted_bytes: p.uncommitted_bytes,
             transfer_target: p.transfer_target,
         }
+    }
+}
+
+impl<S: PaxosStorage> ProtocolNode for RawNode<S> {
+    type Message = Message;
+    type Ready = Ready;
+    type Mark = ReadyMark;
+    type Status = Status;
+
+    fn id(&self) -> u64 {
+        self.paxos.id
+    }
+    fn role(&self) -> Role {
+        self.paxos.role
+    }
+    fn leader(&self) -> u64 {
+        self.paxos.leader
+    }
+    fn term(&self) -> u64 {
+        self.paxos.promised.round
+    }
+    fn commit_index(&self) -> u64 {
+        self.paxos.commit
+    }
+    fn applied_index(&self) -> u64 {
+        self.paxos.applied
+    }
+    fn last_index(&self) -> u64 {
+        self.paxos.slots.keys().next_back().copied().unwrap_or(0)
+    }
+    fn term_exhausted(&self) -> bool {
+        self.paxos.next_round().is_none()
+    }
+    fn status(&self) -> Status {
+        RawNode::status(self)
+    }
+
+    fn tick(&mut self) {
+        self.paxos.tick();
+    }
+    fn campaign(&mut self) {
+        self.paxos.campaign();
+    }
+    fn propose(&mut self, data: Bytes) -> Result<u64> {
+        self.paxos.propose_many(vec![data])
+    }
+    fn propose_many(&mut self, batch: Vec<Bytes>) -> Result<u64> {
+        self.paxos.propose_many(batch)
+    }
+    fn read_index(&mut self, context: Bytes) -> Result<()> {
+        self.paxos.read_index(context)
+    }
+    /// Hands the leadership to acceptor `to`; see `Paxos::transfer_leader`. `NotLeader` on a
+    /// node that does not lead, `Config` for this node's own id or a node outside the latest
+    /// configuration.
+    fn transfer_leader(&mut self, to: u64) -> Result<()> {
+        self.paxos.transfer_leader(to)
+    }
+    /// `to` could not be reached. Accepts are resent on every heartbeat anyway; nothing to do.
+    fn report_unreachable(&mut self, _to: u64) {}
+    /// A snapshot send to `to` finished; on failure the next one may go at once.
+    fn report_snapshot(&mut self, to: u64, ok: bool) {
+        if !ok {
+            if let Some(p) = self.paxos.progress.get_mut(&to) {
+                p.snapshot_until_tick = 0;
+            }
+        }
+    }
+
+    fn decode(frame: &Bytes) -> Result<Message> {
+        Ok(wire::decode(frame)?)
+    }
+    fn sender(message: &Message) -> u64 {
+        message.from
+    }
+    fn step_message(&mut self, message: Message) -> Result<()> {
+        validate::check_addressing(&message, self.paxos.id)?;
+        self.paxos.step(message)
+    }
+
+    fn has_ready(&self) -> bool {
+        let p = &self.paxos;
+        if self.book.outstanding() {
+            return false;
+        }
+        !p.msgs.is_empty()
+            || !p.unstable.is_empty()
+            || p.pending_snapshot.is_some()
+            || p.commit > p.applying
+            || !p.read_states.is_empty()
+            || p.can_assign()
+            || self.book.changed(&p.hard_state(), p.role, p.leader)
+    }
+
+    fn ready(&mut self) -> Result<Ready> {
+        self.book.check_idle()?;
+        let p = &mut self.paxos;
+        p.assign_slots();
+        let accepted: Vec<AcceptedSlot> = std::mem::take(&mut p.unstable).into_values().collect();
+        let snapshot = p.pending_snapshot.take();
+        let committed_from = p.applying + 1;
+        let (committed_entries, committed_through) = if snapshot.is_some() || p.commit <= p.applying {
+            (Vec::new(), 0)
+        } else {
+            p.next_committed(p.cfg.max_committed_bytes_per_ready)
+        };
+        if let Some(snapshot) = &snapshot {
+            p.applying = p.applying.max(snapshot.index);
+        }
+        if committed_through > 0 {
+            p.applying = committed_through;
+        }
+        let hard_state = p.hard_state();
+        let promise_changed = hard_state.promised != self.book.durable().promised;
+        let must_sync = !accepted.is_empty() || snapshot.is_some() || promise_changed;
+        let (messages, persisted_messages) =
+            split_frames(p.role, !promise_changed, snapshot.is_some(), p.take_messages());
+        let read_states = std::mem::take(&mut p.read_states);
+        let applied_through =
+            if committed_through > 0 { committed_through } else { snapshot.as_ref().map_or(0, |s| s.index) };
+        let (number, hard_state) = self.book.hand_out(hard_state, p.role, p.leader);
+        Ok(Ready {
+            number,
+            role: Some(p.role),
+            leader: p.leader,
+            ballot: p.promised,
+            hard_state,
+            accepted,
+            snapshot,
+            committed_entries,
+            committed_from: if committed_through > 0 { committed_from } else { 0 },
+            committed_through,
+            messages,
+            persisted_messages,
+            read_states,
+            must_sync,
+            applied_through,
+        })
+    }
+
+    fn advance(&mut self, mark: ReadyMark) -> Result<()> {
+        self.book.finish(mark.number)?;
+        let p = &mut self.paxos;
+        if let Some(index) = mark.snapshot_index {
+            p.applied = p.applied.max(index);
+            p.applying = p.applying.max(index);
+        }
+        if mark.committed_through > 0 {
+            p.applied = p.applied.max(mark.committed_through);
+        }
+        for (slot, ballot) in mark.accepted {
+            p.on_persisted(slot, ballot);
+        }
+        p.after_persist();
+        debug_assert!(p.applied <= p.applying, "applied beyond what was handed out to apply");
+        Ok(())
     }
 }

@@ -1,20 +1,23 @@
 //! `RawNode`: the Ready / advance contract around the Raft state machine (docs/design.md §2).
 //!
 //! ```text
-//! rd = node.ready()          entries + hard state (+ snapshot) to persist, messages to send
-//! persist(rd)                durable first (fsync when rd.must_sync)
-//! send(rd.messages)          then send
+//! rd = node.ready()              entries + hard state (+ snapshot) to persist, messages to send
+//! send(rd.messages)              a leader's appends may leave before its own write (thesis §10.2.1)
+//! persist(rd)                    durable first (fsync when rd.must_sync)
+//! send(rd.persisted_messages)    votes, acknowledgements: only once durable
 //! apply(rd.committed_entries)
-//! node.advance(rd)
+//! node.advance(rd.mark())
 //! ```
+//!
+//! The numbering and the send-early rule are the contract's (`crate::contract`).
 
 use bytes::Bytes;
 
 use super::config::Config;
 use super::core::Raft;
 use super::message::{ConfChange, ConfState, Entry, EntryKind, HardState, Message, Snapshot};
-use super::read_only::ReadState;
 use super::{validate, wire};
+use crate::contract::{split_frames, Frame, ProtocolNode, ReadState, ReadyBook, ReadyView};
 use crate::error::{Error, Result};
 use crate::role::Role;
 use crate::storage::Storage;
@@ -35,11 +38,16 @@ pub struct Ready {
     /// Entries to apply, in order. They may include entries of `entries` above: those are
     /// applied after being persisted.
     pub committed_entries: Vec<Entry>,
-    /// Encoded frames with their destination, to send after persisting.
-    pub messages: Vec<(u64, Bytes)>,
+    /// Encoded frames with their destination that may be sent at once (a leader's, under a
+    /// durable term and vote).
+    pub messages: Vec<Frame>,
+    /// Encoded frames to send only after this Ready is persisted.
+    pub persisted_messages: Vec<Frame>,
     pub read_states: Vec<ReadState>,
     /// Whether persisting needs an fsync: entries, a snapshot, or a new term or vote.
     pub must_sync: bool,
+    /// The index the application stands at once this Ready is applied; 0 when it applies nothing.
+    pub applied_through: u64,
 }
 
 /// What `advance` needs to know about a Ready (kept apart so callers may move the Ready's
@@ -52,14 +60,41 @@ pub struct ReadyMark {
     pub last_committed: Option<u64>,
 }
 
-impl Ready {
-    pub fn mark(&self) -> ReadyMark {
+impl ReadyView for Ready {
+    type Mark = ReadyMark;
+
+    fn number(&self) -> u64 {
+        self.number
+    }
+    fn messages(&self) -> &[Frame] {
+        &self.messages
+    }
+    fn persisted_messages(&self) -> &[Frame] {
+        &self.persisted_messages
+    }
+    fn must_sync(&self) -> bool {
+        self.must_sync
+    }
+    fn applied_through(&self) -> u64 {
+        self.applied_through
+    }
+    fn read_states(&self) -> &[ReadState] {
+        &self.read_states
+    }
+    fn mark(&self) -> ReadyMark {
         ReadyMark {
             number: self.number,
             last_entry: self.entries.last().map(|e| (e.index, e.term)),
             snapshot_index: self.snapshot.as_ref().map(|s| s.index),
             last_committed: self.committed_entries.last().map(|e| e.index),
         }
+    }
+}
+
+impl Ready {
+    /// What `advance` needs (also `ReadyView::mark`).
+    pub fn mark(&self) -> ReadyMark {
+        ReadyView::mark(self)
     }
 }
 
@@ -94,12 +129,7 @@ pub struct Status {
 
 pub struct RawNode<S: Storage> {
     pub raft: Raft<S>,
-    prev_hard_state: HardState,
-    prev_role: Role,
-    prev_leader: u64,
-    ready_number: u64,
-    /// The Ready handed out and not yet advanced.
-    outstanding: Option<u64>,
+    book: ReadyBook<HardState>,
 }
 
 impl<S: Storage> RawNode<S> {
@@ -111,26 +141,8 @@ impl<S: Storage> RawNode<S> {
         if applied > raft.log.applied {
             raft.log.applied_to(applied);
         }
-        let prev_hard_state = raft.hard_state();
-        let (prev_role, prev_leader) = (raft.role, raft.leader);
-        Ok(RawNode { raft, prev_hard_state, prev_role, prev_leader, ready_number: 0, outstanding: None })
-    }
-
-    pub fn tick(&mut self) {
-        self.raft.tick();
-    }
-
-    pub fn campaign(&mut self) {
-        self.raft.hup(false);
-    }
-
-    pub fn propose(&mut self, data: Bytes) -> Result<u64> {
-        self.raft.propose_entries(vec![Entry::new(0, 0, EntryKind::Normal, data)])
-    }
-
-    pub fn propose_many(&mut self, batch: Vec<Bytes>) -> Result<u64> {
-        let entries = batch.into_iter().map(|data| Entry::new(0, 0, EntryKind::Normal, data)).collect();
-        self.raft.propose_entries(entries)
+        let book = ReadyBook::new(raft.hard_state(), raft.role, raft.leader);
+        Ok(RawNode { raft, book })
     }
 
     pub fn propose_conf_change(&mut self, change: &ConfChange) -> Result<u64> {
@@ -154,138 +166,12 @@ impl<S: Storage> RawNode<S> {
         self.raft.apply_conf_change(&change)
     }
 
-    pub fn read_index(&mut self, context: Bytes) -> Result<()> {
-        self.raft.read_index(context)
-    }
-
-    pub fn transfer_leader(&mut self, to: u64) -> Result<()> {
-        self.raft.transfer_leader(to)
-    }
-
-    /// Steps a decoded message from a peer.
-    /// A message that fails validation (docs/wire-format.md, "Validation at the door") is
-    /// refused with `Error::Protocol` and changes nothing.
-    pub fn step_message(&mut self, message: Message) -> Result<()> {
-        validate::check_addressing(&message, self.raft.id)?;
-        self.raft.step(message)
-    }
-
-    /// Decodes and steps one frame from a peer.
-    pub fn step(&mut self, frame: &Bytes) -> Result<()> {
-        self.step_from(frame, None)
-    }
-
-    /// Decodes and steps one frame that arrived on a connection authenticated as `sender`: a
-    /// frame whose `from` names another node is refused (`Error::Protocol`). `None` skips that
-    /// check.
-    pub fn step_from(&mut self, frame: &Bytes, sender: Option<u64>) -> Result<()> {
-        let message = wire::decode(frame)?;
-        if let Some(sender) = sender {
-            if message.from != sender {
-                return Err(Error::Protocol(format!(
-                    "frame from node {} arrived on the connection of node {sender}",
-                    message.from
-                )));
-            }
-        }
-        self.step_message(message)
-    }
-
-    /// Whether the term reached `limits::TERM_MAX`: this node can no longer campaign.
-    pub fn term_exhausted(&self) -> bool {
-        crate::limits::next_term(self.raft.term).is_none()
-    }
-
-    pub fn has_ready(&self) -> bool {
-        let raft = &self.raft;
-        if self.outstanding.is_some() {
-            return false;
-        }
-        !raft.msgs.is_empty()
-            || !raft.log.unstable.next_entries().is_empty()
-            || raft.log.unstable.next_snapshot().is_some()
-            || raft.hard_state() != self.prev_hard_state
-            || raft.log.has_next_committed_entries()
-            || !raft.read_states.is_empty()
-            || raft.role != self.prev_role
-            || raft.leader != self.prev_leader
-    }
-
-    pub fn ready(&mut self) -> Result<Ready> {
-        if self.outstanding.is_some() {
-            return Err(Error::Protocol("the previous Ready was not advanced".into()));
-        }
-        let raft = &mut self.raft;
-        self.ready_number += 1;
-        let entries = raft.log.unstable.next_entries().to_vec();
-        let snapshot = raft.log.unstable.next_snapshot().cloned();
-        raft.log.unstable.accept_in_progress();
-        let committed_entries = if snapshot.is_some() {
-            Vec::new()
-        } else {
-            raft.log.next_committed_entries(
-                raft.cfg.max_committed_bytes_per_ready,
-                raft.cfg.max_committed_entries_per_ready,
-            )
-        };
-        if let Some(last) = committed_entries.last() {
-            raft.log.applying_to(last.index);
-        }
-        raft.reduce_uncommitted(&committed_entries);
-        let hard_state = raft.hard_state();
-        let changed = hard_state != self.prev_hard_state;
-        let must_sync = !entries.is_empty()
-            || snapshot.is_some()
-            || hard_state.term != self.prev_hard_state.term
-            || hard_state.vote != self.prev_hard_state.vote;
-        let messages = raft.msgs.drain(..).map(|m| (m.to, wire::encode(&m))).collect();
-        let read_states = std::mem::take(&mut raft.read_states);
-        self.prev_hard_state = hard_state;
-        self.prev_role = raft.role;
-        self.prev_leader = raft.leader;
-        self.outstanding = Some(self.ready_number);
-        Ok(Ready {
-            number: self.ready_number,
-            role: Some(raft.role),
-            leader: raft.leader,
-            term: raft.term,
-            hard_state: changed.then_some(hard_state),
-            entries,
-            snapshot,
-            committed_entries,
-            messages,
-            read_states,
-            must_sync,
-        })
-    }
-
-    /// The caller persisted, sent and applied `ready`.
-    pub fn advance(&mut self, mark: ReadyMark) -> Result<()> {
-        if self.outstanding != Some(mark.number) {
-            return Err(Error::Protocol(format!(
-                "advance of Ready {} but the outstanding Ready is {:?}",
-                mark.number, self.outstanding
-            )));
-        }
-        self.outstanding = None;
-        if let Some(index) = mark.snapshot_index {
-            self.raft.log.stable_snap_to(index);
-            self.raft.log.applied_to(index);
-        }
-        self.raft.on_persisted_and_applied(mark.last_entry, mark.last_committed);
-        Ok(())
-    }
-
-    pub fn report_snapshot(&mut self, to: u64, ok: bool) {
-        self.raft.report_snapshot(to, ok);
-    }
-
-    pub fn report_unreachable(&mut self, to: u64) {
-        self.raft.report_unreachable(to);
-    }
-
     pub fn forget_leader(&mut self) {
         self.raft.forget_leader();
+    }
+
+    pub fn conf_state(&self) -> ConfState {
+        self.raft.conf_state()
     }
 
     pub fn status(&self) -> Status {
@@ -322,5 +208,145 @@ impl<S: Storage> RawNode<S> {
             lead_transferee: raft.lead_transferee,
             uncommitted_bytes: raft.uncommitted_bytes,
         }
+    }
+}
+
+impl<S: Storage> ProtocolNode for RawNode<S> {
+    type Message = Message;
+    type Ready = Ready;
+    type Mark = ReadyMark;
+    type Status = Status;
+
+    fn id(&self) -> u64 {
+        self.raft.id
+    }
+    fn role(&self) -> Role {
+        self.raft.role
+    }
+    fn leader(&self) -> u64 {
+        self.raft.leader
+    }
+    fn term(&self) -> u64 {
+        self.raft.term
+    }
+    fn commit_index(&self) -> u64 {
+        self.raft.log.committed
+    }
+    fn applied_index(&self) -> u64 {
+        self.raft.log.applied
+    }
+    fn last_index(&self) -> u64 {
+        self.raft.log.last_index()
+    }
+    fn term_exhausted(&self) -> bool {
+        crate::limits::next_term(self.raft.term).is_none()
+    }
+    fn status(&self) -> Status {
+        RawNode::status(self)
+    }
+
+    fn tick(&mut self) {
+        self.raft.tick();
+    }
+    fn campaign(&mut self) {
+        self.raft.hup(false);
+    }
+    fn propose(&mut self, data: Bytes) -> Result<u64> {
+        self.raft.propose_entries(vec![Entry::new(0, 0, EntryKind::Normal, data)])
+    }
+    fn propose_many(&mut self, batch: Vec<Bytes>) -> Result<u64> {
+        let entries = batch.into_iter().map(|data| Entry::new(0, 0, EntryKind::Normal, data)).collect();
+        self.raft.propose_entries(entries)
+    }
+    fn read_index(&mut self, context: Bytes) -> Result<()> {
+        self.raft.read_index(context)
+    }
+    fn transfer_leader(&mut self, to: u64) -> Result<()> {
+        self.raft.transfer_leader(to)
+    }
+    fn report_unreachable(&mut self, to: u64) {
+        self.raft.report_unreachable(to);
+    }
+    fn report_snapshot(&mut self, to: u64, ok: bool) {
+        self.raft.report_snapshot(to, ok);
+    }
+
+    fn decode(frame: &Bytes) -> Result<Message> {
+        Ok(wire::decode(frame)?)
+    }
+    fn sender(message: &Message) -> u64 {
+        message.from
+    }
+    fn step_message(&mut self, message: Message) -> Result<()> {
+        validate::check_addressing(&message, self.raft.id)?;
+        self.raft.step(message)
+    }
+
+    fn has_ready(&self) -> bool {
+        let raft = &self.raft;
+        if self.book.outstanding() {
+            return false;
+        }
+        !raft.msgs.is_empty()
+            || !raft.log.unstable.next_entries().is_empty()
+            || raft.log.unstable.next_snapshot().is_some()
+            || raft.log.has_next_committed_entries()
+            || !raft.read_states.is_empty()
+            || self.book.changed(&raft.hard_state(), raft.role, raft.leader)
+    }
+
+    fn ready(&mut self) -> Result<Ready> {
+        self.book.check_idle()?;
+        let raft = &mut self.raft;
+        let entries = raft.log.unstable.next_entries().to_vec();
+        let snapshot = raft.log.unstable.next_snapshot().cloned();
+        raft.log.unstable.accept_in_progress();
+        let committed_entries = if snapshot.is_some() {
+            Vec::new()
+        } else {
+            raft.log.next_committed_entries(
+                raft.cfg.max_committed_bytes_per_ready,
+                raft.cfg.max_committed_entries_per_ready,
+            )
+        };
+        if let Some(last) = committed_entries.last() {
+            raft.log.applying_to(last.index);
+        }
+        raft.reduce_uncommitted(&committed_entries);
+        let hard_state = raft.hard_state();
+        let durable = self.book.durable();
+        let term_or_vote_changed = hard_state.term != durable.term || hard_state.vote != durable.vote;
+        let must_sync = !entries.is_empty() || snapshot.is_some() || term_or_vote_changed;
+        let frames = raft.msgs.drain(..).map(|m| (m.to, wire::encode(&m))).collect();
+        let (messages, persisted_messages) = split_frames(raft.role, !term_or_vote_changed, snapshot.is_some(), frames);
+        let read_states = std::mem::take(&mut raft.read_states);
+        let applied_through = committed_entries.last().map(|e| e.index).or(snapshot.as_ref().map(|s| s.index));
+        let (number, hard_state) = self.book.hand_out(hard_state, raft.role, raft.leader);
+        Ok(Ready {
+            number,
+            role: Some(raft.role),
+            leader: raft.leader,
+            term: raft.term,
+            hard_state,
+            entries,
+            snapshot,
+            committed_entries,
+            messages,
+            persisted_messages,
+            read_states,
+            must_sync,
+            applied_through: applied_through.unwrap_or(0),
+        })
+    }
+
+    fn advance(&mut self, mark: ReadyMark) -> Result<()> {
+        self.book.finish(mark.number)?;
+        if let Some(index) = mark.snapshot_index {
+            self.raft.log.stable_snap_to(index);
+            self.raft.log.applied_to(index);
+        }
+        self.raft.on_persisted_and_applied(mark.last_entry, mark.last_committed);
+        debug_assert!(self.raft.log.applied <= self.raft.log.committed, "applied beyond the commit index");
+        Ok(())
     }
 }

@@ -5,12 +5,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use bytes::Bytes;
 
-/// A read that may be served once the application has applied up to `index`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReadState {
-    pub index: u64,
-    pub context: Bytes,
-}
+pub use crate::contract::ReadState;
 
 /// How the leader confirms it is still the leader before answering a read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -10,6 +10,7 @@ use super::invariants::{AppState, AppliedHistory, SafetyChecker};
 use super::network::{InFlight, LinkFaults, Network, SendOutcome};
 use super::trace::{mix, DropReason, Event, Trace};
 use super::{NodeOptions, Protocol, Report, SimConfig};
+use crate::contract::ReadyView;
 use crate::rng::Rng;
 use crate::role::Role;
 
@@ -286,6 +287,35 @@ impl<P: Protocol> Simulation<P> {
         self.observe(i)
     }
 
+    /// Hands node `id`'s frames to the network (which may drop, delay or duplicate them).
+    fn send_frames(&mut self, id: u64, frames: &[(u64, Bytes)]) -> Outcome {
+        for (to, frame) in frames {
+            let to = *to;
+            if to == 0 || to > self.cfg.nodes as u64 || to == id {
+                return Err(format!("node {id} sent a frame to invalid node {to}").into());
+            }
+            self.report.messages_sent += 1;
+            let outcome = self.net.send(self.step, id, to, frame.clone(), &mut self.rng);
+            let reason = match outcome {
+                SendOutcome::Queued => None,
+                SendOutcome::Duplicated => {
+                    self.report.messages_duplicated += 1;
+                    self.trace.record(self.step, self.tick, Event::Duplicate { from: id, to });
+                    None
+                }
+                SendOutcome::DroppedRandomly => Some(DropReason::Random),
+                SendOutcome::DroppedByPartition => Some(DropReason::Partition),
+                SendOutcome::DroppedQueueFull => Some(DropReason::QueueFull),
+            };
+            if let Some(reason) = reason {
+                self.report.messages_dropped += 1;
+                let event = Event::Drop { from: id, to, reason, frame: frame.clone() };
+                self.trace.record(self.step, self.tick, event);
+            }
+        }
+        Ok(())
+    }
+
     /// The only place a Ready is handled: persist, check durable state, send, restore/apply,
     /// answer reads, advance. In that order.
     fn process_ready(&mut self, i: usize) -> Outcome {
@@ -298,37 +328,21 @@ impl<P: Protocol> Simulation<P> {
             self.safety.observe_term(node.term());
             let at_ready = node.hard_state();
             let ready = node.ready();
-            // 1. Persist.
+            // 1. Send what may leave before the disk write: only under a term and vote that
+            //    are already durable (checked, not trusted).
+            if !ready.messages().is_empty() {
+                let durable = P::durable_hard_state(&self.durables[i]);
+                self.safety.check_sent_early(id, at_ready, durable)?;
+                self.send_frames(id, ready.messages())?;
+            }
+            // 2. Persist.
             P::persist(&mut self.durables[i], &ready).map_err(|e| format!("node {id} could not persist: {e}"))?;
             let durable = P::durable_hard_state(&self.durables[i]);
             self.safety.check_persisted(id, at_ready, durable)?;
             self.safety.observe_durable(id, durable)?;
-            // 2. Send.
-            for (to, frame) in P::messages(&ready) {
-                let to = *to;
-                if to == 0 || to > self.cfg.nodes as u64 || to == id {
-                    return Err(format!("node {id} sent a frame to invalid node {to}").into());
-                }
-                self.report.messages_sent += 1;
-                let outcome = self.net.send(self.step, id, to, frame.clone(), &mut self.rng);
-                let reason = match outcome {
-                    SendOutcome::Queued => None,
-                    SendOutcome::Duplicated => {
-                        self.report.messages_duplicated += 1;
-                        self.trace.record(self.step, self.tick, Event::Duplicate { from: id, to });
-                        None
-                    }
-                    SendOutcome::DroppedRandomly => Some(DropReason::Random),
-                    SendOutcome::DroppedByPartition => Some(DropReason::Partition),
-                    SendOutcome::DroppedQueueFull => Some(DropReason::QueueFull),
-                };
-                if let Some(reason) = reason {
-                    self.report.messages_dropped += 1;
-                    let event = Event::Drop { from: id, to, reason, frame: frame.clone() };
-                    self.trace.record(self.step, self.tick, event);
-                }
-            }
-            // 3. Restore, then apply.
+            // 3. Send what waited for the disk.
+            self.send_frames(id, ready.persisted_messages())?;
+            // 4. Restore, then apply.
             if let Some((index, data)) = P::snapshot(&ready) {
                 let app = AppState::from_snapshot(index, &data)?;
                 self.safety.observe_restore(id, app)?;

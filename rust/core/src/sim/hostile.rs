@@ -24,6 +24,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
+use crate::contract::ProtocolNode;
 use crate::error::{Error, Result};
 use crate::limits::{INDEX_MAX, TERM_MAX};
 use crate::paxos;
@@ -312,7 +313,7 @@ impl RaftCluster {
             if let Err(e) = self.durable.persist(id, &rd) {
                 self.violations.push(format!("node {id}: storage refused a Ready: {e}"));
             }
-            for (to, frame) in &rd.messages {
+            for (to, frame) in rd.messages.iter().chain(&rd.persisted_messages) {
                 self.network.push((id, *to, frame.clone()));
             }
             for entry in &rd.committed_entries {
@@ -751,7 +752,7 @@ impl PaxosCluster {
             if let Err(e) = self.durable.persist(id, &rd) {
                 self.violations.push(format!("node {id}: storage refused a Ready: {e}"));
             }
-            for (to, frame) in &rd.messages {
+            for (to, frame) in rd.messages.iter().chain(&rd.persisted_messages) {
                 self.network.push((id, *to, frame.clone()));
             }
             for entry in &rd.committed_entries {

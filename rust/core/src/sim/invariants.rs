@@ -254,6 +254,19 @@ impl SafetyChecker {
         Ok(())
     }
 
+    /// Send-before-persist only under a durable term and vote: frames a Ready lets leave before its
+    /// write were produced under the term and vote storage already holds.
+    pub fn check_sent_early(&self, node: u64, at_ready: DurableFacts, durable: DurableFacts) -> Result<(), String> {
+        if (at_ready.term, at_ready.vote) != (durable.term, durable.vote) {
+            return Err(format!(
+                "send-before-persist: node {node} let frames leave under term/vote {:?} while storage holds {:?}",
+                (at_ready.term, at_ready.vote),
+                (durable.term, durable.vote)
+            ));
+        }
+        Ok(())
+    }
+
     /// Persist-before-send: after persisting a Ready, durable state equals the node's state at
     /// the time the Ready (and its messages) was produced.
     pub fn check_persisted(&self, node: u64, at_ready: DurableFacts, durable: DurableFacts) -> Result<(), String> {

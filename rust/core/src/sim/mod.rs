@@ -7,7 +7,8 @@
 //! (`Report::trace_digest`). A failing seed reports the last events before the violation.
 //!
 //! The simulator drives any `Protocol` through the Ready contract of docs/design.md §2 and is the one
-//! place that orders it: `ready` → `persist` → send `messages` → apply `committed` → `advance`.
+//! place that orders it: `ready` → send `messages` → `persist` → send `persisted_messages` → apply
+//! `committed` → `advance`.
 //!
 //! ```no_run
 //! use consensus_core::sim::{run_raft, SimConfig};
@@ -34,6 +35,7 @@ pub use self::paxos::{
     PaxosLeaseAdapter, PaxosReconfigAdapter,
 };
 pub use self::raft::{run_raft, RaftAdapter, RaftChecker};
+use crate::contract::ReadyView;
 use crate::role::Role;
 
 /// Runs `runner` once per seed of `seeds`, spread over the machine's cores (at most 16 threads),
@@ -77,8 +79,8 @@ pub trait Protocol: Sized {
     /// Stable storage. It outlives a node: a crash drops the node, keeps this, and a restart
     /// builds a new node from it. Only what `persist` (and `compact`) wrote is in it.
     type Durable;
-    /// One batch of work handed out by `ready`.
-    type Ready;
+    /// One batch of work handed out by `ready`; its frames come from `ReadyView`.
+    type Ready: ReadyView;
     /// State the protocol's invariant checks keep across steps.
     type Checker: Default;
 
@@ -115,8 +117,6 @@ pub trait Protocol: Sized {
     /// `Err` when storage refuses the write, which is a violation (a correct core never asks
     /// for an impossible write).
     fn persist(durable: &mut Self::Durable, ready: &Self::Ready) -> Result<(), String>;
-    /// `(to, frame)` pairs to send once persisted.
-    fn messages(ready: &Self::Ready) -> &[(u64, Bytes)];
     /// A snapshot the application must restore from before applying: `(index, data)`.
     fn snapshot(ready: &Self::Ready) -> Option<(u64, Bytes)>;
     /// Committed commands to apply, in order: `(index, term, data)`.

@@ -21,6 +21,7 @@ use super::engine::{self, ClusterView};
 use super::invariants::DurableFacts;
 use super::trace::{hash_bytes, mix};
 use super::{NodeOptions, Protocol, Report, SimConfig};
+use crate::contract::ProtocolNode;
 use crate::paxos::{wire, Ballot, Config, MemStorage, RawNode, ReadOnlyOption, Ready, Value, ValueKind};
 use crate::role::Role;
 
@@ -179,10 +180,6 @@ impl<const RECONFIG: bool, const LEASE: bool> Protocol for PaxosNodeAdapter<RECO
             core.set_hard_state(hard_state);
         }
         Ok(())
-    }
-
-    fn messages(ready: &Ready) -> &[(u64, Bytes)] {
-        &ready.messages
     }
 
     fn snapshot(ready: &Ready) -> Option<(u64, Bytes)> {

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use super::engine::{self, ClusterView};
 use super::invariants::{entry_hash, AppliedHistory, DurableFacts};
 use super::{NodeOptions, Protocol, Report, SimConfig};
+use crate::contract::ProtocolNode;
 use crate::raft::progress::ProgressState;
 use crate::raft::{wire, ConfState, Config, RawNode, Ready};
 use crate::role::Role;
@@ -147,10 +148,6 @@ impl Protocol for RaftAdapter {
             core.set_hard_state(hard_state);
         }
         Ok(())
-    }
-
-    fn messages(ready: &Ready) -> &[(u64, Bytes)] {
-        &ready.messages
     }
 
     fn snapshot(ready: &Ready) -> Option<(u64, Bytes)> {
