@@ -1,5 +1,5 @@
 """``python -m consensus``: the command-line interface."""
 
-from consensus.cli import main
+from consensus.service import main
 
 raise SystemExit(main())

@@ -23,7 +23,9 @@ import sys
 from dataclasses import dataclass, field, fields
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
+from consensus import defaults, protocols
 from consensus._core import ConfigError
+from consensus.errors import config_error
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -46,8 +48,8 @@ __all__ = [
 ]
 
 ENV_PREFIX = "CONSENSUS_"
-#: The protocols this version runs (Zab is refused until its core lands).
-PROTOCOLS = ("raft", "paxos")
+#: The protocols this version runs (the registry's, `consensus.protocols.PROTOCOLS`).
+PROTOCOLS = tuple(protocols.PROTOCOLS)
 FSYNC_MODES = ("always", "batch", "never")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 #: How a node starts on an EMPTY data_dir (like etcd's initial-cluster-state): "new" bootstraps a new
@@ -90,9 +92,7 @@ _HOSTNAME = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,252})$")
 
 def _fail(field: str, reason: str, source: str = "") -> ConfigError:
     where = f" ({source})" if source else ""
-    err = ConfigError(f"{field}: {reason}{where}")
-    err.field = field
-    return err
+    return config_error(field, f"{reason}{where}")
 
 
 def parse_address(text: object, field: str = "address", *, allow_port_zero: bool = False) -> Tuple[str, int]:
@@ -183,24 +183,24 @@ class NodeConfig:
     cluster_id: str
     members: Tuple[Member, ...]
     protocol: str = "raft"
-    tick_ms: int = 10
-    election_ticks: int = 10
-    heartbeat_ticks: int = 1
+    tick_ms: int = defaults.TICK_MS
+    election_ticks: int = defaults.ELECTION_TICKS
+    heartbeat_ticks: int = defaults.HEARTBEAT_TICKS
     fsync: str = "always"
-    request_timeout_ms: int = 5000
+    request_timeout_ms: int = defaults.REQUEST_TIMEOUT_MS
     forward: bool = True
     peer_listen: Optional[str] = None
     client_listen: Optional[str] = None
     tls: Optional[TlsConfig] = None
     max_value_bytes: int = 1 << 20
-    max_frame_bytes: int = 64 << 20
+    max_frame_bytes: int = defaults.FRAME_BYTES_MAX
     send_queue_frames: int = 4096
-    max_pending_requests: int = 10_000
+    max_pending_requests: int = defaults.MAX_PENDING_REQUESTS
     #: Take a snapshot every N applied entries (0: never).
-    snapshot_entries: int = 100_000
+    snapshot_entries: int = defaults.SNAPSHOT_ENTRIES
     pre_vote: bool = True
     check_quorum: bool = True
-    phi_threshold: float = 8.0
+    phi_threshold: float = defaults.PHI_THRESHOLD
     log_level: str = "info"
     #: "new" | "existing": what an empty data_dir means (INITIAL_STATES).
     initial_state: str = "new"

@@ -38,12 +38,14 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
-from consensus import auth, snapshotfile
+from consensus.service import _auth as auth
+from consensus.service import _backup as snapshotfile
 from consensus.config import ROLES, parse_address
 from consensus._core import ConfigError, ConsensusError, NotLeaderError, ProposalDroppedError
 from consensus.errors import BusyError, LeadershipLostError, NodeStoppedError, RequestTimeoutError
-from consensus.metrics import CONTENT_TYPE, NodeMetrics
-from consensus.statemachine import KVStore, parse_request_id
+from consensus.service._metrics import CONTENT_TYPE, NodeMetrics
+from consensus.statemachines._kvstore import KVStore
+from consensus.statemachines._sessions import parse_request_id
 
 #: Node ids are unsigned 64-bit numbers in the cores; 0 means "none".
 MEMBER_ID_MAX = (1 << 64) - 1

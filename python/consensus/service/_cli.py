@@ -54,7 +54,7 @@ def _url(text: str) -> str:
 
 def _client(urls: List[str], **kwargs: Any) -> Any:
     """A KVClient for `urls` with the command line's token and TLS settings."""
-    from consensus.client import KVClient, tls_context
+    from consensus.service._client import KVClient, tls_context
 
     context = None
     if _uses_tls():
@@ -107,7 +107,7 @@ def _snapshot_save(url: str, path: str) -> int:
                     raise SystemExit(f"snapshot save: HTTP {resp.status}: {await resp.text()}")
                 return await resp.read()
 
-    from consensus import snapshotfile
+    from consensus.service import _backup as snapshotfile
 
     blob = asyncio.run(fetch())
     backup = snapshotfile.decode(blob)
@@ -118,10 +118,11 @@ def _snapshot_save(url: str, path: str) -> int:
 
 
 def _snapshot_restore(path: str, config_path: str) -> int:
-    from consensus import protocols, snapshotfile
+    from consensus import protocols
+    from consensus.service import _backup as snapshotfile
     from consensus.config import load_config
-    from consensus.datadir import Identity, identity_path, write_identity
-    from consensus.server import storage_path
+    from consensus.runtime._datadir import Identity, identity_path, write_identity
+    from consensus.service._server import storage_path
 
     cfg = load_config(config_path)
     with open(path, "rb") as f:
@@ -215,7 +216,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if _connection["key"] and not _connection["cert"]:
         parser.error("--key needs --cert")
     from consensus._core import ConsensusError
-    from consensus.client import ClientError
+    from consensus.service._client import ClientError
 
     try:
         return _run(args)
@@ -230,7 +231,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     if args.command == "serve":
         from consensus.config import load_config
-        from consensus.server import run
+        from consensus.service._server import run
 
         return run(load_config(args.config), join=args.join)
     if args.command == "status":
@@ -259,7 +260,7 @@ def _run(args: argparse.Namespace) -> int:
         return _snapshot_restore(args.file, args.config)
     if args.command == "demo":
         if args.in_process:
-            from consensus.localdemo import run_demo as run_local
+            from consensus.testing._demo import run_in_process_demo
 
             if args.protocol != "raft":
                 print(
@@ -268,8 +269,8 @@ def _run(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
                 return 2
-            return run_local(writes=args.writes)
-        from consensus.demo import run_demo
+            return run_in_process_demo(writes=args.writes)
+        from consensus.testing._demo import run_demo
 
         return run_demo(writes=args.writes, protocol=args.protocol)
     if args.command == "simulate":

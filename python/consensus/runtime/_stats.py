@@ -1,0 +1,26 @@
+"""The counters a node keeps (exported by `consensus.service`'s metrics and `Node.status`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class NodeStats:
+    proposals: int = 0
+    proposals_failed: int = 0
+    reads: int = 0
+    elections: int = 0
+    leader_changes: int = 0
+    bad_frames: int = 0
+    #: Frames from peers that the core refused (well-formed but invalid); dropped.
+    refused_frames: int = 0
+    frames_dropped: int = 0
+    #: Committed entries that could not be applied (a conf change that does not decode); skipped.
+    entries_skipped: int = 0
+    readies: int = 0
+    snapshots_taken: int = 0
+    snapshots_installed: int = 0
+
+
+__all__ = ["NodeStats"]
