@@ -365,7 +365,7 @@ def test_member_with_an_unusable_address_is_refused_before_it_is_proposed(peer: 
 
 
 def test_cli_members_add_refuses_an_address_without_a_port(capsys: pytest.CaptureFixture[str]) -> None:
-    from consensus import cli
+    from consensus.service import _cli as cli
 
     # The node address is never contacted: the check comes first.
     code = cli.main(["members", "add", "127.0.0.1:9", "--id", "4", "--peer", "10.0.0.4", "--client", "10.0.0.4:8004"])
@@ -771,7 +771,8 @@ def test_a_connection_cap_the_open_files_limit_cannot_hold_is_refused_at_startup
 ) -> None:
     """Out of descriptors, the next WAL segment cannot be created and the node stops: a cap the
     limit cannot hold is a configuration error, exit 2, before the data directory is touched."""
-    from consensus import ConfigError, cli
+    from consensus import ConfigError
+    from consensus.service import _cli as cli
     from consensus.config import dump_config
     from consensus.service._server import check_descriptor_budget, descriptors_needed
 

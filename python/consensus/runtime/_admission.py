@@ -80,7 +80,7 @@ class Admission:
         self._reads_outstanding = 0
         #: Read contexts are unique across nodes and restarts: the leader matches answers by
         #: context alone, so a repeated one could be answered with another read's (older) index.
-        self._read_prefix = node_id.to_bytes(8, "little") + os.urandom(8)
+        self.read_prefix = node_id.to_bytes(8, "little") + os.urandom(8)
 
     # ------------------------------------------------------------------ callers
 
@@ -149,7 +149,7 @@ class Admission:
     def submit_reads(self, core: CoreNode) -> None:
         waiters, self.reads_waiting = self.reads_waiting, []
         self._read_seq += 1
-        context = self._read_prefix + self._read_seq.to_bytes(8, "little")
+        context = self.read_prefix + self._read_seq.to_bytes(8, "little")
         try:
             core.read_index(context)
         except (ProposalDroppedError, NotLeaderError) as exc:

@@ -609,6 +609,10 @@ class Node:
         return await self._snapshots.take()
 
     @property
+    def _read_prefix(self) -> bytes:
+        return self._admission.read_prefix
+
+    @property
     def _snapshot_io(self) -> concurrent.futures.ThreadPoolExecutor:
         return self._snapshots.io
 

@@ -23,6 +23,8 @@ import os
 import sys
 from typing import Any, Dict, List, Optional
 
+from consensus import protocols
+
 
 def _parse_seeds(text: str) -> range:
     """`"0-9999"` or `"42"` to a range of seeds."""
@@ -199,7 +201,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     demo = commands.add_parser("demo", help="3 node processes through a leader SIGKILL (the main job)")
     demo.add_argument("--writes", type=int, default=500, help="writes before and again after the failover")
-    demo.add_argument("--protocol", default="raft", help="raft or paxos (zab as it lands)")
+    demo.add_argument("--protocol", default="raft", help="the protocol: " + " or ".join(protocols.PROTOCOLS))
     demo.add_argument("--in-process", action="store_true", help="the in-process variant (no sockets, no disk)")
 
     simulate = commands.add_parser("simulate", help="run the deterministic simulator over many seeds")
