@@ -2,4 +2,6 @@
 
 from consensus.service import main
 
+__all__: list[str] = []
+
 raise SystemExit(main())

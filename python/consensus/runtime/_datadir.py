@@ -199,7 +199,7 @@ def read_identity(data_dir: str) -> Optional[Identity]:
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise StorageError(f"{path}: cannot read the data directory's identity file: {exc.strerror or exc}") from None
+        raise storage_error("io", f"{path}: cannot read the data directory's identity file: {exc.strerror or exc}") from None
     return decode_identity(data, path)
 
 
@@ -227,7 +227,7 @@ def write_identity(data_dir: str, identity: Identity) -> None:
         os.replace(temp, identity_path(data_dir))
         _fsync_directory(data_dir)
     except OSError as exc:
-        raise StorageError(f"{identity_path(data_dir)}: cannot write the identity file: {exc.strerror or exc}") from None
+        raise storage_error("io", f"{identity_path(data_dir)}: cannot write the identity file: {exc.strerror or exc}") from None
 
 
 # ---------------------------------------------------------------------------- decisions

@@ -11,7 +11,6 @@ import time
 from collections import deque
 from typing import Deque, Dict, Iterable, List, Optional
 
-from consensus._core import ConfigError
 from consensus.errors import config_error
 
 #: Above this standardized distance the tail is computed from its asymptotic series; `math.erfc`

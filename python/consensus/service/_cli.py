@@ -287,3 +287,9 @@ def _run(args: argparse.Namespace) -> int:
             progress=not args.quiet,
         )
     return 2
+
+
+__all__ = [
+    "TOKEN_ENV",
+    "main",
+]

@@ -579,3 +579,18 @@ class KVService:
     async def take_snapshot(self, _request: web.Request) -> web.StreamResponse:
         index = await self.node.take_snapshot()  # a storage failure stops the node, as in the loop
         return web.json_response({"snapshot_index": index})
+
+
+__all__ = [
+    "FORWARDED_HEADER",
+    "FORWARDED_REQUEST_HEADERS",
+    "KEY_BYTES_MAX",
+    "MEMBER_ID_MAX",
+    "PROMOTE_LAG_MAX",
+    "REQUEST_ID_HEADER",
+    "SNAPSHOT_CHUNK_BYTES",
+    "HttpError",
+    "KVService",
+    "error_response",
+    "key_problem",
+]

@@ -29,7 +29,6 @@ from typing import Callable, List, Optional, Set, Tuple
 from aiohttp import web
 
 from consensus import defaults, protocols
-from consensus._core import ConfigError
 from consensus.errors import config_error
 from consensus.config import ClientTlsConfig, NodeConfig
 from consensus.runtime._datadir import DataDirectory, storage_is_empty
@@ -559,3 +558,30 @@ def run(cfg: NodeConfig, *, join: bool = False) -> int:
         return asyncio.run(serve(cfg, join=join))
     log.info("event loop: uvloop %s", uvloop.__version__)
     return uvloop.run(serve(cfg, join=join))
+
+
+__all__ = [
+    "BUSY_RESPONSE",
+    "CLIENT_CONNECTIONS_MIN",
+    "CLIENT_TLS_HANDSHAKE_SECONDS",
+    "DESCRIPTOR_MARGIN",
+    "EXIT_FATAL",
+    "EXIT_OK",
+    "ClientSite",
+    "ConnectionGate",
+    "build_node",
+    "build_service",
+    "check_descriptor_budget",
+    "client_port_warnings",
+    "client_runner",
+    "client_tls_contexts",
+    "descriptors_needed",
+    "node_options",
+    "open_data_dir",
+    "raise_descriptor_limit",
+    "run",
+    "serve",
+    "split_address",
+    "start_node",
+    "storage_path",
+]

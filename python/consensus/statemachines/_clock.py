@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Dict
 
-from consensus._core import StorageError
+from consensus.errors import storage_error
 from consensus.statemachines._codec import _field
 
 log = logging.getLogger("consensus.statemachine")
@@ -61,7 +61,7 @@ class _ReplicatedClock:
 def _clock_field(body: Dict[str, Any], tag: str) -> int:
     clock_ms = _field(body, "clock_ms", int, tag)
     if not 0 <= clock_ms <= CLOCK_MS_MAX:
-        raise StorageError(f"{tag} snapshot: clock_ms out of range")
+        raise storage_error("corrupt", f"{tag} snapshot: clock_ms out of range")
     return clock_ms
 
 

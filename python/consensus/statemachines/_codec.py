@@ -10,7 +10,7 @@ from typing import Any, Dict, Tuple
 import msgpack
 
 from consensus import defaults
-from consensus._core import StorageError
+from consensus.errors import storage_error
 
 #: Largest command `apply` decodes (the default peer frame bound); a larger one is a bad command.
 COMMAND_BYTES_MAX = defaults.FRAME_BYTES_MAX
@@ -214,33 +214,33 @@ _SNAPSHOT_CHUNK_ROWS = 2048
 def _unseal(tag: str, data: bytes) -> Dict[str, Any]:
     """Open a snapshot envelope written by `_seal`; anything unexpected is `StorageError`."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise StorageError(f"{tag} snapshot: expected bytes, got {type(data).__name__}")
+        raise storage_error("corrupt", f"{tag} snapshot: expected bytes, got {type(data).__name__}")
     try:
         envelope = _unpack(data, len(data))
     except Exception as exc:
-        raise StorageError(f"{tag} snapshot: undecodable: {exc}") from None
+        raise storage_error("corrupt", f"{tag} snapshot: undecodable: {exc}") from None
     if not (isinstance(envelope, list) and len(envelope) == 4):
-        raise StorageError(f"{tag} snapshot: not a snapshot envelope")
+        raise storage_error("corrupt", f"{tag} snapshot: not a snapshot envelope")
     found_tag, version, crc, packed = envelope
     if found_tag != tag:
-        raise StorageError(f"{tag} snapshot: holds {found_tag!r} state")
+        raise storage_error("corrupt", f"{tag} snapshot: holds {found_tag!r} state")
     if version != SNAPSHOT_FORMAT_VERSION:
-        raise StorageError(f"{tag} snapshot: unsupported format version {version!r}")
+        raise storage_error("corrupt", f"{tag} snapshot: unsupported format version {version!r}")
     if not isinstance(packed, bytes) or not isinstance(crc, int) or zlib.crc32(packed) != crc:
-        raise StorageError(f"{tag} snapshot: checksum mismatch")
+        raise storage_error("corrupt", f"{tag} snapshot: checksum mismatch")
     try:
         body = _unpack(packed, len(packed))
     except Exception as exc:
-        raise StorageError(f"{tag} snapshot: undecodable body: {exc}") from None
+        raise storage_error("corrupt", f"{tag} snapshot: undecodable body: {exc}") from None
     if not isinstance(body, dict):
-        raise StorageError(f"{tag} snapshot: body is not a map")
+        raise storage_error("corrupt", f"{tag} snapshot: body is not a map")
     return body
 
 
 def _field(body: Dict[str, Any], name: str, kind: type, tag: str) -> Any:
     value = body.get(name)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise StorageError(f"{tag} snapshot: field {name!r} is missing or not {kind.__name__}")
+        raise storage_error("corrupt", f"{tag} snapshot: field {name!r} is missing or not {kind.__name__}")
     return value
 
 

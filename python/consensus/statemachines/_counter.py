@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Dict, Tuple
 
-from consensus._core import StorageError
+from consensus.errors import storage_error
 from consensus.statemachines._codec import INT64_MAX, INT64_MIN, _BadCommand, _check_encode_int, _decode_command, _encode, _error, _field, _int, _seal, _unseal
 from consensus.statemachines._protocol import _Attachable
 
@@ -51,7 +51,7 @@ class Counter(_Attachable):
         body = _unseal(self.SNAPSHOT_TAG, data)
         value = _field(body, "value", int, self.SNAPSHOT_TAG)
         if not INT64_MIN <= value <= INT64_MAX:
-            raise StorageError(f"{self.SNAPSHOT_TAG} snapshot: value out of range")
+            raise storage_error("corrupt", f"{self.SNAPSHOT_TAG} snapshot: value out of range")
         self._value = value
 
     @property

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, ItemsView, Iterator, Tuple
 
-from consensus._core import StorageError
+from consensus.errors import storage_error
 from consensus.statemachines._codec import COMMAND_BYTES_MAX, _BadCommand, _check_encode_name, _check_value, _decode_command, _encode, _error, _field, _name, _seal, _unpack, _unseal
 from consensus.statemachines._protocol import _Attachable
 
@@ -79,7 +79,7 @@ class ReplicatedDict(_Attachable):
                 _name(key, "key")
                 _check_value(value)
         except _BadCommand as exc:
-            raise StorageError(f"{self.SNAPSHOT_TAG} snapshot: {exc}") from None
+            raise storage_error("corrupt", f"{self.SNAPSHOT_TAG} snapshot: {exc}") from None
         self._data = dict(items)
 
     def get(self, key: str, default: Any = None) -> Any:

@@ -9,7 +9,7 @@ from typing import Any, Callable, Dict, ItemsView, KeysView, List, Optional, Tup
 
 import msgpack
 
-from consensus._core import StorageError
+from consensus.errors import storage_error
 from consensus.statemachines._clock import _ReplicatedClock, _clock_field
 from consensus.statemachines._codec import INT64_MAX, TTL_MS_MAX, _BadCommand, _SNAPSHOT_CHUNK_ROWS, _canonical, _check_encode_name, _check_encode_text, _decode_command, _encode, _error, _field, _name, _pack, _seal_packed, _text, _unseal
 from consensus.statemachines._protocol import _Attachable
@@ -262,7 +262,7 @@ class KVStore(_ReplicatedClock, _Attachable):
         body = _unseal(tag, data)
         revision = _field(body, "revision", int, tag)
         if revision < 0:
-            raise StorageError(f"{tag} snapshot: negative revision")
+            raise storage_error("corrupt", f"{tag} snapshot: negative revision")
         store = _restore_entries(_field(body, "data", list, tag), revision, tag)
         if sorted(body) == ["clients", "data", "revision"]:
             # The layout from before client sessions: its request-id table is keyed by names that
@@ -272,7 +272,7 @@ class KVStore(_ReplicatedClock, _Attachable):
             clock_ms = _clock_field(body, tag)
             minted = _field(body, "sessions_minted", int, tag)
             if not 0 <= minted <= INT64_MAX:
-                raise StorageError(f"{tag} snapshot: sessions_minted out of range")
+                raise storage_error("corrupt", f"{tag} snapshot: sessions_minted out of range")
             sessions = _restore_sessions(_field(body, "sessions", list, tag), minted, clock_ms, tag)
         while len(sessions) > self.max_sessions:  # a replica configured with a smaller bound
             sessions.popitem(last=False)
@@ -356,7 +356,7 @@ def _restore_entries(rows: List[Any], revision: int, tag: str) -> Dict[str, Tupl
             and 1 <= row[2] <= revision
             and row[0] not in store
         ):
-            raise StorageError(f"{tag} snapshot: malformed key entry")
+            raise storage_error("corrupt", f"{tag} snapshot: malformed key entry")
         store[row[0]] = (row[1], row[2])
     return store
 

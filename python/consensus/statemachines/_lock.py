@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional, Tuple
 
-from consensus._core import StorageError
+from consensus.errors import storage_error
 from consensus.statemachines._clock import _ReplicatedClock, _clock_field
 from consensus.statemachines._codec import INT64_MAX, TTL_MS_MAX, _BadCommand, _check_encode_int, _check_encode_name, _decode_command, _encode, _error, _field, _int, _name, _seal, _unseal
 from consensus.statemachines._protocol import _Attachable
@@ -139,7 +139,7 @@ class Lock(_ReplicatedClock, _Attachable):
                 and 1 <= row[2] <= last_token
                 and isinstance(row[3], int)
             ):
-                raise StorageError(f"{tag} snapshot: malformed lease")
+                raise storage_error("corrupt", f"{tag} snapshot: malformed lease")
             leases[row[0]] = _Lease(row[1], row[2], row[3])
         self._clock_ms, self._last_token, self._leases = clock_ms, last_token, leases
 

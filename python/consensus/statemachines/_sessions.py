@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Tuple
 
-from consensus._core import StorageError
+from consensus.errors import storage_error
 from consensus.statemachines._codec import INT64_MAX, SEQ_MAX, _BadCommand
 
 
@@ -91,7 +91,7 @@ def _restore_sessions(rows: List[Any], minted: int, clock_ms: int, tag: str) -> 
             and isinstance(row[3], dict)
             and last_active <= row[4] <= clock_ms
         ):
-            raise StorageError(f"{tag} snapshot: malformed session entry")
+            raise storage_error("corrupt", f"{tag} snapshot: malformed session entry")
         last_active = row[4]
         sessions[row[0]] = _Session(row[1], row[2], row[3], row[4])
     return sessions

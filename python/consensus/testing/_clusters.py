@@ -457,3 +457,15 @@ class ProcessCluster:
 
     def __exit__(self, *exc: object) -> None:
         self.cleanup()
+
+
+__all__ = [
+    "STABILIZE_ROUNDS_MAX",
+    "ClusterStuckError",
+    "LocalCluster",
+    "Member",
+    "ProcessCluster",
+    "ProcessNode",
+    "Storage",
+    "free_ports",
+]

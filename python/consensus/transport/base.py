@@ -14,7 +14,7 @@ from collections import deque
 from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Set
 
 from consensus import defaults, protocols
-from consensus._core import ConfigError, DecodeError
+from consensus._core import DecodeError
 from consensus.errors import config_error
 from consensus.config import parse_address
 from consensus.transport.handshake import GREETING_FLAGS_KNOWN
@@ -275,3 +275,27 @@ def deliver_frame(deliver: Deliver, peer_id: int, frame: bytes) -> bool:
     except Exception:  # noqa: BLE001 - a bug in the caller must not kill the transport
         logger.exception("deliver() failed for a frame from peer %d", peer_id)
     return True
+
+
+__all__ = [
+    "FRAME_BYTES_LIMIT",
+    "FRAME_BYTES_MAX_DEFAULT",
+    "FRAME_BYTES_MIN",
+    "NODE_ID_MAX",
+    "PROTOCOL_IDS",
+    "Deliver",
+    "PeerStats",
+    "SendQueue",
+    "Transport",
+    "check_frame",
+    "check_node_id",
+    "check_peers",
+    "check_positive_int",
+    "check_positive_seconds",
+    "deliver_frame",
+    "format_address",
+    "greeting_flags_for",
+    "ignore_greeting",
+    "no_greeting_flags",
+    "report_greeting",
+]

@@ -10,6 +10,7 @@ import random
 from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Set
 
 from consensus import defaults
+from consensus.errors import config_error
 from consensus.transport.base import (
     FRAME_BYTES_LIMIT,
     FRAME_BYTES_MAX_DEFAULT,
@@ -22,7 +23,6 @@ from consensus.transport.base import (
     check_node_id,
     check_peers,
     check_positive_int,
-    config_error,
     deliver_frame,
     greeting_flags_for,
     report_greeting,

@@ -17,6 +17,7 @@ import ssl
 from typing import Any, Dict, List, Mapping, Optional, Set, Tuple, Union
 
 from consensus import defaults
+from consensus.errors import config_error
 from consensus.transport import accept, handshake
 from consensus.transport.base import (
     FRAME_BYTES_LIMIT,
@@ -32,7 +33,6 @@ from consensus.transport.base import (
     check_peers,
     check_positive_int,
     check_positive_seconds,
-    config_error,
     deliver_frame,
     format_address,
     greeting_flags_for,
