@@ -45,6 +45,7 @@ __all__ = [
     "load_config",
     "parse_config",
     "parse_address",
+    "toml_value",
 ]
 
 ENV_PREFIX = "CONSENSUS_"
@@ -666,7 +667,8 @@ def _toml_string(text: str) -> str:
     return "".join(out)
 
 
-def _toml_value(value: object) -> str:
+def toml_value(value: object) -> str:
+    """`value` (bool, int, float or str) as a TOML value."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
@@ -684,12 +686,12 @@ def dump_config(cfg: NodeConfig) -> str:
     for name in SCALAR_FIELDS:
         value = getattr(cfg, name)
         if value is not None:
-            lines.append(f"{name} = {_toml_value(value)}")
+            lines.append(f"{name} = {toml_value(value)}")
     for member in cfg.members:
         lines.append("")
         lines.append("[[members]]")
         for name in _MEMBER_FIELDS:
-            lines.append(f"{name} = {_toml_value(getattr(member, name))}")
+            lines.append(f"{name} = {toml_value(getattr(member, name))}")
     tables = (("tls", cfg.tls, _TLS_FIELDS), ("client_tls", cfg.client_tls, _CLIENT_TLS_FIELDS), ("auth", cfg.auth, _AUTH_FIELDS))
     for table, value, names in tables:
         if value is None:
@@ -698,7 +700,7 @@ def dump_config(cfg: NodeConfig) -> str:
         lines.append(f"[{table}]")
         for name in names:
             if getattr(value, name) is not None:
-                lines.append(f"{name} = {_toml_value(getattr(value, name))}")
+                lines.append(f"{name} = {toml_value(getattr(value, name))}")
     return "\n".join(lines) + "\n"
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple, Union
 
 from consensus import defaults, paxos, raft
 from consensus._core import RaftReadState, Role
@@ -77,8 +77,8 @@ class CoreNode(Protocol):
     """The sans-IO core as the runtime drives it (`raft.RaftNode`, `paxos.PaxosNode`).
 
     `advance` takes back the very Ready that `ready` returned; each core's binding accepts only its
-    own Ready type, which a Protocol cannot say without a type parameter per protocol, so it is
-    typed with `Any` here, in this one place."""
+    own Ready type, which a Protocol cannot say without a type parameter per protocol, so its
+    parameter is `Any` (as is `persist`'s in `CoreStorage`)."""
 
     @property
     def id(self) -> int: ...
@@ -92,10 +92,10 @@ class CoreNode(Protocol):
     def commit_index(self) -> int: ...
     def tick(self) -> None: ...
     def step(self, frame: bytes, *, sender: Optional[int] = None) -> None: ...
-    def propose_many(self, batch: Any) -> int: ...
+    def propose_many(self, batch: Sequence[bytes]) -> int: ...
     def read_index(self, ctx: bytes) -> None: ...
     def has_ready(self) -> bool: ...
-    def ready(self) -> Any: ...
+    def ready(self) -> CoreReady: ...
     def advance(self, rd: Any) -> None: ...
     def status(self) -> Dict[str, Any]: ...
     def transfer_leader(self, to: int) -> None: ...
@@ -145,14 +145,14 @@ class ProtocolSpec:
     #: `(members)` -> an in-memory storage for a member of a new cluster of `members`.
     memory_storage: Callable[[Sequence[int]], CoreStorage]
     #: `(id, voters, storage, applied, options)` -> the core node.
-    make_core: Callable[[int, Sequence[int], Any, int, CoreOptions], CoreNode]
+    make_core: Callable[[int, Sequence[int], CoreStorage, int, CoreOptions], CoreNode]
     #: `(core, add_voters, remove_voters, add_learners, remove_learners)` -> proposes a membership
     #: change; returns the index whose application completes it.
-    propose_membership: Callable[..., int]
+    propose_membership: Callable[[CoreNode, Sequence[int], Sequence[int], Sequence[int], Sequence[int]], int]
     #: `(core, entry)` -> applies a committed membership entry; returns the configuration.
-    apply_membership: Callable[[Any, CoreEntry], Any]
+    apply_membership: Callable[[CoreNode, CoreEntry], object]
     #: `(core)` -> every member the node talks to (voters, learners, outgoing voters).
-    members: Callable[[Any], Sequence[int]]
+    members: Callable[[CoreNode], Sequence[int]]
     #: The kind of a committed entry that changes the membership.
     conf_change_kind: raft.EntryKind
     #: `(index, term, ...)` -> a snapshot object of this protocol (backups, tests).
@@ -168,7 +168,23 @@ class ProtocolSpec:
     has_learners: bool = True
 
 
-def _raft_core(node_id: int, voters: Sequence[int], storage: Any, applied: int, options: CoreOptions) -> CoreNode:
+def _expect(value: object, kind: Any, what: str) -> Any:
+    """`value`, checked to be of this protocol's `kind`: each spec's functions receive the runtime's
+    protocol-neutral types back, and hand them to bindings that accept only their own."""
+    if not isinstance(value, kind):
+        raise TypeError(f"{what}: got {type(value).__name__}")
+    return value
+
+
+def _raft_node(core: CoreNode) -> raft.RaftNode:
+    node: raft.RaftNode = _expect(core, raft.RaftNode, "a Raft core")
+    return node
+
+
+def _raft_core(node_id: int, voters: Sequence[int], storage: CoreStorage, applied: int, options: CoreOptions) -> CoreNode:
+    own: Union[raft.MemoryStorage, raft.FileStorage] = _expect(
+        storage, (raft.MemoryStorage, raft.FileStorage), "a Raft core needs raft.MemoryStorage or raft.FileStorage"
+    )
     config = raft.Config(
         election_tick=options.election_ticks,
         heartbeat_tick=options.heartbeat_ticks,
@@ -180,7 +196,7 @@ def _raft_core(node_id: int, voters: Sequence[int], storage: Any, applied: int, 
         max_entry_bytes=options.max_entry_bytes,
         seed=options.seed or node_id,
     )
-    return raft.RaftNode(id=node_id, voters=list(voters), config=config, storage=storage, applied=applied)
+    return raft.RaftNode(id=node_id, voters=list(voters), config=config, storage=own, applied=applied)
 
 
 def _raft_storage(data_dir: str, fsync: str) -> DurableStorage:
@@ -188,7 +204,7 @@ def _raft_storage(data_dir: str, fsync: str) -> DurableStorage:
 
 
 def _raft_propose_membership(
-    core: Any, add_voters: Sequence[int], remove_voters: Sequence[int], add_learners: Sequence[int], remove_learners: Sequence[int]
+    core: CoreNode, add_voters: Sequence[int], remove_voters: Sequence[int], add_learners: Sequence[int], remove_learners: Sequence[int]
 ) -> int:
     change = raft.ConfChange(
         add_voters=list(add_voters),
@@ -196,11 +212,11 @@ def _raft_propose_membership(
         add_learners=list(add_learners),
         remove_learners=list(remove_learners),
     )
-    return int(core.propose_conf_change(change))
+    return int(_raft_node(core).propose_conf_change(change))
 
 
-def _raft_members(core: raft.RaftNode) -> Sequence[int]:
-    conf = core.conf_state
+def _raft_members(core: CoreNode) -> Sequence[int]:
+    conf = _raft_node(core).conf_state
     return sorted(set(conf.voters) | set(conf.learners) | set(conf.voters_outgoing))
 
 
@@ -211,14 +227,22 @@ RAFT = ProtocolSpec(
     memory_storage=lambda members: raft.MemoryStorage(),
     make_core=_raft_core,
     propose_membership=_raft_propose_membership,
-    apply_membership=lambda core, entry: core.apply_conf_change(entry),
+    apply_membership=lambda core, entry: _raft_node(core).apply_conf_change(_expect(entry, raft.Entry, "a Raft entry")),
     members=_raft_members,
     conf_change_kind=raft.EntryKind.CONF_CHANGE,
     snapshot=raft.Snapshot,
     conf_state=raft.ConfState,
 )
 
-def _paxos_core(node_id: int, voters: Sequence[int], storage: Any, applied: int, options: CoreOptions) -> CoreNode:
+def _paxos_node(core: CoreNode) -> paxos.PaxosNode:
+    node: paxos.PaxosNode = _expect(core, paxos.PaxosNode, "a Paxos core")
+    return node
+
+
+def _paxos_core(node_id: int, voters: Sequence[int], storage: CoreStorage, applied: int, options: CoreOptions) -> CoreNode:
+    own: Union[paxos.MemoryStorage, paxos.FileStorage] = _expect(
+        storage, (paxos.MemoryStorage, paxos.FileStorage), "a Paxos core needs paxos.MemoryStorage or paxos.FileStorage"
+    )
     config = paxos.Config(
         election_tick=options.election_ticks,
         heartbeat_tick=options.heartbeat_ticks,
@@ -227,7 +251,7 @@ def _paxos_core(node_id: int, voters: Sequence[int], storage: Any, applied: int,
         max_entry_bytes=options.max_entry_bytes,
         seed=options.seed or node_id,
     )
-    return paxos.PaxosNode(id=node_id, members=list(voters), config=config, storage=storage, applied=applied)
+    return paxos.PaxosNode(id=node_id, members=list(voters), config=config, storage=own, applied=applied)
 
 
 def _paxos_storage(data_dir: str, fsync: str) -> DurableStorage:
@@ -235,19 +259,20 @@ def _paxos_storage(data_dir: str, fsync: str) -> DurableStorage:
 
 
 def _paxos_propose_membership(
-    core: Any, add_voters: Sequence[int], remove_voters: Sequence[int], add_learners: Sequence[int], remove_learners: Sequence[int]
+    core: CoreNode, add_voters: Sequence[int], remove_voters: Sequence[int], add_learners: Sequence[int], remove_learners: Sequence[int]
 ) -> int:
     if add_learners or remove_learners:
         raise config_error("learners", "Multi-Paxos members are all acceptors; add or remove voters")
-    members = (set(core.members) | set(add_voters)) - set(remove_voters)
-    return int(core.propose_reconfig(sorted(members)))
+    node = _paxos_node(core)
+    members = (set(node.members) | set(add_voters)) - set(remove_voters)
+    return int(node.propose_reconfig(sorted(members)))
 
 
-def _paxos_apply_membership(core: Any, entry: CoreEntry) -> raft.ConfState:
-    assert isinstance(entry, paxos.Entry), "a Paxos core commits Paxos entries"
+def _paxos_apply_membership(core: CoreNode, entry: CoreEntry) -> raft.ConfState:
     # The core installs the configuration itself, alpha slots later (the α-window); the caller
     # gets the member list it will install, in Raft's shape.
-    return raft.ConfState(voters=list(entry.reconfig()[1]), learners=[], voters_outgoing=[])
+    reconfig: paxos.Entry = _expect(entry, paxos.Entry, "a Paxos entry")
+    return raft.ConfState(voters=list(reconfig.reconfig()[1]), learners=[], voters_outgoing=[])
 
 
 PAXOS = ProtocolSpec(
@@ -258,7 +283,7 @@ PAXOS = ProtocolSpec(
     make_core=_paxos_core,
     propose_membership=_paxos_propose_membership,
     apply_membership=_paxos_apply_membership,
-    members=lambda core: list(core.members),
+    members=lambda core: list(_paxos_node(core).members),
     conf_change_kind=paxos.EntryKind.CONF_CHANGE,
     snapshot=paxos.Snapshot,
     conf_state=lambda voters, learners, outgoing: list(voters),

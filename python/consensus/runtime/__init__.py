@@ -9,13 +9,14 @@ from consensus.runtime._health import HeartbeatTimeoutDetector, PeerHealth, PhiA
 from consensus.runtime._membership import MemberAddress
 from consensus.runtime._node import Node
 from consensus.runtime._options import NodeOptions
-from consensus.runtime._stats import NodeStats
+from consensus.runtime._stats import LatencyObserver, NodeStats
 
 __all__ = [
     "BlockingNode",
     "DataDirectory",
     "HeartbeatTimeoutDetector",
     "Identity",
+    "LatencyObserver",
     "MemberAddress",
     "Node",
     "NodeOptions",

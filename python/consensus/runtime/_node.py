@@ -47,7 +47,7 @@ from consensus.runtime._inbox import Inbox
 from consensus.runtime._membership import MemberAddress, Membership
 from consensus.runtime._options import NodeOptions
 from consensus.runtime._snapshots import Snapshots, decode_snapshot, snapshot_encoder
-from consensus.runtime._stats import NodeStats
+from consensus.runtime._stats import LatencyObserver, NodeStats
 from consensus.statemachines import StateMachine
 from consensus.transport.base import Transport, check_node_id
 
@@ -80,7 +80,7 @@ class Node:
         addresses: Optional[Mapping[int, MemberAddress]] = None,
         join: bool = False,
         health: Optional[PeerHealth] = None,
-        metrics: Any = None,
+        metrics: Optional[LatencyObserver] = None,
         start_gate: Optional[Callable[[Transport], Awaitable[None]]] = None,
     ) -> None:
         self.id = id

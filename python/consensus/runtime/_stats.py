@@ -1,8 +1,16 @@
-"""The counters a node keeps (exported by `consensus.service`'s metrics and `Node.status`)."""
+"""What a node measures: the counters it keeps (exported by `consensus.service.NodeMetrics` and
+`Node.status`) and the latencies it reports to an observer."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
+
+
+class LatencyObserver(Protocol):
+    """Receives the node's latency observations (`consensus.service.NodeMetrics` is one)."""
+
+    def observe(self, name: str, seconds: float) -> None: ...
 
 
 @dataclass
@@ -23,4 +31,4 @@ class NodeStats:
     snapshots_installed: int = 0
 
 
-__all__ = ["NodeStats"]
+__all__ = ["LatencyObserver", "NodeStats"]

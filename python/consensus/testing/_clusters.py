@@ -24,6 +24,7 @@ from typing import IO, Callable, Deque, Dict, Iterable, List, Optional, Sequence
 
 from consensus import raft
 from consensus._core import Role
+from consensus.config import toml_value
 
 #: Upper bound on delivery rounds in one `stabilize()`: a cluster that keeps talking longer has a
 #: livelock, which is a bug worth an exception rather than a hang.
@@ -269,12 +270,8 @@ def free_ports(count: int) -> List[int]:
 
 
 def _toml_value(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{text}"'
+    """A setting as TOML: numbers and booleans as they are, anything else (paths) as its text."""
+    return toml_value(value if isinstance(value, (bool, int, float)) else str(value))
 
 
 @dataclass
