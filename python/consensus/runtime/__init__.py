@@ -4,7 +4,7 @@ Beside it: the peers' failure detectors and the data directory's identity and st
 """
 
 from consensus.runtime._blocking import BlockingNode
-from consensus.runtime._datadir import DataDirectory, Identity
+from consensus.runtime._datadir import DataDirectory, Identity, storage_is_empty
 from consensus.runtime._health import HeartbeatTimeoutDetector, PeerHealth, PhiAccrualDetector
 from consensus.runtime._membership import MemberAddress
 from consensus.runtime._node import Node
@@ -23,4 +23,5 @@ __all__ = [
     "NodeStats",
     "PeerHealth",
     "PhiAccrualDetector",
+    "storage_is_empty",
 ]
