@@ -59,7 +59,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 INITIAL_STATES = ("new", "existing")
 #: A config file larger than this is refused before parsing.
 CONFIG_FILE_BYTES_MAX = 1 << 20
-CLUSTER_ID_BYTES_MAX = 255
+CLUSTER_ID_BYTES_MAX = defaults.CLUSTER_ID_BYTES_MAX
 MEMBERS_MAX = 1024
 
 #: Inclusive bounds of the integer fields.

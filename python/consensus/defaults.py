@@ -26,13 +26,19 @@ MAX_PENDING_REQUESTS = 10_000
 SNAPSHOT_ENTRIES = 100_000
 #: The phi-accrual failure detector's suspicion threshold.
 PHI_THRESHOLD = 8.0
+#: Largest node id on the wire (a u64; 0 means "none").
+NODE_ID_MAX = (1 << 64) - 1
+#: Largest cluster id, in UTF-8 bytes (the handshake carries its length in one byte).
+CLUSTER_ID_BYTES_MAX = 255
 
 __all__ = [
+    "CLUSTER_ID_BYTES_MAX",
     "ELECTION_TICKS",
     "FRAME_BYTES_MAX",
     "HEARTBEAT_TICKS",
     "MAX_ENTRY_BYTES",
     "MAX_PENDING_REQUESTS",
+    "NODE_ID_MAX",
     "PHI_THRESHOLD",
     "REQUEST_TIMEOUT_MS",
     "SEND_QUEUE_BYTES",

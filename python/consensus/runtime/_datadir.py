@@ -29,9 +29,10 @@ import os
 from dataclasses import dataclass, replace
 from typing import Any, Iterable, List, Optional, Sequence, Set, Tuple
 
+from consensus import defaults
 from consensus._core import ConfigError, StorageError
 from consensus.errors import config_error, storage_error
-from consensus.config import INITIAL_STATES
+from consensus.config import INITIAL_STATES, INT_BOUNDS
 from consensus.transport.handshake import GREETING_HAS_STATE, GREETING_REMEMBERS_RECEIVER
 
 log = logging.getLogger("consensus.datadir")
@@ -45,8 +46,9 @@ IDENTITY_FORMAT = 1
 IDENTITY_BYTES_MAX = 256 * 1024
 #: Peers remembered as holding state; past this, more are not recorded (logged once).
 PEERS_WITH_STATE_MAX = 4096
-NODE_ID_MAX = (1 << 63) - 1
-CLUSTER_ID_BYTES_MAX = 255
+#: Node ids as the configuration bounds them (a TOML integer is 64-bit signed).
+NODE_ID_MAX = INT_BOUNDS["id"][1]
+CLUSTER_ID_BYTES_MAX = defaults.CLUSTER_ID_BYTES_MAX
 PROTOCOL_CHARS_MAX = 32
 
 INITIAL_STATE_NEW = "new"

@@ -38,6 +38,7 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
+from consensus import defaults
 from consensus.service import _auth as auth
 from consensus.service import _backup as snapshotfile
 from consensus.config import ROLES, parse_address
@@ -48,7 +49,7 @@ from consensus.statemachines._kvstore import KVStore
 from consensus.statemachines._sessions import parse_request_id
 
 #: Node ids are unsigned 64-bit numbers in the cores; 0 means "none".
-MEMBER_ID_MAX = (1 << 64) - 1
+MEMBER_ID_MAX = defaults.NODE_ID_MAX
 #: How a node id is written in a path: ASCII digits, no sign, no leading zero.
 _CANONICAL_ID = re.compile(r"[1-9][0-9]*", re.ASCII)
 

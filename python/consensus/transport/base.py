@@ -28,7 +28,7 @@ FRAME_BYTES_MAX_DEFAULT = defaults.FRAME_BYTES_MAX
 #: The largest value of the u32 length field.
 FRAME_BYTES_LIMIT = 0xFFFF_FFFF
 #: Node ids travel as u64; 0 means "none" throughout the project.
-NODE_ID_MAX = 0xFFFF_FFFF_FFFF_FFFF
+NODE_ID_MAX = defaults.NODE_ID_MAX
 
 #: Called for every frame received from an authenticated peer: ``deliver(peer_id, frame)``.
 Deliver = Callable[[int, bytes], None]

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Set, Union
 from urllib.parse import quote
 
+from consensus import defaults
+
 MAGIC = b"CNSP"
 #: 2 added the greeting flags byte (docs/wire-format.md §9.1); a version-1 node is refused with
 #: REASON_VERSION rather than misread, so moving a cluster to it takes a full restart.
@@ -21,7 +23,7 @@ KIND_HELLO = 1
 KIND_WELCOME = 2
 KIND_REFUSED = 3
 
-CLUSTER_ID_BYTES_MAX = 255
+CLUSTER_ID_BYTES_MAX = defaults.CLUSTER_ID_BYTES_MAX
 REASON_BYTES_MAX = 255
 #: HELLO and WELCOME body: protocol u8, sender u64, receiver u64, flags u8, cluster id length u8,
 #: cluster id.
