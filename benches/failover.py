@@ -20,7 +20,7 @@ import time
 from typing import Any, Dict, List, Set
 
 from consensus import KVStore, Role, paxos, raft
-from consensus.node import Node, NodeOptions
+from consensus.runtime import Node, NodeOptions
 from consensus.transport import MemoryNetwork
 
 PROTOCOLS = ("raft", "paxos")

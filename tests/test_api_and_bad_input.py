@@ -8,7 +8,7 @@ import pytest
 
 import consensus
 from consensus import raft
-from consensus.local import LocalCluster
+from consensus.testing import LocalCluster
 
 
 def test_public_names_exist():
@@ -313,8 +313,8 @@ def test_http_status_of_a_dropped_proposal_follows_its_reason_not_its_message(re
     import aiohttp
     from aiohttp.test_utils import TestServer
 
-    from consensus.kv import KVService
-    from consensus.statemachine import KVStore
+    from consensus.service import KVService
+    from consensus.statemachines import KVStore
 
     async def scenario() -> None:
         kv = KVStore()
@@ -336,7 +336,7 @@ def test_snapshot_task_treats_a_storage_error_of_kind_compacted_as_a_newer_snaps
     message that never says "compacted" still counts, one that says it with another kind fails."""
     import asyncio
 
-    from consensus.node import Node
+    from consensus.runtime import Node
     from consensus.transport import MemoryNetwork
     from support import Journal
 

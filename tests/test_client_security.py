@@ -26,14 +26,14 @@ import trustme
 from aiohttp import web
 from yarl import URL
 
-from consensus import auth, snapshotfile
-from consensus.client import ClientError, KVClient, tls_context
+from consensus.service import _auth as auth, _backup as snapshotfile
+from consensus.service import ClientError, KVClient, tls_context
 from consensus.config import ClientTlsConfig
-from consensus.kv import KVService
-from consensus.launcher import ProcessCluster
-from consensus.node import MemberAddress, Node, NodeOptions
-from consensus.server import ClientSite, client_runner, client_tls_contexts
-from consensus.statemachine import KVStore
+from consensus.service import KVService
+from consensus.testing import ProcessCluster
+from consensus.runtime import MemberAddress, Node, NodeOptions
+from consensus.service._server import ClientSite, client_runner, client_tls_contexts
+from consensus.statemachines import KVStore
 from consensus.transport import MemoryNetwork
 
 from support import event_loop_factories, eventually, run, run_on
@@ -365,7 +365,7 @@ def test_member_with_an_unusable_address_is_refused_before_it_is_proposed(peer: 
 
 
 def test_cli_members_add_refuses_an_address_without_a_port(capsys: pytest.CaptureFixture[str]) -> None:
-    from consensus import cli
+    from consensus.service import _cli as cli
 
     # The node address is never contacted: the check comes first.
     code = cli.main(["members", "add", "127.0.0.1:9", "--id", "4", "--peer", "10.0.0.4", "--client", "10.0.0.4:8004"])
@@ -651,7 +651,7 @@ def test_sockets_in_their_tls_handshake_count_against_the_cap_and_one_more_is_cl
 ) -> None:
     """Raw sockets that never send a ClientHello used to be invisible to the cap (it counted a
     connection only once TLS was done): each held a descriptor for the whole handshake timeout."""
-    from consensus import server as server_module
+    from consensus.service import _server as server_module
 
     monkeypatch.setattr(server_module, "CLIENT_TLS_HANDSHAKE_SECONDS", BOUND * 2)  # only the cap can close them
     server_ssl, _ = client_tls_contexts(ClientTlsConfig(pki.server_cert, pki.server_key, None))
@@ -686,7 +686,7 @@ def test_sockets_in_their_tls_handshake_count_against_the_cap_and_one_more_is_cl
 
 
 def test_handshakes_that_time_out_or_fail_give_their_place_back(pki: Pki, monkeypatch: pytest.MonkeyPatch) -> None:
-    from consensus import server as server_module
+    from consensus.service import _server as server_module
 
     monkeypatch.setattr(server_module, "CLIENT_TLS_HANDSHAKE_SECONDS", 0.2)
     server_ssl, _ = client_tls_contexts(ClientTlsConfig(pki.server_cert, pki.server_key, pki.ca_path))
@@ -758,7 +758,7 @@ def node_config(tmp_path: Path, **fields: Any) -> Any:
 def test_serve_raises_the_open_files_soft_limit_to_the_hard_limit(
     fake_limits: Callable[[int, int], FakeLimits], tmp_path: Path
 ) -> None:
-    from consensus.server import check_descriptor_budget
+    from consensus.service._server import check_descriptor_budget
 
     fake = fake_limits(1024, 65536)
     check_descriptor_budget(node_config(tmp_path))  # 1024 connections fit once the limit is raised
@@ -771,9 +771,10 @@ def test_a_connection_cap_the_open_files_limit_cannot_hold_is_refused_at_startup
 ) -> None:
     """Out of descriptors, the next WAL segment cannot be created and the node stops: a cap the
     limit cannot hold is a configuration error, exit 2, before the data directory is touched."""
-    from consensus import ConfigError, cli
+    from consensus import ConfigError
+    from consensus.service import _cli as cli
     from consensus.config import dump_config
-    from consensus.server import check_descriptor_budget, descriptors_needed
+    from consensus.service._server import check_descriptor_budget, descriptors_needed
 
     fake_limits(1500, 1500)
     fits = node_config(tmp_path, client_connections_max=1)
@@ -952,7 +953,7 @@ def test_cli_takes_the_token_and_tls_settings(secure: ProcessCluster, pki: Pki, 
 
 def test_open_client_port_on_a_reachable_address_is_warned_about(pki: Pki, tmp_path: Path) -> None:
     from consensus.config import AuthConfig, Member, NodeConfig
-    from consensus.server import client_port_warnings
+    from consensus.service._server import client_port_warnings
 
     plain = NodeConfig(id=1, data_dir=str(tmp_path), cluster_id="c", members=(Member(1, "10.0.0.1:9001", "10.0.0.1:8001"),))
     secure = NodeConfig(

@@ -19,8 +19,8 @@ from typing import Any, Dict, List
 import aiohttp
 import pytest
 
-from consensus.client import ClientError, KVClient
-from consensus.launcher import ProcessCluster
+from consensus.service import ClientError, KVClient
+from consensus.testing import ProcessCluster
 
 pytestmark = pytest.mark.integration
 

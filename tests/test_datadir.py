@@ -1,9 +1,9 @@
-"""The data directory's identity and the start gate (consensus.datadir): a directory belongs to one
+"""The data directory's identity and the start gate (consensus.runtime._datadir): a directory belongs to one
 cluster, node and protocol; a wiped directory never passes for a member.
 
 The first part checks the identity file and the decisions as pure functions, the gate against a
 scripted transport and inside `Node.start` on the in-memory network. The integration part runs
-real `consensus serve` processes (consensus.launcher.ProcessCluster); no timing assertions.
+real `consensus serve` processes (consensus.testing.ProcessCluster); no timing assertions.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pytest
 
 from consensus import ConfigError, StorageError, raft
 from consensus.config import parse_config
-from consensus.datadir import (
+from consensus.runtime._datadir import (
     IDENTITY_FILE,
     IDENTITY_TEMP_FILE,
     START_BOOTSTRAP,
@@ -35,7 +35,7 @@ from consensus.datadir import (
     storage_is_empty,
     write_identity,
 )
-from consensus.node import MemberAddress, Node, NodeOptions
+from consensus.runtime import MemberAddress, Node, NodeOptions
 from consensus.transport import MemoryNetwork
 from consensus.transport.handshake import GREETING_HAS_STATE, GREETING_REMEMBERS_RECEIVER
 
@@ -287,7 +287,7 @@ def test_a_node_with_state_durably_remembers_peers_that_greet_with_state_writing
     d.prepare(storage_empty=False)
     writes: List[Identity] = []
     real_write = write_identity
-    monkeypatch.setattr("consensus.datadir.write_identity", lambda path, i: (writes.append(i), real_write(path, i)))
+    monkeypatch.setattr("consensus.runtime._datadir.write_identity", lambda path, i: (writes.append(i), real_write(path, i)))
     d.on_greeting(1, HAS)
     d.on_greeting(1, HAS)
     d.on_greeting(3, 0)
@@ -528,7 +528,7 @@ def remembered_by_every_peer(cluster: Any, node_id: int) -> bool:
 
 def write_and_read(cluster: Any, urls: List[str], key: str, *, read_on: Optional[str] = None) -> None:
     """A write through `urls` commits and is read back (on `read_on` if given, once it applied it)."""
-    from consensus.client import KVClient
+    from consensus.service import KVClient
 
     async def scenario() -> None:
         async with KVClient(urls) as client:
@@ -557,7 +557,7 @@ def refused(cluster: Any, node_id: int, message: str) -> str:
 
 @pytest.fixture
 def process_cluster(tmp_path: Path, request: Any) -> Any:
-    from consensus.launcher import ProcessCluster
+    from consensus.testing import ProcessCluster
 
     cluster = ProcessCluster(3, base_dir=str(tmp_path / "cluster"), protocol=getattr(request, "param", "raft"), settings=dict(SETTINGS))
     cluster.start_all()
@@ -634,7 +634,7 @@ def test_a_wiped_majority_started_before_the_survivor_is_refused_once_the_surviv
 
 @pytest.mark.integration
 def test_a_wiped_member_removed_and_added_again_rejoins_with_initial_state_existing(process_cluster: Any) -> None:
-    from consensus.client import KVClient
+    from consensus.service import KVClient
 
     cluster = process_cluster
     write_and_read(cluster, cluster.urls, "before")
@@ -702,7 +702,7 @@ def test_a_data_directory_is_refused_by_another_cluster_node_or_protocol_and_by_
 
 @pytest.mark.integration
 def test_a_fresh_node_waits_at_its_gate_until_its_peers_are_up_and_sigterm_stops_it_cleanly(tmp_path: Path) -> None:
-    from consensus.launcher import ProcessCluster
+    from consensus.testing import ProcessCluster
 
     cluster = ProcessCluster(3, base_dir=str(tmp_path / "cluster"), settings=dict(SETTINGS))
     try:

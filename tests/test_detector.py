@@ -8,7 +8,7 @@ from typing import List
 import pytest
 
 from consensus import ConfigError
-from consensus.detector import HeartbeatTimeoutDetector, PeerHealth, PhiAccrualDetector
+from consensus.runtime import HeartbeatTimeoutDetector, PeerHealth, PhiAccrualDetector
 
 
 def expected_phi(elapsed: float, intervals: List[float], *, floor: float = 0.01, pause: float = 0.0) -> float:

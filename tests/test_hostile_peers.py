@@ -18,8 +18,8 @@ from typing import Any, Dict, List
 import pytest
 
 from consensus import raft
-from consensus.client import KVClient
-from consensus.launcher import ProcessCluster
+from consensus.service import KVClient
+from consensus.testing import ProcessCluster
 from consensus.transport import handshake
 from consensus.transport.base import PROTOCOL_IDS
 from consensus.transport.tcp import _crc32c

@@ -13,7 +13,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 import consensus
 from consensus import raft
-from consensus.local import LocalCluster
+from consensus.testing import LocalCluster
 
 NODES = [1, 2, 3]
 

@@ -15,7 +15,7 @@ import pytest
 import consensus
 from consensus import raft
 from consensus.errors import BusyError, LeadershipLostError, NodeStoppedError
-from consensus.node import BlockingNode, MemberAddress, Node, NodeOptions
+from consensus.runtime import BlockingNode, MemberAddress, Node, NodeOptions
 from consensus.transport import MemoryNetwork
 
 from support import Journal, eventually, run

@@ -13,14 +13,9 @@ import pytest
 from consensus import raft
 from consensus._core import ConfigError, ProtocolError
 from consensus.errors import NodeStoppedError
-from consensus.node import Node
-from consensus.node import (
-    ENVELOPE_STAMPED_COMMAND,
-    ENVELOPE_SYSTEM,
-    INBOX_FRAMES_PER_PEER_MAX,
-    INBOX_FRAMES_PER_TURN,
-    REFUSALS_BEFORE_DISCONNECT,
-)
+from consensus.runtime import Node
+from consensus.runtime._envelope import ENVELOPE_STAMPED_COMMAND, ENVELOPE_SYSTEM
+from consensus.runtime._inbox import INBOX_FRAMES_PER_PEER_MAX, INBOX_FRAMES_PER_TURN, REFUSALS_BEFORE_DISCONNECT
 
 from support import Journal, eventually, run
 from test_node import Cluster

@@ -11,7 +11,7 @@ import pytest
 
 import consensus
 from consensus import paxos
-from consensus.node import Node, NodeOptions
+from consensus.runtime import Node, NodeOptions
 from consensus.transport import MemoryNetwork
 
 from support import Journal, eventually, run

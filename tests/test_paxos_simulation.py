@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from consensus import sim
-from consensus.cli import main
+from consensus.service import main
 
 #: The issue's floor: at least 2,000 seeds of 5-node Multi-Paxos with every fault on in `make test`.
 PAXOS_SEEDS = 2000

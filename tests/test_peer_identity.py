@@ -332,8 +332,8 @@ def test_a_disconnect_from_inside_deliver_stops_delivery_of_that_connections_rem
 @pytest.mark.integration
 def test_a_process_cluster_refuses_node_2s_certificate_claiming_id_3_and_keeps_serving(tmp_path: Path) -> None:
     """Issue 9's peer-identity process test: three `consensus serve` processes with [tls]."""
-    from consensus.client import KVClient
-    from consensus.launcher import ProcessCluster
+    from consensus.service import KVClient
+    from consensus.testing import ProcessCluster
 
     ca_path, leaves = issue_cluster(tmp_path, ProcessCluster.cluster_id, (1, 2, 3))
     tls = {"cert": str(tmp_path / "node{id}.pem"), "key": str(tmp_path / "node{id}.key"), "ca": ca_path}

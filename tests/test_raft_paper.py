@@ -14,7 +14,7 @@ from typing import List, Sequence
 import pytest
 
 from consensus import Role, raft
-from consensus.local import LocalCluster, Member
+from consensus.testing import LocalCluster, Member
 
 MT = raft.MessageType
 ELECTION_TICK = 10

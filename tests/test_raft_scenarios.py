@@ -11,7 +11,7 @@ from typing import List, Sequence, Tuple
 import pytest
 
 from consensus import NotLeaderError, ProposalDroppedError, Role, raft
-from consensus.local import LocalCluster, Member
+from consensus.testing import LocalCluster, Member
 
 MT = raft.MessageType
 ELECTION_TICK = 10

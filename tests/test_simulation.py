@@ -10,7 +10,7 @@ import pytest
 
 import consensus
 from consensus import sim
-from consensus.cli import main
+from consensus.service import main
 
 #: The issue's floor: at least 2,000 seeds of 5-node Raft with every fault on in `make test`.
 RAFT_SEEDS = 2000

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consensus import StorageError
-from consensus.statemachine import (
+from consensus.statemachines import (
     CLOCK_MS_MAX,
     SESSION_SWEEP_MAX,
     CommandRejectedError,
@@ -883,7 +883,7 @@ def serve_kv(kv: KVStore, scenario: Callable[[LeaderStub, str], Any]) -> None:
     """Run `scenario(stub, base_url)` against an in-process KV service over `kv`."""
     from aiohttp.test_utils import TestServer
 
-    from consensus.kv import KVService
+    from consensus.service import KVService
 
     async def main() -> None:
         stub = LeaderStub(kv)
@@ -945,7 +945,7 @@ def test_http_opening_a_session_at_the_cap_succeeds_and_the_evicted_session_gets
 
 
 def test_kv_client_opens_sessions_lazily_and_one_per_request_in_flight() -> None:
-    from consensus.client import KVClient
+    from consensus.service import KVClient
 
     kv = KVStore()
 
@@ -964,7 +964,7 @@ def test_kv_client_opens_sessions_lazily_and_one_per_request_in_flight() -> None
 def test_kv_client_resends_in_a_new_session_only_when_every_earlier_answer_was_definite() -> None:
     """A write whose session expired (or was evicted) before it arrived was not applied: the
     client carries it in a new session, and it is applied exactly once."""
-    from consensus.client import KVClient
+    from consensus.service import KVClient
 
     kv = KVStore(session_ttl_ms=60_000)
 
@@ -980,7 +980,7 @@ def test_kv_client_resends_in_a_new_session_only_when_every_earlier_answer_was_d
 
 
 def test_session_expired_after_an_indeterminate_attempt_says_the_write_may_have_been_applied() -> None:
-    from consensus.client import KVClient, SessionExpiredError
+    from consensus.service import KVClient, SessionExpiredError
 
     kv = KVStore(session_ttl_ms=60_000)
 
@@ -997,8 +997,8 @@ def test_session_expired_after_an_indeterminate_attempt_says_the_write_may_have_
 
 
 def test_kv_client_renews_a_session_idle_for_half_its_lifetime(monkeypatch: pytest.MonkeyPatch) -> None:
-    import consensus.client as client_module
-    from consensus.client import KVClient
+    import consensus.service._client as client_module
+    from consensus.service import KVClient
 
     kv = KVStore(session_ttl_ms=60_000)
     now = [100.0]

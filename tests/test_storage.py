@@ -12,7 +12,7 @@ import pytest
 
 import consensus
 from consensus import paxos, raft
-from consensus.local import LocalCluster
+from consensus.testing import LocalCluster
 
 
 def wal_segments(data_dir: Path) -> List[Path]:

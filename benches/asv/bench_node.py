@@ -15,8 +15,7 @@ import tempfile
 import time
 
 try:
-    from consensus import KVStore, raft
-    from consensus.node import Node, NodeOptions
+    from consensus import KVStore, Node, NodeOptions, raft
     from consensus.transport import MemoryNetwork
 except ImportError:  # a commit from before the runtime
     Node = None

@@ -2,7 +2,7 @@
 
 PySyncObj has no client protocol: its load runs inside the leader's process (pysyncobj_bench.py). The
 like-for-like `consensus` run does the same: members 2 and 3 are `consensus serve` processes, member 1
-runs in this process (`consensus.server.build_node`, the same assembly `serve` uses: file WAL with
+runs in this process (`consensus.service._server.build_node`, the same assembly `serve` uses: file WAL with
 fsync "always", TCP transport, failure detectors, KVStore), is made the leader, and the load calls
 `await kv.put(key, value)` (`consensus.Node.propose` under the hood) from N coroutines on the node's
 own event loop: no HTTP, no client hop, one write in flight per client, fsync on.
@@ -32,7 +32,7 @@ class EmbeddedConsensusCluster:
     size = 3
 
     def __init__(self, workdir: Path, **extra_settings: Any) -> None:
-        from consensus.launcher import ProcessCluster
+        from consensus.testing import ProcessCluster
 
         settings = {
             "tick_ms": TICK_MS,
@@ -70,9 +70,9 @@ class EmbeddedConsensusCluster:
             ) from exc
 
     async def _start_leader(self) -> None:
-        from consensus.client import KVClient
+        from consensus.service import KVClient
         from consensus.config import load_config
-        from consensus.server import build_node
+        from consensus.service._server import build_node
 
         cfg = load_config(self.processes.nodes[1].config_path)
         self.node, self.kv = build_node(cfg)

@@ -1,5 +1,7 @@
 """``python -m consensus``: the command-line interface."""
 
-from consensus.cli import main
+from consensus.service import main
+
+__all__: list[str] = []
 
 raise SystemExit(main())

@@ -23,7 +23,9 @@ import sys
 from dataclasses import dataclass, field, fields
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
+from consensus import defaults, protocols
 from consensus._core import ConfigError
+from consensus.errors import config_error
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -43,11 +45,12 @@ __all__ = [
     "load_config",
     "parse_config",
     "parse_address",
+    "toml_value",
 ]
 
 ENV_PREFIX = "CONSENSUS_"
-#: The protocols this version runs (Zab is refused until its core lands).
-PROTOCOLS = ("raft", "paxos")
+#: The protocols this version runs (the registry's, `consensus.protocols.PROTOCOLS`).
+PROTOCOLS = tuple(protocols.PROTOCOLS)
 FSYNC_MODES = ("always", "batch", "never")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 #: How a node starts on an EMPTY data_dir (like etcd's initial-cluster-state): "new" bootstraps a new
@@ -56,7 +59,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 INITIAL_STATES = ("new", "existing")
 #: A config file larger than this is refused before parsing.
 CONFIG_FILE_BYTES_MAX = 1 << 20
-CLUSTER_ID_BYTES_MAX = 255
+CLUSTER_ID_BYTES_MAX = defaults.CLUSTER_ID_BYTES_MAX
 MEMBERS_MAX = 1024
 
 #: Inclusive bounds of the integer fields.
@@ -90,9 +93,7 @@ _HOSTNAME = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,252})$")
 
 def _fail(field: str, reason: str, source: str = "") -> ConfigError:
     where = f" ({source})" if source else ""
-    err = ConfigError(f"{field}: {reason}{where}")
-    err.field = field
-    return err
+    return config_error(field, f"{reason}{where}")
 
 
 def parse_address(text: object, field: str = "address", *, allow_port_zero: bool = False) -> Tuple[str, int]:
@@ -183,24 +184,24 @@ class NodeConfig:
     cluster_id: str
     members: Tuple[Member, ...]
     protocol: str = "raft"
-    tick_ms: int = 10
-    election_ticks: int = 10
-    heartbeat_ticks: int = 1
+    tick_ms: int = defaults.TICK_MS
+    election_ticks: int = defaults.ELECTION_TICKS
+    heartbeat_ticks: int = defaults.HEARTBEAT_TICKS
     fsync: str = "always"
-    request_timeout_ms: int = 5000
+    request_timeout_ms: int = defaults.REQUEST_TIMEOUT_MS
     forward: bool = True
     peer_listen: Optional[str] = None
     client_listen: Optional[str] = None
     tls: Optional[TlsConfig] = None
     max_value_bytes: int = 1 << 20
-    max_frame_bytes: int = 64 << 20
+    max_frame_bytes: int = defaults.FRAME_BYTES_MAX
     send_queue_frames: int = 4096
-    max_pending_requests: int = 10_000
+    max_pending_requests: int = defaults.MAX_PENDING_REQUESTS
     #: Take a snapshot every N applied entries (0: never).
-    snapshot_entries: int = 100_000
+    snapshot_entries: int = defaults.SNAPSHOT_ENTRIES
     pre_vote: bool = True
     check_quorum: bool = True
-    phi_threshold: float = 8.0
+    phi_threshold: float = defaults.PHI_THRESHOLD
     log_level: str = "info"
     #: "new" | "existing": what an empty data_dir means (INITIAL_STATES).
     initial_state: str = "new"
@@ -666,7 +667,8 @@ def _toml_string(text: str) -> str:
     return "".join(out)
 
 
-def _toml_value(value: object) -> str:
+def toml_value(value: object) -> str:
+    """`value` (bool, int, float or str) as a TOML value."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
@@ -684,12 +686,12 @@ def dump_config(cfg: NodeConfig) -> str:
     for name in SCALAR_FIELDS:
         value = getattr(cfg, name)
         if value is not None:
-            lines.append(f"{name} = {_toml_value(value)}")
+            lines.append(f"{name} = {toml_value(value)}")
     for member in cfg.members:
         lines.append("")
         lines.append("[[members]]")
         for name in _MEMBER_FIELDS:
-            lines.append(f"{name} = {_toml_value(getattr(member, name))}")
+            lines.append(f"{name} = {toml_value(getattr(member, name))}")
     tables = (("tls", cfg.tls, _TLS_FIELDS), ("client_tls", cfg.client_tls, _CLIENT_TLS_FIELDS), ("auth", cfg.auth, _AUTH_FIELDS))
     for table, value, names in tables:
         if value is None:
@@ -698,7 +700,7 @@ def dump_config(cfg: NodeConfig) -> str:
         lines.append(f"[{table}]")
         for name in names:
             if getattr(value, name) is not None:
-                lines.append(f"{name} = {_toml_value(getattr(value, name))}")
+                lines.append(f"{name} = {toml_value(getattr(value, name))}")
     return "\n".join(lines) + "\n"
 
 

@@ -1,12 +1,15 @@
-"""Errors of the runtime, beside the core's (`consensus.ConsensusError` and its subclasses).
+"""Errors of the runtime, beside the core's (`consensus.ConsensusError` and its subclasses), and the
+one place the Python side builds a core error with its typed attribute.
 
-Each carries `indeterminate`: true when the operation may or may not have taken effect (the client
-cannot know without reading), false when it certainly did not.
+Each runtime error carries `indeterminate`: true when the operation may or may not have taken effect
+(the client cannot know without reading), false when it certainly did not. Callers branch on the
+type and on the typed attribute (`NotLeaderError.leader_hint`, `ProposalDroppedError.reason`,
+`ConfigError.field`, `StorageError.kind`), never on the message text.
 """
 
 from __future__ import annotations
 
-from consensus._core import ConsensusError, NotLeaderError, ProposalDroppedError
+from consensus._core import ConfigError, ConsensusError, NotLeaderError, ProposalDroppedError, StorageError
 
 
 class LeadershipLostError(ConsensusError):
@@ -38,6 +41,10 @@ class NodeStoppedError(ConsensusError):
         self.indeterminate = indeterminate
 
 
+# The core's exceptions take their typed attribute after construction today; these helpers are the
+# only places that set one, so they switch to keyword constructors in one edit.
+
+
 def not_leader(leader_hint: int) -> NotLeaderError:
     """A `NotLeaderError` carrying the leader this node knows (0: unknown)."""
     err = NotLeaderError(f"not the leader (leader hint: {leader_hint})")
@@ -45,4 +52,34 @@ def not_leader(leader_hint: int) -> NotLeaderError:
     return err
 
 
-__all__ = ["BusyError", "LeadershipLostError", "NodeStoppedError", "RequestTimeoutError", "not_leader"]
+def config_error(field: str, reason: str) -> ConfigError:
+    """A `ConfigError` whose message and `.field` name the offending setting or argument."""
+    err = ConfigError(f"{field}: {reason}")
+    err.field = field
+    return err
+
+
+def proposal_dropped(reason: str, message: str) -> ProposalDroppedError:
+    """A `ProposalDroppedError` with its `reason` code: nothing was proposed; retry."""
+    err = ProposalDroppedError(message)
+    err.reason = reason
+    return err
+
+
+def storage_error(kind: str, message: str) -> StorageError:
+    """A `StorageError` of `kind` ("corrupt", "io", "compacted", ...)."""
+    err = StorageError(message)
+    err.kind = kind
+    return err
+
+
+__all__ = [
+    "BusyError",
+    "LeadershipLostError",
+    "NodeStoppedError",
+    "RequestTimeoutError",
+    "config_error",
+    "not_leader",
+    "proposal_dropped",
+    "storage_error",
+]

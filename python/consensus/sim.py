@@ -148,3 +148,14 @@ def simulate_many(
         out.write(str(report) + "\n")
         out.write(f"reproduce: python -m consensus simulate --protocol {protocol} --seeds {report.seed} --nodes {nodes}\n")
     return 0 if summary.ok else 1
+
+
+__all__ = [
+    "CHUNK_SEEDS",
+    "Faults",
+    "Report",
+    "Summary",
+    "run",
+    "run_many",
+    "simulate_many",
+]

@@ -65,3 +65,11 @@ async def accept_forever(
             continue
         accepted.setblocking(False)
         on_accepted(accepted)
+
+
+__all__ = [
+    "ACCEPT_RETRY_SECONDS",
+    "LISTEN_BACKLOG",
+    "accept_forever",
+    "open_listeners",
+]

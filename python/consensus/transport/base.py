@@ -13,7 +13,9 @@ import math
 from collections import deque
 from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Set
 
-from consensus._core import ConfigError, DecodeError
+from consensus import defaults, protocols
+from consensus._core import DecodeError
+from consensus.errors import config_error
 from consensus.config import parse_address
 from consensus.transport.handshake import GREETING_FLAGS_KNOWN
 
@@ -22,16 +24,16 @@ logger = logging.getLogger("consensus.transport")
 #: Every frame is at least this long: a 7-byte header and a 4-byte CRC32C (wire-format.md §2).
 FRAME_BYTES_MIN = 11
 #: The largest frame a receiver accepts unless configured otherwise (wire-format.md §3).
-FRAME_BYTES_MAX_DEFAULT = 64 * 1024 * 1024
+FRAME_BYTES_MAX_DEFAULT = defaults.FRAME_BYTES_MAX
 #: The largest value of the u32 length field.
 FRAME_BYTES_LIMIT = 0xFFFF_FFFF
 #: Node ids travel as u64; 0 means "none" throughout the project.
-NODE_ID_MAX = 0xFFFF_FFFF_FFFF_FFFF
+NODE_ID_MAX = defaults.NODE_ID_MAX
 
 #: Called for every frame received from an authenticated peer: ``deliver(peer_id, frame)``.
 Deliver = Callable[[int, bytes], None]
 
-PROTOCOL_IDS: Dict[str, int] = {"raft": 1, "paxos": 2, "zab": 3}
+PROTOCOL_IDS: Dict[str, int] = protocols.protocol_ids()
 
 
 def no_greeting_flags(peer_id: int) -> int:
@@ -41,13 +43,6 @@ def no_greeting_flags(peer_id: int) -> int:
 
 def ignore_greeting(peer_id: int, flags: int) -> None:
     """The default `Transport.on_greeting`."""
-
-
-def config_error(field: str, reason: str) -> ConfigError:
-    """A `ConfigError` whose message and `.field` name the offending argument."""
-    error = ConfigError(f"{field}: {reason}")
-    error.field = field
-    return error
 
 
 def check_node_id(field: str, value: object) -> int:
@@ -280,3 +275,27 @@ def deliver_frame(deliver: Deliver, peer_id: int, frame: bytes) -> bool:
     except Exception:  # noqa: BLE001 - a bug in the caller must not kill the transport
         logger.exception("deliver() failed for a frame from peer %d", peer_id)
     return True
+
+
+__all__ = [
+    "FRAME_BYTES_LIMIT",
+    "FRAME_BYTES_MAX_DEFAULT",
+    "FRAME_BYTES_MIN",
+    "NODE_ID_MAX",
+    "PROTOCOL_IDS",
+    "Deliver",
+    "PeerStats",
+    "SendQueue",
+    "Transport",
+    "check_frame",
+    "check_node_id",
+    "check_peers",
+    "check_positive_int",
+    "check_positive_seconds",
+    "deliver_frame",
+    "format_address",
+    "greeting_flags_for",
+    "ignore_greeting",
+    "no_greeting_flags",
+    "report_greeting",
+]

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Set, Union
 from urllib.parse import quote
 
+from consensus import defaults
+
 MAGIC = b"CNSP"
 #: 2 added the greeting flags byte (docs/wire-format.md §9.1); a version-1 node is refused with
 #: REASON_VERSION rather than misread, so moving a cluster to it takes a full restart.
@@ -21,7 +23,7 @@ KIND_HELLO = 1
 KIND_WELCOME = 2
 KIND_REFUSED = 3
 
-CLUSTER_ID_BYTES_MAX = 255
+CLUSTER_ID_BYTES_MAX = defaults.CLUSTER_ID_BYTES_MAX
 REASON_BYTES_MAX = 255
 #: HELLO and WELCOME body: protocol u8, sender u64, receiver u64, flags u8, cluster id length u8,
 #: cluster id.
@@ -204,3 +206,44 @@ def decode(message: Union[bytes, bytearray]) -> Union[Greeting, Refusal]:
         cluster_id=cluster_id,
         flags=body[17] & GREETING_FLAGS_KNOWN,
     )
+
+
+__all__ = [
+    "BODY_BYTES_MAX",
+    "CLUSTER_ID_BYTES_MAX",
+    "GREETING_FIXED_BYTES",
+    "GREETING_FLAGS_KNOWN",
+    "GREETING_HAS_STATE",
+    "GREETING_REMEMBERS_RECEIVER",
+    "HEADER_BYTES",
+    "KIND_HELLO",
+    "KIND_REFUSED",
+    "KIND_WELCOME",
+    "MAGIC",
+    "MESSAGE_BYTES_MAX",
+    "REASON_BAD_MAGIC",
+    "REASON_BUSY",
+    "REASON_BYTES_MAX",
+    "REASON_CLUSTER",
+    "REASON_IDENTITY",
+    "REASON_MALFORMED",
+    "REASON_NAMES",
+    "REASON_PROTOCOL",
+    "REASON_UNKNOWN_SENDER",
+    "REASON_VERSION",
+    "REASON_WRONG_DIRECTION",
+    "REASON_WRONG_RECEIVER",
+    "REFUSAL_FIXED_BYTES",
+    "TRANSPORT_VERSION",
+    "Greeting",
+    "HandshakeError",
+    "Refusal",
+    "certificate_node_ids",
+    "decode",
+    "encode_greeting",
+    "encode_hello",
+    "encode_refused",
+    "encode_welcome",
+    "identity_uri",
+    "message_length",
+]

@@ -9,6 +9,8 @@ import math
 import random
 from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Set
 
+from consensus import defaults
+from consensus.errors import config_error
 from consensus.transport.base import (
     FRAME_BYTES_LIMIT,
     FRAME_BYTES_MAX_DEFAULT,
@@ -21,7 +23,6 @@ from consensus.transport.base import (
     check_node_id,
     check_peers,
     check_positive_int,
-    config_error,
     deliver_frame,
     greeting_flags_for,
     report_greeting,
@@ -42,7 +43,7 @@ class MemoryNetwork:
         drop_rate: float = 0.0,
         max_frame_bytes: int = FRAME_BYTES_MAX_DEFAULT,
         queue_frames: int = 4096,
-        queue_bytes: int = 64 * 1024 * 1024,
+        queue_bytes: int = defaults.SEND_QUEUE_BYTES,
     ) -> None:
         self.random = random.Random(seed)
         self.drop_rate = drop_rate

@@ -16,6 +16,8 @@ import socket
 import ssl
 from typing import Any, Dict, List, Mapping, Optional, Set, Tuple, Union
 
+from consensus import defaults
+from consensus.errors import config_error
 from consensus.transport import accept, handshake
 from consensus.transport.base import (
     FRAME_BYTES_LIMIT,
@@ -31,7 +33,6 @@ from consensus.transport.base import (
     check_peers,
     check_positive_int,
     check_positive_seconds,
-    config_error,
     deliver_frame,
     format_address,
     greeting_flags_for,
@@ -452,7 +453,7 @@ class TcpTransport(Transport):
         ssl_client: Optional[ssl.SSLContext] = None,
         max_frame_bytes: int = FRAME_BYTES_MAX_DEFAULT,
         queue_frames: int = 4096,
-        queue_bytes: int = 64 * 1024 * 1024,
+        queue_bytes: int = defaults.SEND_QUEUE_BYTES,
         connect_timeout: float = 1.0,
         backoff_initial: float = 0.05,
         backoff_max: float = 1.0,

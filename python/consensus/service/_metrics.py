@@ -127,3 +127,11 @@ class NodeMetrics:
     def render(self, node: Any) -> bytes:
         self.refresh(node)
         return generate_latest(self.registry)
+
+
+__all__ = [
+    "CONTENT_TYPE",
+    "LATENCY_BUCKETS",
+    "ROLES",
+    "NodeMetrics",
+]

@@ -1,7 +1,12 @@
-"""The main job (`make run`, `consensus demo`): three node processes on loopback, data in a
-temporary directory. Writes keys through the HTTP API, kills the leader with SIGKILL, measures the
-failover, keeps writing, restarts the old leader and watches it catch up, then checks that every
-acknowledged write is on every node. Exits non-zero if anything acknowledged is missing.
+"""The main job (`make run`, `consensus demo`), in two variants.
+
+`run_demo`: three node processes on loopback, data in a temporary directory. Writes keys through
+the HTTP API, kills the leader with SIGKILL, measures the failover, keeps writing, restarts the old
+leader and watches it catch up, then checks that every acknowledged write is on every node. Exits
+non-zero if anything acknowledged is missing.
+
+`run_in_process_demo` (``consensus demo --in-process``): the same story with three Raft cores in
+one process (Rust core, Python Ready loop), no sockets and no disk.
 """
 
 from __future__ import annotations
@@ -11,9 +16,9 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional
 
-from consensus import protocols
-from consensus.client import KVClient
-from consensus.launcher import ProcessCluster
+from consensus import protocols, raft
+from consensus.service._client import KVClient
+from consensus.testing._clusters import LocalCluster, ProcessCluster
 
 Out = Callable[[str], None]
 
@@ -172,3 +177,90 @@ def run_demo(*, writes: int = 500, protocol: str = "raft", out: Out = print) -> 
             for node_id in cluster.nodes:
                 out(f"--- node {node_id} log (last lines)\n{cluster.log_tail(node_id)}")
             return 1
+
+
+def _status_line(cluster: LocalCluster) -> str:
+    parts = []
+    for member in cluster.members.values():
+        node = member.node
+        if node is None:
+            parts.append(f"n{member.id}: down")
+        else:
+            parts.append(f"n{member.id}: {node.role.label:<9} term={node.term} commit={node.commit_index}")
+    return " | ".join(parts)
+
+
+def run_in_process_demo(writes: int = 1000, out: Out = print) -> int:
+    """Runs the scenario; returns 0 when every acknowledged write is on every node."""
+    cluster = LocalCluster(3, configure=lambda node_id: raft.Config(election_tick=10, heartbeat_tick=1, seed=7))
+    acknowledged: List[bytes] = []
+
+    out("== consensus demo: 3 Raft nodes in one process (Rust core, Python Ready loop)")
+    ticks = 0
+    while cluster.leader() is None:
+        cluster.tick()
+        ticks += 1
+    first_leader = cluster.wait_for_leader()
+    out(f"-- elected node {first_leader} after {ticks} ticks")
+    out("   " + _status_line(cluster))
+
+    def write_batch(start: int, count: int) -> None:
+        leader = cluster.wait_for_leader()
+        node = cluster.node(leader)
+        batch = [f"key-{i}=value-{i}".encode() for i in range(start, start + count)]
+        node.propose_many(batch)
+        cluster.stabilize()
+        # Acknowledge only what the leader has applied (committed on a quorum).
+        applied = set(cluster.applied_data(leader))
+        acknowledged.extend(b for b in batch if b in applied)
+
+    started = time.perf_counter()
+    for start in range(0, writes, 100):
+        write_batch(start, 100)
+    elapsed = time.perf_counter() - started
+    out(f"-- committed {len(acknowledged)} writes through node {first_leader} in {elapsed * 1000:.1f} ms")
+    out("   " + _status_line(cluster))
+
+    out(f"-- crashing the leader, node {first_leader}")
+    cluster.crash(first_leader)
+    failover_ticks = 0
+    while True:
+        cluster.tick()
+        failover_ticks += 1
+        leader = cluster.leader()
+        if leader is not None and leader != first_leader:
+            break
+        if failover_ticks > 500:
+            out("!! no new leader after 500 ticks")
+            return 1
+    new_leader = cluster.wait_for_leader()
+    election_tick = cluster.node(new_leader).config.election_tick
+    out(
+        f"-- node {new_leader} took over after {failover_ticks} ticks "
+        f"({failover_ticks / election_tick:.1f} election timeouts)"
+    )
+    out("   " + _status_line(cluster))
+
+    for start in range(writes, writes + writes // 2, 100):
+        write_batch(start, 100)
+    out(f"-- kept writing: {len(acknowledged)} acknowledged writes in total")
+
+    out(f"-- restarting node {first_leader} from its storage")
+    cluster.restart(first_leader)
+    cluster.tick(30)
+    out("   " + _status_line(cluster))
+
+    missing = 0
+    for member in cluster.members.values():
+        applied = set(cluster.applied_data(member.id))
+        lost = [w for w in acknowledged if w not in applied]
+        missing += len(lost)
+        out(f"   node {member.id}: {len(applied)} writes applied, {len(lost)} acknowledged writes missing")
+    if missing:
+        out(f"!! {missing} acknowledged writes missing")
+        return 1
+    out("== every acknowledged write is on every node")
+    return 0
+
+
+__all__ = ["run_demo", "run_in_process_demo"]

@@ -28,14 +28,14 @@ from typing import Callable, List, Optional, Set, Tuple
 
 from aiohttp import web
 
-from consensus import protocols
-from consensus._core import ConfigError
+from consensus import defaults, protocols
+from consensus.errors import config_error
 from consensus.config import ClientTlsConfig, NodeConfig
-from consensus.datadir import DataDirectory, storage_is_empty
-from consensus.detector import PeerHealth
-from consensus.kv import KVService
-from consensus.node import MemberAddress, Node, NodeOptions
-from consensus.statemachine import KVStore
+from consensus.runtime._datadir import DataDirectory, storage_is_empty
+from consensus.runtime._health import PeerHealth
+from consensus.service._http import KVService
+from consensus.runtime._node import MemberAddress, Node, NodeOptions
+from consensus.statemachines._kvstore import KVStore
 from consensus.transport import TcpTransport, accept, tls_contexts
 from consensus.transport.tcp import PENDING_HANDSHAKES_MAX
 
@@ -64,12 +64,6 @@ BUSY_RESPONSE = (
 DESCRIPTOR_MARGIN = 256
 
 
-def _config_error(field: str, message: str) -> ConfigError:
-    err = ConfigError(f"{field}: {message}")
-    err.field = field
-    return err
-
-
 def client_tls_contexts(client_tls: ClientTlsConfig) -> Tuple[ssl.SSLContext, ssl.SSLContext]:
     """(server context of the client API, client context that forwarding to the leader dials
     with): TLS 1.2 or later; with `ca`, client certificates signed by it are required, forwarding
@@ -82,13 +76,13 @@ def client_tls_contexts(client_tls: ClientTlsConfig) -> Tuple[ssl.SSLContext, ss
     try:
         server.load_cert_chain(client_tls.cert, client_tls.key)
     except (ssl.SSLError, OSError) as exc:
-        raise _config_error("client_tls.cert", f"cannot load the certificate and key: {exc}") from None
+        raise config_error("client_tls.cert", f"cannot load the certificate and key: {exc}") from None
     if client_tls.ca is not None:
         try:
             server.load_verify_locations(cafile=client_tls.ca)
             forward.load_verify_locations(cafile=client_tls.ca)
         except (ssl.SSLError, OSError) as exc:
-            raise _config_error("client_tls.ca", f"cannot load the CA: {exc}") from None
+            raise config_error("client_tls.ca", f"cannot load the CA: {exc}") from None
         server.verify_mode = ssl.CERT_REQUIRED
         forward.load_cert_chain(client_tls.cert, client_tls.key)
     return server, forward
@@ -312,7 +306,7 @@ def node_options(cfg: NodeConfig) -> NodeOptions:
         snapshot_entries=cfg.snapshot_entries,
         phi_threshold=cfg.phi_threshold,
         # A value of max_value_bytes plus its key, request id and envelope always fits an entry.
-        max_entry_bytes=max(8 << 20, cfg.max_value_bytes + (64 << 10)),
+        max_entry_bytes=max(defaults.MAX_ENTRY_BYTES, cfg.max_value_bytes + (64 << 10)),
     )
 
 
@@ -539,7 +533,7 @@ def check_descriptor_budget(cfg: NodeConfig) -> NodeConfig:
             limit, limit - others, default,
         )
         return dataclasses.replace(cfg, client_connections_max=limit - others)
-    raise _config_error(
+    raise config_error(
         "client_connections_max",
         f"{cfg.client_connections_max} client connections need {needed} file descriptors with the "
         f"{others} the node needs besides ({PENDING_HANDSHAKES_MAX} pending peer handshakes, "
@@ -564,3 +558,30 @@ def run(cfg: NodeConfig, *, join: bool = False) -> int:
         return asyncio.run(serve(cfg, join=join))
     log.info("event loop: uvloop %s", uvloop.__version__)
     return uvloop.run(serve(cfg, join=join))
+
+
+__all__ = [
+    "BUSY_RESPONSE",
+    "CLIENT_CONNECTIONS_MIN",
+    "CLIENT_TLS_HANDSHAKE_SECONDS",
+    "DESCRIPTOR_MARGIN",
+    "EXIT_FATAL",
+    "EXIT_OK",
+    "ClientSite",
+    "ConnectionGate",
+    "build_node",
+    "build_service",
+    "check_descriptor_budget",
+    "client_port_warnings",
+    "client_runner",
+    "client_tls_contexts",
+    "descriptors_needed",
+    "node_options",
+    "open_data_dir",
+    "raise_descriptor_limit",
+    "run",
+    "serve",
+    "split_address",
+    "start_node",
+    "storage_path",
+]

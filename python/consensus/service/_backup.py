@@ -19,7 +19,7 @@ import struct
 from dataclasses import dataclass
 from typing import Sequence, Tuple
 
-from consensus._core import StorageError
+from consensus.errors import storage_error
 
 MAGIC = b"CNSBKUP1"
 DIGEST_BYTES = 32
@@ -50,19 +50,29 @@ def encode(*, index: int, term: int, cluster_voters: Sequence[int], state: bytes
 
 def decode(blob: bytes) -> Backup:
     if len(blob) < len(MAGIC) + 20 + 8 + DIGEST_BYTES or blob[: len(MAGIC)] != MAGIC:
-        raise StorageError("not a consensus backup file (bad magic or too short)")
+        raise storage_error("corrupt", "not a consensus backup file (bad magic or too short)")
     body, digest = blob[:-DIGEST_BYTES], blob[-DIGEST_BYTES:]
     if hashlib.sha256(body).digest() != digest:
-        raise StorageError("backup file is damaged: SHA-256 mismatch")
+        raise storage_error("corrupt", "backup file is damaged: SHA-256 mismatch")
     offset = len(MAGIC)
     index, term, count = struct.unpack_from("<QQI", body, offset)
     offset += 20
     if count > VOTERS_MAX or offset + 8 * count + 8 > len(body):
-        raise StorageError("backup file is damaged: voter list out of bounds")
+        raise storage_error("corrupt", "backup file is damaged: voter list out of bounds")
     voters = struct.unpack_from(f"<{count}Q", body, offset)
     offset += 8 * count
     (length,) = struct.unpack_from("<Q", body, offset)
     offset += 8
     if offset + length != len(body):
-        raise StorageError("backup file is damaged: state length does not match the file")
+        raise storage_error("corrupt", "backup file is damaged: state length does not match the file")
     return Backup(index=index, term=term, voters=tuple(voters), state=bytes(body[offset:]))
+
+
+__all__ = [
+    "DIGEST_BYTES",
+    "MAGIC",
+    "VOTERS_MAX",
+    "Backup",
+    "decode",
+    "encode",
+]

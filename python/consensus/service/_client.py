@@ -280,3 +280,13 @@ class KVClient:
             if loop.time() >= deadline:
                 raise TimeoutError(f"no leader among {self.urls} after {timeout} s")
             await asyncio.sleep(0.05)
+
+
+__all__ = [
+    "RETRYABLE_CODES",
+    "ClientError",
+    "KVClient",
+    "SessionExpiredError",
+    "key_path",
+    "tls_context",
+]

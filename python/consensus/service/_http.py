@@ -38,15 +38,18 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
-from consensus import auth, snapshotfile
+from consensus import defaults
+from consensus.service import _auth as auth
+from consensus.service import _backup as snapshotfile
 from consensus.config import ROLES, parse_address
 from consensus._core import ConfigError, ConsensusError, NotLeaderError, ProposalDroppedError
 from consensus.errors import BusyError, LeadershipLostError, NodeStoppedError, RequestTimeoutError
-from consensus.metrics import CONTENT_TYPE, NodeMetrics
-from consensus.statemachine import KVStore, parse_request_id
+from consensus.service._metrics import CONTENT_TYPE, NodeMetrics
+from consensus.statemachines._kvstore import KVStore
+from consensus.statemachines._sessions import parse_request_id
 
 #: Node ids are unsigned 64-bit numbers in the cores; 0 means "none".
-MEMBER_ID_MAX = (1 << 64) - 1
+MEMBER_ID_MAX = defaults.NODE_ID_MAX
 #: How a node id is written in a path: ASCII digits, no sign, no leading zero.
 _CANONICAL_ID = re.compile(r"[1-9][0-9]*", re.ASCII)
 
@@ -577,3 +580,18 @@ class KVService:
     async def take_snapshot(self, _request: web.Request) -> web.StreamResponse:
         index = await self.node.take_snapshot()  # a storage failure stops the node, as in the loop
         return web.json_response({"snapshot_index": index})
+
+
+__all__ = [
+    "FORWARDED_HEADER",
+    "FORWARDED_REQUEST_HEADERS",
+    "KEY_BYTES_MAX",
+    "MEMBER_ID_MAX",
+    "PROMOTE_LAG_MAX",
+    "REQUEST_ID_HEADER",
+    "SNAPSHOT_CHUNK_BYTES",
+    "HttpError",
+    "KVService",
+    "error_response",
+    "key_problem",
+]

@@ -11,7 +11,7 @@ import time
 from collections import deque
 from typing import Deque, Dict, Iterable, List, Optional
 
-from consensus._core import ConfigError
+from consensus.errors import config_error
 
 #: Above this standardized distance the tail is computed from its asymptotic series; `math.erfc`
 #: underflows a little beyond 26.
@@ -23,19 +23,13 @@ _LOG_HALF = math.log(0.5)
 _LOG_SQRT_PI = 0.5 * math.log(math.pi)
 
 
-def _config_error(field: str, reason: str) -> ConfigError:
-    error = ConfigError(f"{field}: {reason}")
-    error.field = field
-    return error
-
-
 def _check_number(field: str, value: object, *, minimum: float, inclusive: bool) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise _config_error(field, f"must be a finite number, got {value!r}")
+        raise config_error(field, f"must be a finite number, got {value!r}")
     number = float(value)
     if number < minimum or (not inclusive and number == minimum):
         bound = ">=" if inclusive else ">"
-        raise _config_error(field, f"must be {bound} {minimum}, got {value!r}")
+        raise config_error(field, f"must be {bound} {minimum}, got {value!r}")
     return number
 
 
@@ -76,7 +70,7 @@ class PhiAccrualDetector:
     ) -> None:
         self.threshold = _check_number("threshold", threshold, minimum=0.0, inclusive=False)
         if isinstance(max_samples, bool) or not isinstance(max_samples, int) or max_samples < 1:
-            raise _config_error("max_samples", f"must be a positive int, got {max_samples!r}")
+            raise config_error("max_samples", f"must be a positive int, got {max_samples!r}")
         self.max_samples = max_samples
         self.min_std_dev = _check_number("min_std_dev", min_std_dev, minimum=0.0, inclusive=False)
         self.acceptable_pause = _check_number("acceptable_pause", acceptable_pause, minimum=0.0, inclusive=True)

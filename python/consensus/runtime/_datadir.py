@@ -29,8 +29,10 @@ import os
 from dataclasses import dataclass, replace
 from typing import Any, Iterable, List, Optional, Sequence, Set, Tuple
 
+from consensus import defaults
 from consensus._core import ConfigError, StorageError
-from consensus.config import INITIAL_STATES
+from consensus.errors import config_error, storage_error
+from consensus.config import INITIAL_STATES, INT_BOUNDS
 from consensus.transport.handshake import GREETING_HAS_STATE, GREETING_REMEMBERS_RECEIVER
 
 log = logging.getLogger("consensus.datadir")
@@ -44,8 +46,9 @@ IDENTITY_FORMAT = 1
 IDENTITY_BYTES_MAX = 256 * 1024
 #: Peers remembered as holding state; past this, more are not recorded (logged once).
 PEERS_WITH_STATE_MAX = 4096
-NODE_ID_MAX = (1 << 63) - 1
-CLUSTER_ID_BYTES_MAX = 255
+#: Node ids as the configuration bounds them (a TOML integer is 64-bit signed).
+NODE_ID_MAX = INT_BOUNDS["id"][1]
+CLUSTER_ID_BYTES_MAX = defaults.CLUSTER_ID_BYTES_MAX
 PROTOCOL_CHARS_MAX = 32
 
 INITIAL_STATE_NEW = "new"
@@ -104,7 +107,8 @@ def encode_identity(identity: Identity) -> bytes:
 
 
 def _damaged(source: str, reason: str) -> StorageError:
-    return StorageError(
+    return storage_error(
+        "corrupt",
         f"{source}: the data directory's identity file is damaged ({reason}); it is never rewritten: "
         "restore it from a copy, or remove the whole data directory and re-add the node"
     )
@@ -197,7 +201,7 @@ def read_identity(data_dir: str) -> Optional[Identity]:
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise StorageError(f"{path}: cannot read the data directory's identity file: {exc.strerror or exc}") from None
+        raise storage_error("io", f"{path}: cannot read the data directory's identity file: {exc.strerror or exc}") from None
     return decode_identity(data, path)
 
 
@@ -225,33 +229,27 @@ def write_identity(data_dir: str, identity: Identity) -> None:
         os.replace(temp, identity_path(data_dir))
         _fsync_directory(data_dir)
     except OSError as exc:
-        raise StorageError(f"{identity_path(data_dir)}: cannot write the identity file: {exc.strerror or exc}") from None
+        raise storage_error("io", f"{identity_path(data_dir)}: cannot write the identity file: {exc.strerror or exc}") from None
 
 
 # ---------------------------------------------------------------------------- decisions
-
-
-def _config_error(field: str, message: str) -> ConfigError:
-    err = ConfigError(f"{field}: {message}")
-    err.field = field
-    return err
 
 
 def check_identity(found: Identity, *, cluster_id: str, node_id: int, protocol: str, data_dir: str) -> None:
     """`ConfigError` naming the field when the directory belongs to another cluster, node or protocol."""
     hint = "point data_dir at this node's own directory, or at an empty one to add it as a new member"
     if found.cluster_id != cluster_id:
-        raise _config_error(
+        raise config_error(
             "cluster_id",
             f"the data directory {data_dir!r} belongs to cluster {found.cluster_id!r}, "
             f"this configuration is for cluster {cluster_id!r}; {hint}",
         )
     if found.node_id != node_id:
-        raise _config_error(
+        raise config_error(
             "id", f"the data directory {data_dir!r} belongs to node {found.node_id}, this is node {node_id}; {hint}"
         )
     if found.protocol != protocol:
-        raise _config_error(
+        raise config_error(
             "protocol",
             f"the data directory {data_dir!r} holds a {found.protocol} node, this configuration runs {protocol}; {hint}",
         )
@@ -259,7 +257,7 @@ def check_identity(found: Identity, *, cluster_id: str, node_id: int, protocol: 
 
 def check_initial_state(initial_state: object) -> str:
     if initial_state not in INITIAL_STATES:
-        raise _config_error("initial_state", f"must be one of {', '.join(INITIAL_STATES)}, got {initial_state!r}")
+        raise config_error("initial_state", f"must be one of {', '.join(INITIAL_STATES)}, got {initial_state!r}")
     return str(initial_state)
 
 
@@ -289,7 +287,7 @@ def plan_start(found: Optional[Identity], storage_empty: bool, initial_state: st
     """
     if found is not None and found.state:
         if storage_empty and initial_state != INITIAL_STATE_EXISTING:
-            raise _config_error(
+            raise config_error(
                 "data_dir",
                 f"node {found.node_id}'s data directory says it held state, but its storage is empty "
                 "(lost or deleted): it has forgotten its votes and what it acknowledged. Remove and re-add "
@@ -311,7 +309,7 @@ def greeting_flags(has_state: bool, peers_with_state: Iterable[int], peer_id: in
 
 def wiped_member_error(node_id: int, remembering: Iterable[int]) -> ConfigError:
     peers = ", ".join(str(p) for p in sorted(remembering))
-    return _config_error(
+    return config_error(
         "initial_state",
         f"node {node_id}'s data directory was wiped or replaced, but peers remember it holding state "
         f"(peer {peers}): remove and re-add it, then start it with initial_state = \"existing\"",

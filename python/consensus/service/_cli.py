@@ -23,6 +23,8 @@ import os
 import sys
 from typing import Any, Dict, List, Optional
 
+from consensus import protocols
+
 
 def _parse_seeds(text: str) -> range:
     """`"0-9999"` or `"42"` to a range of seeds."""
@@ -54,7 +56,7 @@ def _url(text: str) -> str:
 
 def _client(urls: List[str], **kwargs: Any) -> Any:
     """A KVClient for `urls` with the command line's token and TLS settings."""
-    from consensus.client import KVClient, tls_context
+    from consensus.service._client import KVClient, tls_context
 
     context = None
     if _uses_tls():
@@ -107,7 +109,7 @@ def _snapshot_save(url: str, path: str) -> int:
                     raise SystemExit(f"snapshot save: HTTP {resp.status}: {await resp.text()}")
                 return await resp.read()
 
-    from consensus import snapshotfile
+    from consensus.service import _backup as snapshotfile
 
     blob = asyncio.run(fetch())
     backup = snapshotfile.decode(blob)
@@ -118,10 +120,11 @@ def _snapshot_save(url: str, path: str) -> int:
 
 
 def _snapshot_restore(path: str, config_path: str) -> int:
-    from consensus import protocols, snapshotfile
+    from consensus import protocols
+    from consensus.service import _backup as snapshotfile
     from consensus.config import load_config
-    from consensus.datadir import Identity, identity_path, write_identity
-    from consensus.server import storage_path
+    from consensus.runtime._datadir import Identity, identity_path, write_identity
+    from consensus.service._server import storage_path
 
     cfg = load_config(config_path)
     with open(path, "rb") as f:
@@ -198,7 +201,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     demo = commands.add_parser("demo", help="3 node processes through a leader SIGKILL (the main job)")
     demo.add_argument("--writes", type=int, default=500, help="writes before and again after the failover")
-    demo.add_argument("--protocol", default="raft", help="raft or paxos (zab as it lands)")
+    demo.add_argument("--protocol", default="raft", help="the protocol: " + " or ".join(protocols.PROTOCOLS))
     demo.add_argument("--in-process", action="store_true", help="the in-process variant (no sockets, no disk)")
 
     simulate = commands.add_parser("simulate", help="run the deterministic simulator over many seeds")
@@ -215,7 +218,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if _connection["key"] and not _connection["cert"]:
         parser.error("--key needs --cert")
     from consensus._core import ConsensusError
-    from consensus.client import ClientError
+    from consensus.service._client import ClientError
 
     try:
         return _run(args)
@@ -230,7 +233,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     if args.command == "serve":
         from consensus.config import load_config
-        from consensus.server import run
+        from consensus.service._server import run
 
         return run(load_config(args.config), join=args.join)
     if args.command == "status":
@@ -259,7 +262,7 @@ def _run(args: argparse.Namespace) -> int:
         return _snapshot_restore(args.file, args.config)
     if args.command == "demo":
         if args.in_process:
-            from consensus.localdemo import run_demo as run_local
+            from consensus.testing._demo import run_in_process_demo
 
             if args.protocol != "raft":
                 print(
@@ -268,8 +271,8 @@ def _run(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
                 return 2
-            return run_local(writes=args.writes)
-        from consensus.demo import run_demo
+            return run_in_process_demo(writes=args.writes)
+        from consensus.testing._demo import run_demo
 
         return run_demo(writes=args.writes, protocol=args.protocol)
     if args.command == "simulate":
@@ -284,3 +287,9 @@ def _run(args: argparse.Namespace) -> int:
             progress=not args.quiet,
         )
     return 2
+
+
+__all__ = [
+    "TOKEN_ENV",
+    "main",
+]
