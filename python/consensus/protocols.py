@@ -51,10 +51,15 @@ CoreReadState = RaftReadState
 
 
 class CoreReady(Protocol):
-    """One batch of work from a core (docs/design.md §2): persist, then send, then apply, then advance."""
+    """One batch of work from a core (docs/design.md §2): send `messages`, persist, send
+    `persisted_messages`, apply, then advance."""
 
     @property
     def messages(self) -> List[Tuple[int, bytes]]: ...
+    @property
+    def persisted_messages(self) -> List[Tuple[int, bytes]]: ...
+    @property
+    def applied_through(self) -> int: ...
     @property
     def entries(self) -> Sequence[object]: ...
     @property
