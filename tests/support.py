@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from typing import Any, Awaitable, Callable, List, Tuple, Union
+import os
+from typing import Any, Awaitable, Callable, Dict, List, NamedTuple, Optional, Tuple, Union
 
-from consensus import raft
+from consensus import protocols, raft
+from consensus.node import MemberAddress, Node, NodeOptions
+from consensus.protocols import ProtocolSpec
+from consensus.transport import MemoryNetwork
 
 #: How long one test's event loop may run before the test fails as hung.
 RUN_BOUND_SECONDS = 120.0
@@ -92,3 +96,134 @@ class Inbox:
 
     def from_peer(self, peer: int) -> List[int]:
         return [seq for sender, seq in self.received if sender == peer]
+
+
+# ----------------------------------------------------------------- in-process clusters of consensus.Node
+
+#: Runtime options of the in-process clusters: fast ticks, so elections take milliseconds.
+FAST = NodeOptions(tick_interval=0.002, election_ticks=10, heartbeat_ticks=1, request_timeout=5.0)
+
+
+def open_file_storage(protocol: ProtocolSpec, path: Any, fsync: str = "always", **settings: Any) -> Any:
+    """The protocol's durable storage at `path`. `settings` (e.g. a small `segment_bytes`, so a
+    test crosses WAL segments) go to the same storage class, which the spec does not pass on."""
+    storage = protocol.open_storage(os.fspath(path), fsync)
+    if not settings:
+        return storage
+    storage.close()
+    return type(storage)(os.fspath(path), fsync=fsync, **settings)
+
+
+class Cluster:
+    """N `consensus.Node`s of one protocol on the in-memory transport, each with its own storage
+    (kept across a restart: `make(i)` builds node `i` again on the storage it had)."""
+
+    def __init__(
+        self,
+        size: int = 3,
+        options: NodeOptions = FAST,
+        storages: Optional[Dict[int, Any]] = None,
+        state_machine: Callable[[], Any] = Journal,
+        protocol: ProtocolSpec = protocols.RAFT,
+    ) -> None:
+        self.protocol = protocol
+        self.state_machine = state_machine
+        self.net = MemoryNetwork()
+        self.options = options
+        self.ids = list(range(1, size + 1))
+        self.nodes: Dict[int, Node] = {}
+        self.storages: Dict[int, Any] = storages or {}
+        for i in self.ids:
+            self.nodes[i] = self.make(i)
+
+    def make(self, i: int, *, join: bool = False, members: Optional[List[int]] = None) -> Node:
+        members = members or self.ids
+        if i not in self.storages:
+            self.storages[i] = self.protocol.memory_storage(members)
+        return Node(
+            i,
+            members,
+            self.state_machine(),
+            self.net.transport(i),
+            protocol=self.protocol.name,
+            storage=self.storages[i],
+            options=self.options,
+            addresses={m: MemberAddress(f"mem:{m}", f"mem:{m}") for m in members},
+            join=join,
+        )
+
+    async def start(self) -> None:
+        for node in self.nodes.values():
+            await node.start()
+
+    async def stop(self) -> None:
+        for node in self.nodes.values():
+            await node.stop()
+
+    async def leader(self, timeout: float = 10.0) -> Node:
+        """The node that leads (among those still running), once there is one."""
+        running = lambda: [n for n in self.nodes.values() if n.is_leader and not n._stopped]  # noqa: E731
+        await eventually(lambda: bool(running()), "a leader", timeout)
+        return running()[0]
+
+    def others(self, node: Node) -> List[Node]:
+        return [n for n in self.nodes.values() if n is not node]
+
+
+def with_leader_and_follower(body: Callable[[Cluster, Node, Node], Awaitable[None]], **cluster_args: Any) -> None:
+    """Runs `body(cluster, leader, follower)` on a started 3-node in-process cluster."""
+
+    async def test() -> None:
+        cluster = Cluster(3, **cluster_args)
+        await cluster.start()
+        try:
+            leader = await cluster.leader()
+            await body(cluster, leader, cluster.others(leader)[0])
+        finally:
+            await cluster.stop()
+
+    run(test)
+
+
+# ------------------------------------------------------------------ peer frames, per protocol
+
+class KeepaliveFrames:
+    """Builds the one frame runtime tests need from a peer: the leader's keep-alive (Raft: a
+    heartbeat; Multi-Paxos: a commit notice) at `term` (Paxos: the ballot round). A term above
+    the wire format's TERM_MAX makes a well-formed frame every core refuses at the door."""
+
+    def __init__(self, build: Callable[[int, int, int], bytes]) -> None:
+        self._build = build
+
+    def keepalive(self, sender: int, to: int, term: int) -> bytes:
+        return self._build(sender, to, term)
+
+
+def _paxos_keepalive(sender: int, to: int, term: int) -> bytes:
+    from consensus import paxos
+
+    return paxos.Message(paxos.MessageType.COMMIT, sender, to, paxos.Ballot(term, sender)).encode()
+
+
+#: Test frames per protocol of the registry; a protocol added there needs its entry here.
+PEER_FRAMES: Dict[str, KeepaliveFrames] = {
+    "raft": KeepaliveFrames(
+        lambda sender, to, term: raft.Message(type=raft.MessageType.HEARTBEAT, from_=sender, to=to, term=term).encode()
+    ),
+    "paxos": KeepaliveFrames(_paxos_keepalive),
+}
+
+
+def peer_frames(protocol: ProtocolSpec) -> KeepaliveFrames:
+    if protocol.name not in PEER_FRAMES:
+        raise AssertionError(f"tests/support.py: add the test frames of protocol {protocol.name!r} to PEER_FRAMES")
+    return PEER_FRAMES[protocol.name]
+
+
+class CommittedEntry(NamedTuple):
+    """The fields the runtime reads from a committed entry, of any protocol (for `Node._apply`)."""
+
+    index: int
+    term: int
+    data: bytes
+    kind: Any = raft.EntryKind.NORMAL

@@ -1,0 +1,52 @@
+"""Fixtures shared by the test modules: the protocol under test and what runtime tests build.
+
+`protocol` is parametrised over the registry (`consensus.protocols.PROTOCOLS`), so a test that
+takes it runs once per protocol (`test_x[raft]`, `test_x[paxos]`) and a protocol added to the
+registry runs every such test without a change here. Where a protocol cannot do what a test
+checks, the test branches on (or skips for) the spec's capability (`has_learners`,
+`batch_in_one_index`), never on the protocol's name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable
+
+import pytest
+
+from consensus.protocols import PROTOCOLS, ProtocolSpec
+
+from support import Cluster, KeepaliveFrames, open_file_storage, peer_frames
+
+
+@pytest.fixture(params=list(PROTOCOLS.values()), ids=list(PROTOCOLS))
+def protocol(request: Any) -> ProtocolSpec:
+    """Each protocol of the registry in turn."""
+    return request.param
+
+
+@pytest.fixture
+def make_cluster(protocol: ProtocolSpec) -> Callable[..., Cluster]:
+    """Builds an in-process `Cluster` of `Node`s running the protocol under test
+    (same arguments as `Cluster`, less `protocol`)."""
+
+    def make(size: int = 3, **settings: Any) -> Cluster:
+        return Cluster(size, protocol=protocol, **settings)
+
+    return make
+
+
+@pytest.fixture
+def file_storages(protocol: ProtocolSpec, tmp_path: Path) -> Callable[..., Dict[int, Any]]:
+    """Opens the protocol's durable storage for each given node id, at `tmp_path/n<id>`."""
+
+    def open_all(ids: Iterable[int] = (1, 2, 3), fsync: str = "always", **settings: Any) -> Dict[int, Any]:
+        return {i: open_file_storage(protocol, tmp_path / f"n{i}", fsync, **settings) for i in ids}
+
+    return open_all
+
+
+@pytest.fixture
+def frames(protocol: ProtocolSpec) -> KeepaliveFrames:
+    """Frames a peer of the protocol under test sends (tests/support.py, `PEER_FRAMES`)."""
+    return peer_frames(protocol)
