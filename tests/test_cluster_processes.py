@@ -266,7 +266,7 @@ def test_restarted_node_catches_up_from_the_log_and_from_a_snapshot(tmp_path: An
                     assert status["snapshot_index"] > 0
                 # A Multi-Paxos acceptor needs no log matching: the Accepts the transport still
                 # queued for it while it was down may bring it up to date before the leader's
-                # snapshot does (tests/test_paxos_node.py covers the snapshot path, where the
+                # snapshot does (tests/test_node.py covers the snapshot path for both, where the
                 # network drops them). Either way it must hold every write:
                 async with KVClient([c.nodes[follower].url]) as one:
                     assert (await one.get("snap199", stale=True))[0] == "y"
