@@ -10,7 +10,7 @@ checks, the test branches on (or skips for) the spec's capability (`has_learners
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable
+from typing import Any, Callable, Dict, Iterable, List, Tuple
 
 import pytest
 
@@ -50,3 +50,26 @@ def file_storages(protocol: ProtocolSpec, tmp_path: Path) -> Callable[..., Dict[
 def frames(protocol: ProtocolSpec) -> KeepaliveFrames:
     """Frames a peer of the protocol under test sends (tests/support.py, `PEER_FRAMES`)."""
     return peer_frames(protocol)
+
+
+#: Product bugs found by a protocol-parametrised test, as (test function, protocol) -> what is
+#: wrong. Such a run is marked xfail(strict=True): it keeps failing until the bug is fixed, and
+#: then fails as XPASS so the entry is removed. The tests themselves stay free of protocol names.
+KNOWN_BUGS: Dict[Tuple[str, str], str] = {
+    ("test_proposal_without_leader_is_dropped", "paxos"): (
+        "PaxosNode.propose with disable_proposal_forwarding (the runtime's config) on a node that "
+        "knows no leader raises NotLeaderError(leader_hint=0) instead of ProposalDroppedError("
+        "reason='no_leader'), unlike RaftNode and docs/paxos.md (config table: 'with no known "
+        "leader, ProposalDropped')"
+    ),
+}
+
+
+def pytest_collection_modifyitems(items: List[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        spec = callspec.params.get("protocol") if callspec is not None else None
+        if isinstance(spec, ProtocolSpec):
+            reason = KNOWN_BUGS.get((getattr(item, "originalname", item.name), spec.name))
+            if reason is not None:
+                item.add_marker(pytest.mark.xfail(strict=True, reason=reason))

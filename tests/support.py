@@ -227,3 +227,18 @@ class CommittedEntry(NamedTuple):
     term: int
     data: bytes
     kind: Any = raft.EntryKind.NORMAL
+
+
+# ------------------------------------------------------------------ cores driven by hand
+
+def core_of(protocol: ProtocolSpec, node_id: int, members: List[int], options: Optional[protocols.CoreOptions] = None) -> Any:
+    """A core of the protocol (`RaftNode`, `PaxosNode`, ...) on a fresh in-memory storage, built the
+    way the runtime builds it."""
+    storage = protocol.memory_storage(members)
+    return protocol.make_core(node_id, members, storage, 0, options or protocols.CoreOptions())
+
+
+def drain(node: Any) -> None:
+    """Runs a core's Ready loop into its own storage (its messages are dropped)."""
+    while node.has_ready():
+        node.persist_and_advance(node.ready())
