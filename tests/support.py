@@ -170,11 +170,10 @@ class Cluster:
         return [n for n in self.nodes.values() if n is not node]
 
 
-def with_leader_and_follower(body: Callable[[Cluster, Node, Node], Awaitable[None]], **cluster_args: Any) -> None:
-    """Runs `body(cluster, leader, follower)` on a started 3-node in-process cluster."""
+def run_cluster(cluster: Cluster, body: Callable[[Cluster, Node, Node], Awaitable[None]]) -> None:
+    """Starts `cluster`, runs `body(cluster, leader, a follower)` once it elected, then stops it."""
 
     async def test() -> None:
-        cluster = Cluster(3, **cluster_args)
         await cluster.start()
         try:
             leader = await cluster.leader()
@@ -183,6 +182,11 @@ def with_leader_and_follower(body: Callable[[Cluster, Node, Node], Awaitable[Non
             await cluster.stop()
 
     run(test)
+
+
+def with_leader_and_follower(body: Callable[[Cluster, Node, Node], Awaitable[None]], **cluster_args: Any) -> None:
+    """Runs `body(cluster, leader, follower)` on a started 3-node in-process cluster."""
+    run_cluster(Cluster(3, **cluster_args), body)
 
 
 # ------------------------------------------------------------------ peer frames, per protocol
@@ -242,3 +246,29 @@ def drain(node: Any) -> None:
     """Runs a core's Ready loop into its own storage (its messages are dropped)."""
     while node.has_ready():
         node.persist_and_advance(node.ready())
+
+
+def catches_up_through_a_contiguous_log(protocol: ProtocolSpec) -> bool:
+    """Whether a member that missed entries must get them in log order (Raft's Log Matching), so
+    that once the leader compacted past them only a snapshot brings it up to date. The registry
+    names no such capability; it goes with `has_learners`: a protocol that makes a new member
+    catch up before it counts is one whose members replicate a contiguous log, while a
+    Multi-Paxos acceptor takes every new slot at once, whatever it missed (slots are independent)."""
+    return protocol.has_learners
+
+
+def send(node: raft.RaftNode, msg_type: raft.MessageType, from_: int, term: int, **fields: Any) -> None:
+    """Steps a Raft message from `from_` into `node` (tests of Raft's rules)."""
+    node.step(raft.Message(type=msg_type, from_=from_, to=node.id, term=term, **fields).encode())
+
+
+def flush(node: raft.RaftNode) -> List[raft.Message]:
+    """Runs a Raft node's Ready loop until it is quiet (persisting into its storage) and returns
+    the messages it sent, decoded."""
+    sent: List[raft.Message] = []
+    while node.has_ready():
+        rd = node.ready()
+        node.storage.persist(rd)
+        sent.extend(raft.decode(frame) for _to, frame in rd.messages)
+        node.advance(rd)
+    return sent

@@ -31,16 +31,15 @@ from consensus.client import ClientError, KVClient, tls_context
 from consensus.config import ClientTlsConfig
 from consensus.kv import KVService
 from consensus.launcher import ProcessCluster
-from consensus.node import MemberAddress, Node, NodeOptions
+from consensus.node import MemberAddress, Node
 from consensus.server import ClientSite, client_runner, client_tls_contexts
 from consensus.statemachine import KVStore
 from consensus.transport import MemoryNetwork
 
-from support import event_loop_factories, eventually, run, run_on
+from support import FAST, event_loop_factories, eventually, run, run_on
 
 pytestmark = pytest.mark.integration
 
-FAST = NodeOptions(tick_interval=0.002, election_ticks=10, heartbeat_ticks=1, request_timeout=5.0)
 TOKENS = {
     "read": "read-token-0123456789abcdef",
     "write": "write-token-0123456789abcdef",

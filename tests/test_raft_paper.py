@@ -16,6 +16,8 @@ import pytest
 from consensus import Role, raft
 from consensus.local import LocalCluster, Member
 
+from support import flush, send
+
 MT = raft.MessageType
 ELECTION_TICK = 10
 
@@ -56,22 +58,6 @@ def new_node(
         config=plain_config(**config),
         storage=storage_with(log_terms, term, vote, commit),
     )
-
-
-def send(node: raft.RaftNode, msg_type: raft.MessageType, from_: int, term: int, **fields) -> None:
-    node.step(raft.Message(type=msg_type, from_=from_, to=node.id, term=term, **fields).encode())
-
-
-def flush(node: raft.RaftNode) -> List[raft.Message]:
-    """Runs the node's Ready loop until it is quiet (persisting into its storage) and returns the
-    messages it sent, decoded."""
-    sent: List[raft.Message] = []
-    while node.has_ready():
-        rd = node.ready()
-        node.storage.persist(rd)
-        sent.extend(raft.decode(frame) for _to, frame in rd.messages)
-        node.advance(rd)
-    return sent
 
 
 def of_type(messages: List[raft.Message], msg_type: raft.MessageType) -> List[raft.Message]:

@@ -13,6 +13,8 @@ import pytest
 from consensus import NotLeaderError, ProposalDroppedError, Role, raft
 from consensus.local import LocalCluster, Member
 
+from support import flush, send
+
 MT = raft.MessageType
 ELECTION_TICK = 10
 
@@ -50,20 +52,6 @@ def cluster(size: int = 3, **overrides) -> RecordingCluster:
 def elect(c: LocalCluster, node_id: int) -> None:
     c.elect(node_id)
     c.tick()  # one heartbeat round so that every follower knows the leader
-
-
-def send(node: raft.RaftNode, msg_type: raft.MessageType, from_: int, term: int, **fields) -> None:
-    node.step(raft.Message(type=msg_type, from_=from_, to=node.id, term=term, **fields).encode())
-
-
-def flush(node: raft.RaftNode) -> List[raft.Message]:
-    sent: List[raft.Message] = []
-    while node.has_ready():
-        rd = node.ready()
-        node.storage.persist(rd)
-        sent.extend(raft.decode(frame) for _to, frame in rd.messages)
-        node.advance(rd)
-    return sent
 
 
 def readies(node: raft.RaftNode) -> List[raft.Ready]:
