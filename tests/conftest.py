@@ -18,7 +18,7 @@ from consensus import NotLeaderError, ProposalDroppedError
 from consensus.client import ClientError
 from consensus.protocols import PROTOCOLS, ProtocolSpec
 
-from support import Cluster, KeepaliveFrames, open_file_storage, peer_frames
+from support import Cluster, PeerFrames, open_file_storage, peer_frames
 
 
 @pytest.fixture(params=list(PROTOCOLS.values()), ids=list(PROTOCOLS))
@@ -49,7 +49,7 @@ def file_storages(protocol: ProtocolSpec, tmp_path: Path) -> Callable[..., Dict[
 
 
 @pytest.fixture
-def frames(protocol: ProtocolSpec) -> KeepaliveFrames:
+def frames(protocol: ProtocolSpec) -> PeerFrames:
     """Frames a peer of the protocol under test sends (tests/support.py, `PEER_FRAMES`)."""
     return peer_frames(protocol)
 

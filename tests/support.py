@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
-from typing import Any, Awaitable, Callable, Dict, List, NamedTuple, Optional, Tuple, Union
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple, Union
 
-from consensus import protocols, raft
+from consensus import paxos, protocols, raft
 from consensus.node import MemberAddress, Node, NodeOptions
 from consensus.protocols import ProtocolSpec
 from consensus.transport import MemoryNetwork
@@ -191,40 +192,78 @@ def with_leader_and_follower(body: Callable[[Cluster, Node, Node], Awaitable[Non
 
 # ------------------------------------------------------------------ peer frames, per protocol
 
-class KeepaliveFrames:
-    """Builds the one frame runtime tests need from a peer: the leader's keep-alive (Raft: a
-    heartbeat; Multi-Paxos: a commit notice) at `term` (Paxos: the ballot round). A term above
-    the wire format's TERM_MAX makes a well-formed frame every core refuses at the door."""
+class PeerFrames:
+    """What runtime tests need to know about one protocol's peer frames:
 
-    def __init__(self, build: Callable[[int, int, int], bytes]) -> None:
-        self._build = build
+    - `keepalive(sender, to, term)`: the leader's keep-alive (Raft: a heartbeat; Multi-Paxos: a
+      commit notice) at `term` (Paxos: the ballot round). A term above the wire format's TERM_MAX
+      makes a well-formed frame every core refuses at the door.
+    - `promise_kept(frame, to, storage)`: for a frame that promises something about its sender's
+      disk (docs/design.md §2, the persist barrier), `(kind, whether the sender's storage already
+      holds it)`, kind being "ack" (entries or slots accepted) or "vote" (a vote or a promise);
+      None for any other frame."""
 
-    def keepalive(self, sender: int, to: int, term: int) -> bytes:
-        return self._build(sender, to, term)
+    def __init__(
+        self,
+        keepalive: Callable[[int, int, int], bytes],
+        promise_kept: Callable[[bytes, int, Any], Optional[Tuple[str, bool]]],
+    ) -> None:
+        self.keepalive = keepalive
+        self.promise_kept = promise_kept
+
+
+def _raft_keepalive(sender: int, to: int, term: int) -> bytes:
+    return raft.Message(type=raft.MessageType.HEARTBEAT, from_=sender, to=to, term=term).encode()
+
+
+def _raft_promise_kept(frame: bytes, to: int, storage: Any) -> Optional[Tuple[str, bool]]:
+    msg = raft.decode(frame)
+    if msg.type == raft.MessageType.APPEND_ENTRIES_RESPONSE and not msg.reject:
+        return "ack", storage.last_index() >= msg.index
+    if msg.type == raft.MessageType.REQUEST_VOTE_RESPONSE and not msg.reject:
+        hs = storage.hard_state()
+        return "vote", hs.vote == to and hs.term >= msg.term
+    return None
 
 
 def _paxos_keepalive(sender: int, to: int, term: int) -> bytes:
-    from consensus import paxos
-
     return paxos.Message(paxos.MessageType.COMMIT, sender, to, paxos.Ballot(term, sender)).encode()
 
 
-#: Test frames per protocol of the registry; a protocol added there needs its entry here.
-PEER_FRAMES: Dict[str, KeepaliveFrames] = {
-    "raft": KeepaliveFrames(
-        lambda sender, to, term: raft.Message(type=raft.MessageType.HEARTBEAT, from_=sender, to=to, term=term).encode()
-    ),
-    "paxos": KeepaliveFrames(_paxos_keepalive),
+def _paxos_promise_kept(frame: bytes, to: int, storage: Any) -> Optional[Tuple[str, bool]]:
+    msg = paxos.decode(frame)
+    if msg.type in (paxos.MessageType.PROMISE, paxos.MessageType.PROMISE_PAGE):
+        return "vote", storage.hard_state().promised >= msg.ballot
+    if msg.type == paxos.MessageType.ACCEPTED:
+        slots = range(msg.index, msg.last_index + 1)
+        return "ack", all(storage.accepted_ballot(slot) == msg.ballot for slot in slots)
+    return None
+
+
+#: Peer frames per protocol of the registry; a protocol added there needs its entry here.
+PEER_FRAMES: Dict[str, PeerFrames] = {
+    "raft": PeerFrames(_raft_keepalive, _raft_promise_kept),
+    "paxos": PeerFrames(_paxos_keepalive, _paxos_promise_kept),
 }
 
 
-def peer_frames(protocol: ProtocolSpec) -> KeepaliveFrames:
+def peer_frames(protocol: ProtocolSpec) -> PeerFrames:
     if protocol.name not in PEER_FRAMES:
-        raise AssertionError(f"tests/support.py: add the test frames of protocol {protocol.name!r} to PEER_FRAMES")
+        raise AssertionError(f"tests/support.py: add the peer frames of protocol {protocol.name!r} to PEER_FRAMES")
     return PEER_FRAMES[protocol.name]
 
 
-class CommittedEntry(NamedTuple):
+def catches_up_through_a_contiguous_log(protocol: ProtocolSpec) -> bool:
+    """Whether a member that missed entries must get them in log order (Raft's Log Matching), so
+    that once the leader compacted past them only a snapshot brings it up to date. The registry
+    names no such capability; it goes with `has_learners`: a protocol that makes a new member
+    catch up before it counts is one whose members replicate a contiguous log, while a
+    Multi-Paxos acceptor takes every new slot at once, whatever it missed (slots are independent)."""
+    return protocol.has_learners
+
+
+@dataclass(frozen=True)
+class CommittedEntry:
     """The fields the runtime reads from a committed entry, of any protocol (for `Node._apply`)."""
 
     index: int
@@ -248,14 +287,7 @@ def drain(node: Any) -> None:
         node.persist_and_advance(node.ready())
 
 
-def catches_up_through_a_contiguous_log(protocol: ProtocolSpec) -> bool:
-    """Whether a member that missed entries must get them in log order (Raft's Log Matching), so
-    that once the leader compacted past them only a snapshot brings it up to date. The registry
-    names no such capability; it goes with `has_learners`: a protocol that makes a new member
-    catch up before it counts is one whose members replicate a contiguous log, while a
-    Multi-Paxos acceptor takes every new slot at once, whatever it missed (slots are independent)."""
-    return protocol.has_learners
-
+# ------------------------------------------------------------------ Raft messages by hand (Raft's rules)
 
 def send(node: raft.RaftNode, msg_type: raft.MessageType, from_: int, term: int, **fields: Any) -> None:
     """Steps a Raft message from `from_` into `node` (tests of Raft's rules)."""

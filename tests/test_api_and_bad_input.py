@@ -11,7 +11,7 @@ from consensus import raft
 from consensus.local import LocalCluster
 from consensus.protocols import ProtocolSpec
 
-from support import KeepaliveFrames, core_of, drain
+from support import PeerFrames, core_of, drain
 
 
 def test_public_names_exist():
@@ -44,7 +44,7 @@ def test_message_round_trips_through_the_wire_format():
     assert decoded.entries[1].kind == raft.EntryKind.CONF_CHANGE
 
 
-def test_garbage_frames_raise_decode_error_and_never_panic(protocol: ProtocolSpec, frames: KeepaliveFrames):
+def test_garbage_frames_raise_decode_error_and_never_panic(protocol: ProtocolSpec, frames: PeerFrames):
     node = core_of(protocol, 1, [1, 2, 3])
     rng = random.Random(7)
     valid = frames.keepalive(2, 1, 1)

@@ -17,13 +17,12 @@ from typing import Any, Callable, Dict, List
 import pytest
 
 import consensus
-from consensus import raft
 from consensus.errors import BusyError, LeadershipLostError, NodeStoppedError
 from consensus.node import BlockingNode, Node, NodeOptions
 from consensus.protocols import ProtocolSpec
 from consensus.transport import MemoryNetwork
 
-from support import FAST, Cluster, Journal, eventually, run, run_cluster
+from support import FAST, Cluster, Journal, PeerFrames, eventually, run, run_cluster
 
 MakeCluster = Callable[..., Cluster]
 
@@ -314,18 +313,18 @@ def test_blocking_facade_serves_callers_on_several_threads(protocol: ProtocolSpe
         node.stop()
 
 
-def test_acknowledgements_and_votes_leave_only_after_what_they_promise_is_durable() -> None:
-    """Raft Figure 2 ("persistent state ... updated on stable storage before responding to RPCs"):
-    the one Ready function sends an append acknowledgement only once its entries are in storage,
-    and a granted vote only once the vote is. The leader alone may send appends before its own
-    write completes (thesis §10.2.1).
-
-    Raft's rule, read from Raft's frames: the Multi-Paxos persist barrier (a promise or an accepted
-    slot leaves only once durable) is checked on every step of every simulated run
-    (tests/test_simulation.py)."""
+def test_acknowledgements_and_votes_leave_only_after_what_they_promise_is_durable(
+    make_cluster: MakeCluster, frames: PeerFrames
+) -> None:
+    """Raft Figure 2 ("persistent state ... updated on stable storage before responding to RPCs")
+    and the acceptor's persist barrier of docs/paxos.md §6 (a Promise or Accepted leaves only once
+    the promise or the accepted slot is durable): the one Ready function sends an acknowledgement
+    only once what it acknowledges is in storage, and a granted vote or a promise only once the
+    vote or promise is. The leader alone may send its own appends before its write completes
+    (thesis §10.2.1)."""
 
     violations: List[str] = []
-    checked = {"acks": 0, "votes": 0}
+    checked = {"ack": 0, "vote": 0}
 
     class Recording:
         def __init__(self, inner: Any, node_id: int, storages: Dict[int, Any]) -> None:
@@ -341,21 +340,16 @@ def test_acknowledgements_and_votes_leave_only_after_what_they_promise_is_durabl
                 setattr(self.inner, name, value)
 
         def send(self, to: int, frame: bytes) -> bool:
-            msg = raft.decode(frame)
-            storage = self.storages[self.node_id]
-            if msg.type == raft.MessageType.APPEND_ENTRIES_RESPONSE and not msg.reject:
-                checked["acks"] += 1
-                if storage.last_index() < msg.index:
-                    violations.append(f"n{self.node_id} acked {msg.index} with {storage.last_index()} durable")
-            if msg.type == raft.MessageType.REQUEST_VOTE_RESPONSE and not msg.reject:
-                checked["votes"] += 1
-                hs = storage.hard_state()
-                if hs.vote != to or hs.term < msg.term:
-                    violations.append(f"n{self.node_id} granted a vote to {to} in term {msg.term} before persisting it")
+            promise = frames.promise_kept(frame, to, self.storages[self.node_id])
+            if promise is not None:
+                kind, kept = promise
+                checked[kind] += 1
+                if not kept:
+                    violations.append(f"n{self.node_id} sent an {kind} to n{to} before persisting what it promises")
             return self.inner.send(to, frame)
 
     async def scenario() -> None:
-        c = Cluster()
+        c = make_cluster()
         for i, node in c.nodes.items():
             node.transport = Recording(node.transport, i, c.storages)
         await c.start()
@@ -371,7 +365,7 @@ def test_acknowledgements_and_votes_leave_only_after_what_they_promise_is_durabl
             await c.stop()
 
     run(scenario)
-    assert checked["acks"] > 0 and checked["votes"] > 0
+    assert checked["ack"] > 0 and checked["vote"] > 0
     assert violations == []
 
 

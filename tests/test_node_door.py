@@ -24,7 +24,7 @@ from consensus.node import (
     REFUSALS_BEFORE_DISCONNECT,
 )
 
-from support import Cluster, CommittedEntry, Journal, KeepaliveFrames, eventually, with_leader_and_follower
+from support import Cluster, CommittedEntry, Journal, PeerFrames, eventually, with_leader_and_follower
 
 
 class RecordingCore:
@@ -52,7 +52,7 @@ class FakePanic(BaseException):
     """Stands for pyo3's PanicException, which derives from BaseException."""
 
 
-def test_a_flooding_peer_cannot_starve_another_peers_frames_in_the_inbox(protocol: ProtocolSpec, frames: KeepaliveFrames) -> None:
+def test_a_flooding_peer_cannot_starve_another_peers_frames_in_the_inbox(protocol: ProtocolSpec, frames: PeerFrames) -> None:
     """The inbox is fair: each peer has its own bounded queue and the driver takes them in turns."""
     cluster = Cluster(3, protocol=protocol)
     node = cluster.nodes[1]
@@ -70,7 +70,7 @@ def test_a_flooding_peer_cannot_starve_another_peers_frames_in_the_inbox(protoco
     assert len(senders) == INBOX_FRAMES_PER_PEER_MAX + 1
 
 
-def test_refused_frames_are_dropped_counted_and_a_peer_that_keeps_sending_them_is_disconnected(protocol: ProtocolSpec, frames: KeepaliveFrames) -> None:
+def test_refused_frames_are_dropped_counted_and_a_peer_that_keeps_sending_them_is_disconnected(protocol: ProtocolSpec, frames: PeerFrames) -> None:
     async def body(cluster: Cluster, leader: Node, follower: Node) -> None:
         disconnected: List[Tuple[int, str]] = []
         follower.transport.disconnect = lambda peer, reason="": disconnected.append((peer, reason))
@@ -85,7 +85,7 @@ def test_refused_frames_are_dropped_counted_and_a_peer_that_keeps_sending_them_i
     with_leader_and_follower(body, protocol=protocol)
 
 
-def test_a_frame_whose_sender_differs_from_the_connection_is_refused(protocol: ProtocolSpec, frames: KeepaliveFrames) -> None:
+def test_a_frame_whose_sender_differs_from_the_connection_is_refused(protocol: ProtocolSpec, frames: PeerFrames) -> None:
     async def body(cluster: Cluster, leader: Node, follower: Node) -> None:
         other = next(i for i in cluster.ids if i not in (leader.id, follower.id))
         before = follower.stats.refused_frames
@@ -97,7 +97,7 @@ def test_a_frame_whose_sender_differs_from_the_connection_is_refused(protocol: P
     with_leader_and_follower(body, protocol=protocol)
 
 
-def test_a_rust_panic_stops_the_node_loudly_instead_of_leaving_a_zombie(protocol: ProtocolSpec, frames: KeepaliveFrames) -> None:
+def test_a_rust_panic_stops_the_node_loudly_instead_of_leaving_a_zombie(protocol: ProtocolSpec, frames: PeerFrames) -> None:
     async def body(cluster: Cluster, leader: Node, follower: Node) -> None:
         recorder = RecordingCore(follower.core)
         recorder.panic = FakePanic("index out of bounds")
