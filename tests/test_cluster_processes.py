@@ -121,7 +121,7 @@ def test_three_processes_elect_serve_writes_and_linearizable_reads_on_every_node
 
 
 def test_http_api_answers_follow_the_design_revision_rules(cluster: ProcessCluster) -> None:
-    """DESIGN §3: failed CAS carries the key's revision; deleting an absent key does not advance it."""
+    """docs/design.md §3: failed CAS carries the key's revision; deleting an absent key does not advance it."""
 
     async def scenario() -> None:
         async with KVClient(cluster.urls) as client:
