@@ -9,6 +9,9 @@ import pytest
 import consensus
 from consensus import raft
 from consensus.testing import LocalCluster
+from consensus.protocols import ProtocolSpec
+
+from support import PeerFrames, core_of, drain
 
 
 def test_public_names_exist():
@@ -41,10 +44,10 @@ def test_message_round_trips_through_the_wire_format():
     assert decoded.entries[1].kind == raft.EntryKind.CONF_CHANGE
 
 
-def test_garbage_frames_raise_decode_error_and_never_panic():
-    node = raft.RaftNode(id=1, voters=[1, 2, 3])
+def test_garbage_frames_raise_decode_error_and_never_panic(protocol: ProtocolSpec, frames: PeerFrames):
+    node = core_of(protocol, 1, [1, 2, 3])
     rng = random.Random(7)
-    valid = raft.Message(type=raft.MessageType.HEARTBEAT, from_=2, to=1, term=1).encode()
+    valid = frames.keepalive(2, 1, 1)
     samples = [b"", b"\x00", b"\xff" * 3, b"\xff" * 64, valid[:-1], valid + b"\x00"]
     for _ in range(2000):
         samples.append(bytes(rng.getrandbits(8) for _ in range(rng.randrange(0, 80))))
@@ -125,16 +128,19 @@ def test_oversized_proposal_is_dropped():
     assert cluster.node(1).propose(b"x" * 1024) > 0
 
 
-def test_proposal_without_leader_is_dropped():
-    node = raft.RaftNode(id=1, voters=[1, 2, 3])
+def test_proposal_without_leader_is_dropped(protocol: ProtocolSpec):
+    """On a core built as the runtime builds it (proposal forwarding off): with no leader known
+    there is nobody to forward to or to name, so proposals and reads are dropped (docs/paxos.md,
+    "with no known leader, `ProposalDropped`")."""
+    node = core_of(protocol, 1, [1, 2, 3])
     with pytest.raises(consensus.ProposalDroppedError):
         node.propose(b"data")
     with pytest.raises(consensus.ProposalDroppedError):
         node.read_index(b"ctx")
 
 
-def test_advance_with_a_stale_ready_is_a_protocol_error():
-    node = raft.RaftNode(id=1, voters=[1])
+def test_advance_with_a_stale_ready_is_a_protocol_error(protocol: ProtocolSpec):
+    node = core_of(protocol, 1, [1])
     node.campaign()
     rd = node.ready()
     node.storage.persist(rd)
@@ -154,11 +160,13 @@ def test_garbage_conf_change_bytes_raise_decode_error():
         raft.ConfChange.decode(b"\x09garbage")
 
 
-def test_bad_entry_types_in_propose_many_raise_type_error():
-    cluster = LocalCluster(1)
-    cluster.elect(1)
+def test_bad_entry_types_in_propose_many_raise_type_error(protocol: ProtocolSpec):
+    node = core_of(protocol, 1, [1])
+    node.campaign()
+    drain(node)
+    assert node.role == consensus.Role.LEADER
     with pytest.raises(TypeError):
-        cluster.node(1).propose_many([b"ok", 3])  # type: ignore[list-item]
+        node.propose_many([b"ok", 3])  # type: ignore[list-item]
 
 
 def test_propose_many_accepts_a_numpy_array_one_entry_per_row():
@@ -257,20 +265,18 @@ def test_paxos_dropped_proposal_names_its_reason():
     assert dropped_reason(node.propose, b"y" * 60) == "uncommitted_bytes"
 
 
-def test_storage_error_for_an_index_already_compacted_has_kind_compacted():
-    from consensus import paxos
-
-    for node in (raft.RaftNode(id=1, voters=[1]), paxos.PaxosNode(id=1, members=[1])):
-        node.campaign()
-        node.propose(b"a")
-        while node.has_ready():
-            rd = node.ready()
-            node.storage.persist(rd)
-            node.advance(rd)
+def test_storage_error_for_an_index_already_compacted_has_kind_compacted(protocol: ProtocolSpec):
+    node = core_of(protocol, 1, [1])
+    node.campaign()
+    node.propose(b"a")
+    while node.has_ready():
+        rd = node.ready()
+        node.storage.persist(rd)
+        node.advance(rd)
+    node.storage.compact(1)
+    with pytest.raises(consensus.StorageError) as info:
         node.storage.compact(1)
-        with pytest.raises(consensus.StorageError) as info:
-            node.storage.compact(1)
-        assert info.value.kind == "compacted", type(node).__name__
+    assert info.value.kind == "compacted"
 
 
 def test_errors_raised_in_python_carry_the_default_reason_and_kind():

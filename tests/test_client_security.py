@@ -31,16 +31,15 @@ from consensus.service import ClientError, KVClient, tls_context
 from consensus.config import ClientTlsConfig
 from consensus.service import KVService
 from consensus.testing import ProcessCluster
-from consensus.runtime import MemberAddress, Node, NodeOptions
+from consensus.runtime import MemberAddress, Node
 from consensus.service._server import ClientSite, client_runner, client_tls_contexts
 from consensus.statemachines import KVStore
 from consensus.transport import MemoryNetwork
 
-from support import event_loop_factories, eventually, run, run_on
+from support import FAST, event_loop_factories, eventually, run, run_on
 
 pytestmark = pytest.mark.integration
 
-FAST = NodeOptions(tick_interval=0.002, election_ticks=10, heartbeat_ticks=1, request_timeout=5.0)
 TOKENS = {
     "read": "read-token-0123456789abcdef",
     "write": "write-token-0123456789abcdef",
@@ -771,8 +770,7 @@ def test_a_connection_cap_the_open_files_limit_cannot_hold_is_refused_at_startup
 ) -> None:
     """Out of descriptors, the next WAL segment cannot be created and the node stops: a cap the
     limit cannot hold is a configuration error, exit 2, before the data directory is touched."""
-    from consensus import ConfigError
-    from consensus.service import _cli as cli
+    from consensus import ConfigError, cli
     from consensus.config import dump_config
     from consensus.service._server import check_descriptor_budget, descriptors_needed
 

@@ -1,7 +1,8 @@
 """Real `consensus serve` processes on loopback, driven through the HTTP API (docs/design.md §3).
 
-Each test starts its own cluster in a temporary directory. No timing assertions: waits are
-bounded only so a bug fails the test instead of hanging it.
+Each test starts its own cluster in a temporary directory, once per protocol of the registry
+(`protocol` in tests/conftest.py: the same service, the same checks). No timing assertions: waits
+are bounded only so a bug fails the test instead of hanging it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ import pytest
 
 from consensus.service import ClientError, KVClient
 from consensus.testing import ProcessCluster
+from consensus.protocols import ProtocolSpec
+
+from support import catches_up_through_a_contiguous_log
 
 pytestmark = pytest.mark.integration
 
@@ -37,15 +41,10 @@ def run(coro: Any) -> Any:
     return asyncio.run(asyncio.wait_for(coro, 120))
 
 
-#: The protocols the behaviour tests below run under (same service, same checks).
-PROTOCOLS = ["raft", "paxos"]
-both_protocols = pytest.mark.parametrize("cluster", PROTOCOLS, indirect=True)
-
-
 @pytest.fixture
-def cluster(tmp_path: Any, request: Any) -> Any:
-    protocol = getattr(request, "param", "raft")
-    c = ProcessCluster(3, base_dir=str(tmp_path), protocol=protocol, settings=dict(SETTINGS))
+def cluster(tmp_path: Any, protocol: ProtocolSpec) -> Any:
+    """Three started `consensus serve` processes of the protocol under test."""
+    c = ProcessCluster(3, base_dir=str(tmp_path), protocol=protocol.name, settings=dict(SETTINGS))
     c.start_all()
     try:
         yield c
@@ -97,7 +96,6 @@ async def wait_applied(client: KVClient, url: str, index: int, timeout: float = 
         await asyncio.sleep(0.05)
 
 
-@both_protocols
 def test_three_processes_elect_serve_writes_and_linearizable_reads_on_every_node(cluster: ProcessCluster) -> None:
     async def scenario() -> None:
         async with KVClient(cluster.urls) as client:
@@ -123,7 +121,7 @@ def test_three_processes_elect_serve_writes_and_linearizable_reads_on_every_node
 
 
 def test_http_api_answers_follow_the_design_revision_rules(cluster: ProcessCluster) -> None:
-    """DESIGN §3: failed CAS carries the key's revision; deleting an absent key does not advance it."""
+    """docs/design.md §3: failed CAS carries the key's revision; deleting an absent key does not advance it."""
 
     async def scenario() -> None:
         async with KVClient(cluster.urls) as client:
@@ -169,8 +167,8 @@ def test_request_id_makes_a_retried_write_apply_once_and_refuses_reuse(cluster: 
     run(scenario())
 
 
-def test_followers_forward_writes_and_with_forward_off_redirect_to_the_leader(tmp_path: Any) -> None:
-    c = ProcessCluster(3, base_dir=str(tmp_path), settings=dict(SETTINGS, forward=False))
+def test_followers_forward_writes_and_with_forward_off_redirect_to_the_leader(tmp_path: Any, protocol: ProtocolSpec) -> None:
+    c = ProcessCluster(3, base_dir=str(tmp_path), protocol=protocol.name, settings=dict(SETTINGS, forward=False))
     c.start_all()
     try:
 
@@ -190,7 +188,6 @@ def test_followers_forward_writes_and_with_forward_off_redirect_to_the_leader(tm
         c.stop_all()
 
 
-@both_protocols
 def test_sigkill_of_the_leader_loses_no_acknowledged_write_and_writes_resume(cluster: ProcessCluster) -> None:
     async def scenario() -> None:
         async with KVClient(cluster.urls, retry_for=30) as client:
@@ -233,9 +230,8 @@ def test_sigkill_of_the_leader_loses_no_acknowledged_write_and_writes_resume(clu
     run(scenario())
 
 
-@pytest.mark.parametrize("protocol", PROTOCOLS)
-def test_restarted_node_catches_up_from_the_log_and_from_a_snapshot(tmp_path: Any, protocol: str) -> None:
-    c = ProcessCluster(3, base_dir=str(tmp_path), protocol=protocol, settings=dict(SETTINGS, snapshot_entries=50))
+def test_restarted_node_catches_up_from_the_log_and_from_a_snapshot(tmp_path: Any, protocol: ProtocolSpec) -> None:
+    c = ProcessCluster(3, base_dir=str(tmp_path), protocol=protocol.name, settings=dict(SETTINGS, snapshot_entries=50))
     c.start_all()
     try:
 
@@ -260,13 +256,13 @@ def test_restarted_node_catches_up_from_the_log_and_from_a_snapshot(tmp_path: An
                 c.start(follower)
                 commit = max(s["commit_index"] for s in await client.statuses() if s)
                 status = await wait_applied(client, c.nodes[follower].url, commit)
-                if protocol == "raft":
+                if catches_up_through_a_contiguous_log(protocol):
                     # Raft needs the leader's log to match the follower's: past the compaction
                     # point that takes a snapshot.
                     assert status["snapshot_index"] > 0
                 # A Multi-Paxos acceptor needs no log matching: the Accepts the transport still
                 # queued for it while it was down may bring it up to date before the leader's
-                # snapshot does (tests/test_paxos_node.py covers the snapshot path, where the
+                # snapshot does (tests/test_node.py covers the snapshot path for both, where the
                 # network drops them). Either way it must hold every write:
                 async with KVClient([c.nodes[follower].url]) as one:
                     assert (await one.get("snap199", stale=True))[0] == "y"
@@ -278,8 +274,7 @@ def test_restarted_node_catches_up_from_the_log_and_from_a_snapshot(tmp_path: An
         c.stop_all()
 
 
-@both_protocols
-def test_a_node_added_at_runtime_joins_catches_up_and_becomes_a_voter(cluster: ProcessCluster) -> None:
+def test_a_node_added_at_runtime_joins_catches_up_and_becomes_a_voter(cluster: ProcessCluster, protocol: ProtocolSpec) -> None:
     async def scenario() -> None:
         async with KVClient(cluster.urls) as client:
             await client.wait_for_leader()
@@ -289,7 +284,7 @@ def test_a_node_added_at_runtime_joins_catches_up_and_becomes_a_voter(cluster: P
             cluster.start(new.id, join=True)
             added = await client.call("POST", "/v1/members", {"id": new.id, "peer": new.peer, "client": new.client})
             # Raft adds a learner first; a Multi-Paxos acceptor votes on new slots at once.
-            assert new.id in added["learners" if cluster.protocol == "raft" else "voters"]
+            assert new.id in added["learners" if protocol.has_learners else "voters"]
             commit = max(s["commit_index"] for s in await client.statuses() if s)
             await wait_applied(client, new.url, commit)
             promoted = await client.call("POST", f"/v1/members/{new.id}/promote")
@@ -303,7 +298,6 @@ def test_a_node_added_at_runtime_joins_catches_up_and_becomes_a_voter(cluster: P
     run(scenario())
 
 
-@both_protocols
 def test_torn_wal_tail_is_truncated_on_restart_and_the_node_rejoins(cluster: ProcessCluster) -> None:
     async def scenario() -> None:
         async with KVClient(cluster.urls) as client:
@@ -331,7 +325,6 @@ def test_torn_wal_tail_is_truncated_on_restart_and_the_node_rejoins(cluster: Pro
     run(scenario())
 
 
-@both_protocols
 def test_a_flipped_bit_inside_synced_wal_data_is_refused_at_startup(cluster: ProcessCluster) -> None:
     async def scenario() -> int:
         async with KVClient(cluster.urls) as client:
@@ -391,7 +384,6 @@ def test_serve_with_an_invalid_config_exits_with_an_error_naming_the_field(tmp_p
     assert "fsync" in result.stderr
 
 
-@both_protocols
 def test_snapshot_save_and_restore_seed_a_new_cluster_with_the_same_data(cluster: ProcessCluster, tmp_path: Any) -> None:
     async def fill() -> str:
         async with KVClient(cluster.urls) as client:
@@ -430,12 +422,12 @@ def test_snapshot_save_and_restore_seed_a_new_cluster_with_the_same_data(cluster
         fresh.stop_all()
 
 
-def test_mutual_tls_cluster_serves_and_refuses_a_peer_without_a_certificate(tmp_path: Any) -> None:
+def test_mutual_tls_cluster_serves_and_refuses_a_peer_without_a_certificate(tmp_path: Any, protocol: ProtocolSpec) -> None:
     from tlscerts import issue_cluster  # certificates naming consensus://<cluster_id>/node/<id>
 
     issue_cluster(tmp_path, ProcessCluster.cluster_id, (1, 2, 3))
     tls = {"cert": str(tmp_path / "node{id}.pem"), "key": str(tmp_path / "node{id}.key"), "ca": str(tmp_path / "ca.pem")}
-    c = ProcessCluster(3, base_dir=str(tmp_path / "cluster"), settings=dict(SETTINGS), tls=tls)
+    c = ProcessCluster(3, base_dir=str(tmp_path / "cluster"), protocol=protocol.name, settings=dict(SETTINGS), tls=tls)
     c.start_all()
     try:
 
@@ -459,7 +451,6 @@ def test_mutual_tls_cluster_serves_and_refuses_a_peer_without_a_certificate(tmp_
         c.stop_all()
 
 
-@both_protocols
 def test_leadership_transfer_and_member_removal_at_runtime(cluster: ProcessCluster) -> None:
     async def scenario() -> None:
         async with KVClient(cluster.urls) as client:
@@ -518,16 +509,15 @@ def test_status_command_and_metrics_endpoint_report_the_node(cluster: ProcessClu
     assert result.stdout.count("term=") == 3 and "leader" in result.stdout
 
 
-@pytest.mark.parametrize("protocol", PROTOCOLS)
-def test_demo_survives_a_leader_sigkill_and_checks_every_acknowledged_write(protocol: str) -> None:
+def test_demo_survives_a_leader_sigkill_and_checks_every_acknowledged_write(protocol: ProtocolSpec) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "consensus", "demo", "--protocol", protocol, "--writes", "100"],
+        [sys.executable, "-m", "consensus", "demo", "--protocol", protocol.name, "--writes", "100"],
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert f"({protocol})" in done.stdout
+    assert f"({protocol.name})" in done.stdout
     assert "ok: all 201 acknowledged writes are on all 3 nodes" in done.stdout
 
 

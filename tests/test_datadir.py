@@ -1,4 +1,4 @@
-"""The data directory's identity and the start gate (consensus.runtime._datadir): a directory belongs to one
+"""The data directory's identity and the start gate (consensus.datadir): a directory belongs to one
 cluster, node and protocol; a wiped directory never passes for a member.
 
 The first part checks the identity file and the decisions as pure functions, the gate against a
@@ -35,11 +35,12 @@ from consensus.runtime._datadir import (
     storage_is_empty,
     write_identity,
 )
-from consensus.runtime import MemberAddress, Node, NodeOptions
+from consensus.runtime import MemberAddress, Node
+from consensus.protocols import PROTOCOLS, ProtocolSpec
 from consensus.transport import MemoryNetwork
 from consensus.transport.handshake import GREETING_HAS_STATE, GREETING_REMEMBERS_RECEIVER
 
-from support import Journal, run
+from support import FAST, Journal, run
 
 HAS, REMEMBERS = GREETING_HAS_STATE, GREETING_REMEMBERS_RECEIVER
 IDENTITY = Identity("orders", 2, "raft", state=True, peers_with_state=(1, 3))
@@ -419,8 +420,6 @@ def test_a_greeting_that_came_before_the_gate_counts(tmp_path: Path) -> None:
     run(scenario())
 
 
-FAST = NodeOptions(tick_interval=0.002, election_ticks=10, heartbeat_ticks=1)
-
 
 def test_node_start_waits_at_the_gate_with_its_transport_up_and_its_core_idle(tmp_path: Path) -> None:
     async def scenario() -> None:
@@ -461,13 +460,13 @@ def test_node_start_raises_what_the_gate_raises_and_never_runs_its_core(tmp_path
     run(scenario())
 
 
-def test_three_fresh_in_memory_nodes_behind_their_gates_bootstrap_together_and_elect(tmp_path: Path) -> None:
+def test_three_fresh_in_memory_nodes_behind_their_gates_bootstrap_together_and_elect(tmp_path: Path, protocol: ProtocolSpec) -> None:
     async def scenario() -> None:
         net = MemoryNetwork()
         ids = [1, 2, 3]
         nodes: Dict[int, Node] = {}
         for i in ids:
-            d = DataDirectory(str(tmp_path / f"d{i}"), cluster_id="c", node_id=i, protocol="raft", members=ids)
+            d = DataDirectory(str(tmp_path / f"d{i}"), cluster_id="c", node_id=i, protocol=protocol.name, members=ids)
             d.prepare(storage_empty=True)
             transport = net.transport(i)
             d.attach(transport)
@@ -476,6 +475,7 @@ def test_three_fresh_in_memory_nodes_behind_their_gates_bootstrap_together_and_e
                 ids,
                 Journal(),
                 transport,
+                protocol=protocol.name,
                 options=FAST,
                 addresses={m: MemberAddress(f"mem:{m}", f"mem:{m}") for m in ids},
                 start_gate=d.start_gate,
@@ -556,10 +556,11 @@ def refused(cluster: Any, node_id: int, message: str) -> str:
 
 
 @pytest.fixture
-def process_cluster(tmp_path: Path, request: Any) -> Any:
+def process_cluster(tmp_path: Path, protocol: ProtocolSpec) -> Any:
+    """Three started `consensus serve` processes of the protocol under test."""
     from consensus.testing import ProcessCluster
 
-    cluster = ProcessCluster(3, base_dir=str(tmp_path / "cluster"), protocol=getattr(request, "param", "raft"), settings=dict(SETTINGS))
+    cluster = ProcessCluster(3, base_dir=str(tmp_path / "cluster"), protocol=protocol.name, settings=dict(SETTINGS))
     cluster.start_all()
     try:
         yield cluster
@@ -568,7 +569,6 @@ def process_cluster(tmp_path: Path, request: Any) -> Any:
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("process_cluster", ["raft", "paxos"], indirect=True)
 def test_a_wiped_member_restarted_as_new_is_refused_while_the_cluster_keeps_serving(process_cluster: Any) -> None:
     cluster = process_cluster
     write_and_read(cluster, cluster.urls, "before")
@@ -673,10 +673,11 @@ def test_a_data_directory_is_refused_by_another_cluster_node_or_protocol_and_by_
     refused(cluster, 3, "belongs to cluster 'local'")
     cluster.cluster_id = "local"
 
-    cluster.protocol = "paxos"
+    own = cluster.protocol
+    cluster.protocol = next(name for name in PROTOCOLS if name != own)
     cluster.write_config(3)
-    refused(cluster, 3, "holds a raft node")
-    cluster.protocol = "raft"
+    refused(cluster, 3, f"holds a {own} node")
+    cluster.protocol = own
 
     # Node 2's configuration pointed at node 3's directory.
     Path(node3.config_path).write_text(original)
@@ -701,10 +702,12 @@ def test_a_data_directory_is_refused_by_another_cluster_node_or_protocol_and_by_
 
 
 @pytest.mark.integration
-def test_a_fresh_node_waits_at_its_gate_until_its_peers_are_up_and_sigterm_stops_it_cleanly(tmp_path: Path) -> None:
+def test_a_fresh_node_waits_at_its_gate_until_its_peers_are_up_and_sigterm_stops_it_cleanly(
+    tmp_path: Path, protocol: ProtocolSpec
+) -> None:
     from consensus.testing import ProcessCluster
 
-    cluster = ProcessCluster(3, base_dir=str(tmp_path / "cluster"), settings=dict(SETTINGS))
+    cluster = ProcessCluster(3, base_dir=str(tmp_path / "cluster"), protocol=protocol.name, settings=dict(SETTINGS))
     try:
         cluster.start(1)
         wait_until(lambda: "waiting to greet peer(s) 2, 3" in cluster.log_tail(1), "node 1 waits for nodes 2 and 3")

@@ -10,18 +10,14 @@ import pytest
 import consensus
 from consensus import paxos, raft
 
+from support import drain
+
 # docs/wire-format.md: the highest term (and ballot round) a node accepts or campaigns at.
 TERM_MAX = 2**63 - 1
 U64_MAX = 2**64 - 1
 
 RaftType = raft.MessageType
 PaxosType = paxos.MessageType
-
-
-def drain(node) -> None:
-    """Runs the node's Ready loop into its own storage (messages are dropped)."""
-    while node.has_ready():
-        node.persist_and_advance(node.ready())
 
 
 # ------------------------------------------------------------------------------------------ Raft

@@ -16,6 +16,8 @@ import pytest
 from consensus import Role, raft
 from consensus.testing import LocalCluster, Member
 
+from support import flush, send
+
 MT = raft.MessageType
 ELECTION_TICK = 10
 
@@ -56,22 +58,6 @@ def new_node(
         config=plain_config(**config),
         storage=storage_with(log_terms, term, vote, commit),
     )
-
-
-def send(node: raft.RaftNode, msg_type: raft.MessageType, from_: int, term: int, **fields) -> None:
-    node.step(raft.Message(type=msg_type, from_=from_, to=node.id, term=term, **fields).encode())
-
-
-def flush(node: raft.RaftNode) -> List[raft.Message]:
-    """Runs the node's Ready loop until it is quiet (persisting into its storage) and returns the
-    messages it sent, decoded."""
-    sent: List[raft.Message] = []
-    while node.has_ready():
-        rd = node.ready()
-        node.storage.persist(rd)
-        sent.extend(raft.decode(frame) for _to, frame in rd.messages + rd.persisted_messages)
-        node.advance(rd)
-    return sent
 
 
 def of_type(messages: List[raft.Message], msg_type: raft.MessageType) -> List[raft.Message]:
@@ -306,7 +292,7 @@ def ticks_until_campaign_again(node: raft.RaftNode, term: int) -> int:
 
 
 def test_5_2_election_is_deterministic_for_a_seed():
-    """Raft §5.2 with DESIGN §1: the randomized timeout comes from a PRNG seeded by (seed, id), so
+    """Raft §5.2 with docs/design.md §1: the randomized timeout comes from a PRNG seeded by (seed, id), so
     the same seed gives the same timeout."""
     first = ticks_until_campaign(raft.RaftNode(id=3, voters=[1, 2, 3], config=plain_config(seed=7)))
     again = ticks_until_campaign(raft.RaftNode(id=3, voters=[1, 2, 3], config=plain_config(seed=7)))
@@ -719,7 +705,7 @@ def test_persist_before_send_append_response_ready_carries_the_entries():
 
 
 def test_persist_before_send_commit_only_change_needs_no_sync():
-    """DESIGN §3: a commit-index change alone does not need an fsync (it can be recovered)."""
+    """docs/design.md §3: a commit-index change alone does not need an fsync (it can be recovered)."""
     node = new_node(node_id=2)
     send(node, MT.APPEND_ENTRIES, 1, term=1, index=0, log_term=0, entries=[raft.Entry(1, 1, b"a")])
     flush(node)
@@ -772,7 +758,7 @@ class PersistCheckingCluster(LocalCluster):
 
 
 def test_persist_before_send_holds_in_every_ready_of_a_cluster_run():
-    """Raft Figure 2 / DESIGN §2: across elections, replication and failover, every vote grant,
+    """Raft Figure 2 / docs/design.md §2: across elections, replication and failover, every vote grant,
     vote request and append acknowledgement leaves in a Ready that persists what it promises."""
     cluster = PersistCheckingCluster(3, configure=lambda node_id: plain_config(seed=node_id))
     cluster.violations = []

@@ -13,6 +13,8 @@ import pytest
 from consensus import NotLeaderError, ProposalDroppedError, Role, raft
 from consensus.testing import LocalCluster, Member
 
+from support import flush, send
+
 MT = raft.MessageType
 ELECTION_TICK = 10
 
@@ -50,20 +52,6 @@ def cluster(size: int = 3, **overrides) -> RecordingCluster:
 def elect(c: LocalCluster, node_id: int) -> None:
     c.elect(node_id)
     c.tick()  # one heartbeat round so that every follower knows the leader
-
-
-def send(node: raft.RaftNode, msg_type: raft.MessageType, from_: int, term: int, **fields) -> None:
-    node.step(raft.Message(type=msg_type, from_=from_, to=node.id, term=term, **fields).encode())
-
-
-def flush(node: raft.RaftNode) -> List[raft.Message]:
-    sent: List[raft.Message] = []
-    while node.has_ready():
-        rd = node.ready()
-        node.storage.persist(rd)
-        sent.extend(raft.decode(frame) for _to, frame in rd.messages + rd.persisted_messages)
-        node.advance(rd)
-    return sent
 
 
 def readies(node: raft.RaftNode) -> List[raft.Ready]:
@@ -293,7 +281,7 @@ def test_read_index_on_follower_is_forwarded_and_answered():
 
 
 def test_read_index_without_known_leader_raises_proposal_dropped():
-    """DESIGN §3: read_index on a node that knows no leader raises ProposalDroppedError."""
+    """docs/design.md §3: read_index on a node that knows no leader raises ProposalDroppedError."""
     node = raft.RaftNode(id=1, voters=[1, 2, 3], config=config())
     with pytest.raises(ProposalDroppedError):
         node.read_index(b"r")
@@ -641,7 +629,7 @@ def test_flow_control_max_size_per_msg_splits_appends():
 
 
 def test_propose_on_follower_forwards_to_leader_and_returns_zero():
-    """DESIGN §3: a follower forwards a proposal to the leader and returns 0."""
+    """docs/design.md §3: a follower forwards a proposal to the leader and returns 0."""
     c = cluster(3)
     elect(c, 1)
     assert c.node(2).propose(b"fwd") == 0
@@ -652,7 +640,7 @@ def test_propose_on_follower_forwards_to_leader_and_returns_zero():
 
 
 def test_propose_with_forwarding_disabled_raises_not_leader_with_hint():
-    """DESIGN §3: with disable_proposal_forwarding a follower raises NotLeaderError naming the
+    """docs/design.md §3: with disable_proposal_forwarding a follower raises NotLeaderError naming the
     leader it knows."""
     c = cluster(3, disable_proposal_forwarding=True)
     elect(c, 1)
@@ -679,7 +667,7 @@ def test_propose_uncommitted_cap_drops_proposals_until_entries_commit():
 
 
 def test_max_committed_entries_per_ready_caps_committed_entries():
-    """DESIGN §3 limits: no Ready hands out more than max_committed_entries_per_ready committed
+    """docs/design.md §3 limits: no Ready hands out more than max_committed_entries_per_ready committed
     entries; the rest follow in later Readies, in order."""
     node = raft.RaftNode(id=2, voters=[1, 2, 3], config=config(max_committed_entries_per_ready=3))
     entries = [raft.Entry(i, 1, b"%d" % i) for i in range(1, 11)]
@@ -690,7 +678,7 @@ def test_max_committed_entries_per_ready_caps_committed_entries():
 
 
 def test_max_committed_bytes_per_ready_caps_committed_payload():
-    """DESIGN §3 limits: a Ready's committed entries carry at most max_committed_bytes_per_ready
+    """docs/design.md §3 limits: a Ready's committed entries carry at most max_committed_bytes_per_ready
     payload bytes (but at least one entry); the rest follow in later Readies, in order."""
     node = raft.RaftNode(id=2, voters=[1, 2, 3], config=config(max_committed_bytes_per_ready=25))
     entries = [raft.Entry(i, 1, b"0123456789") for i in range(1, 11)]
@@ -702,7 +690,7 @@ def test_max_committed_bytes_per_ready_caps_committed_payload():
 
 
 def test_restart_with_applied_skips_already_applied_entries():
-    """DESIGN §3 restart: committed entries above `applied` are delivered again; those at or below
+    """docs/design.md §3 restart: committed entries above `applied` are delivered again; those at or below
     it are not."""
     def committed_after_restart(applied: int) -> List[int]:
         storage = storage_with([1] * 5, term=1, commit=5)

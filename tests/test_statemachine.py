@@ -463,6 +463,41 @@ def test_encoders_refuse_bad_arguments(encode: Callable[[], bytes]) -> None:
         encode()
 
 
+SHARED_INDEX_COMMANDS = [
+    pytest.param(
+        lambda: KVStore(),
+        [1000, KVStore.encode_open_session(), KVStore.encode_put("a", "1", request_id="1:1"),
+         KVStore.encode_put("a", "1", request_id="1:1"), KVStore.encode_cas("a", "1", "2"),
+         KVStore.encode_put("b", "x"), KVStore.encode_delete("b")],
+        id="kv",
+    ),
+    pytest.param(
+        ReplicatedDict,
+        [ReplicatedDict.encode_set("a", [1]), ReplicatedDict.encode_set("b", 2), ReplicatedDict.encode_pop("a"),
+         ReplicatedDict.encode_clear()],
+        id="dict",
+    ),
+    pytest.param(Counter, [Counter.encode_add(5), Counter.encode_add(-2), Counter.encode_set(9), Counter.encode_add(1)], id="counter"),
+    pytest.param(
+        Lock,
+        [10, Lock.encode_acquire("l", "o1", 100), Lock.encode_acquire("l", "o2", 100), 200,
+         Lock.encode_acquire("l", "o2", 100), Lock.encode_release("l", "o2", 2)],
+        id="lock",
+    ),
+]
+
+
+@pytest.mark.parametrize("make, commands", SHARED_INDEX_COMMANDS)
+def test_commands_sharing_one_index_give_the_results_of_one_command_per_index(make: Callable[[], Any], commands: List[Any]) -> None:
+    """A Multi-Paxos slot holds a batch (`ProtocolSpec.batch_in_one_index`), so the runtime applies
+    several commands with the same index; Raft gives each its own. A built-in's results and state
+    depend on the commands and their order only, so replicas agree whichever protocol runs them."""
+    one_per_index, batched = make(), make()
+    expected = apply_all(one_per_index, commands)
+    assert [step(batched, 1 + i // 3, command) for i, command in enumerate(commands)] == expected
+    assert batched.snapshot() == one_per_index.snapshot()
+
+
 # ------------------------------------------------------------------------ snapshots
 
 
