@@ -16,13 +16,8 @@ from consensus._core import ConfigError, ProtocolError
 from consensus.errors import NodeStoppedError
 from consensus.runtime import Node
 from consensus.protocols import ProtocolSpec
-from consensus.runtime import (
-    ENVELOPE_STAMPED_COMMAND,
-    ENVELOPE_SYSTEM,
-    INBOX_FRAMES_PER_PEER_MAX,
-    INBOX_FRAMES_PER_TURN,
-    REFUSALS_BEFORE_DISCONNECT,
-)
+from consensus.runtime._envelope import ENVELOPE_STAMPED_COMMAND, ENVELOPE_SYSTEM
+from consensus.runtime._inbox import INBOX_FRAMES_PER_PEER_MAX, INBOX_FRAMES_PER_TURN, REFUSALS_BEFORE_DISCONNECT
 
 from support import Cluster, CommittedEntry, Journal, PeerFrames, eventually, with_leader_and_follower
 

@@ -119,7 +119,7 @@ class Admission:
             try:
                 first = core.propose_many([data for data, _ in batch])
             except NotLeaderError as exc:
-                self._fail_batch(batch, not_leader(getattr(exc, "leader_hint", 0)))
+                self._fail_batch(batch, not_leader(exc.leader_hint))
                 continue
             except ProposalDroppedError as exc:
                 self._fail_batch(batch, exc)

@@ -386,9 +386,7 @@ class Node:
             self._wake.set()
 
     def _disconnect(self, peer: int, reason: str) -> None:
-        disconnect = getattr(self.transport, "disconnect", None)
-        if disconnect is not None:
-            disconnect(peer, reason)
+        self.transport.disconnect(peer, reason)
 
     def _sync_peers(self) -> None:
         self._membership.sync_peers()
