@@ -770,7 +770,8 @@ def test_a_connection_cap_the_open_files_limit_cannot_hold_is_refused_at_startup
 ) -> None:
     """Out of descriptors, the next WAL segment cannot be created and the node stops: a cap the
     limit cannot hold is a configuration error, exit 2, before the data directory is touched."""
-    from consensus import ConfigError, cli
+    from consensus import ConfigError
+    from consensus.service import _cli as cli
     from consensus.config import dump_config
     from consensus.service._server import check_descriptor_budget, descriptors_needed
 
