@@ -7,16 +7,16 @@ use consensus_core::paxos::{
     self as core, Ballot as CoreBallot, Config as CoreConfig, HardState as CoreHardState, MemStorage,
     Message as CoreMessage, MessageType as CoreMessageType, RawNode, Snapshot as CoreSnapshot,
 };
-use consensus_core::raft::ReadOnlyOption;
-use consensus_core::{ProtocolNode, ReadyView};
-use pyo3::exceptions::PyTypeError;
+use consensus_storage::PaxosFileStorage as CorePaxosFileStorage;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList};
+use pyo3::types::{PyBytes, PyDict};
 
+use crate::common::EntryKind;
+use crate::convert::{bytes_of, member_ids, node_id, parse_read_only_option, unsigned};
 use crate::errors::{config_error, storage_to_py, to_py};
-use crate::raft::{batch_from, bytes_of, frame_list, EntryKind, ReadState};
+use crate::node::{node_class, ready_class};
 use crate::role::Role;
-use crate::storage::PaxosFileStorage;
+use crate::storage::{file_storage_class, Handle, NodeStorage, StorageClass};
 
 // -------------------------------------------------------------------- values
 
@@ -70,10 +70,7 @@ impl Entry {
     }
     #[getter]
     fn kind(&self) -> EntryKind {
-        match self.inner.kind {
-            core::EntryKind::Normal => EntryKind::NORMAL,
-            core::EntryKind::ConfChange => EntryKind::CONF_CHANGE,
-        }
+        self.inner.kind.into()
     }
     /// `(alpha, members)` of a CONF_CHANGE entry: the configuration it installs, which governs the
     /// slots after this one's slot + alpha (the α-window).
@@ -324,10 +321,6 @@ pub fn paxos_decode(frame: &[u8]) -> PyResult<Message> {
 
 // -------------------------------------------------------------------- config
 
-fn unsigned(field: &'static str, value: i64) -> PyResult<u64> {
-    u64::try_from(value).map_err(|_| config_error(field, "must not be negative"))
-}
-
 /// Multi-Paxos settings. `election_tick`, `heartbeat_tick` and `seed` mean what they mean for Raft;
 /// `max_inflight_slots` is also the α of reconfiguration (docs/paxos.md).
 #[pyclass(name = "Config", module = "consensus.paxos", from_py_object, frozen)]
@@ -360,16 +353,7 @@ impl Config {
         disable_proposal_forwarding: bool,
         seed: i64,
     ) -> PyResult<Self> {
-        let read_only_option = match read_only_option {
-            "safe" => ReadOnlyOption::Safe,
-            "lease_based" => ReadOnlyOption::LeaseBased,
-            other => {
-                return Err(config_error(
-                    "read_only_option",
-                    format!("must be 'safe' or 'lease_based' (got {other:?})"),
-                ))
-            }
-        };
+        let read_only_option = parse_read_only_option(read_only_option)?;
         let inner = CoreConfig {
             election_tick: unsigned("election_tick", election_tick)?,
             heartbeat_tick: unsigned("heartbeat_tick", heartbeat_tick)?,
@@ -421,34 +405,13 @@ pub struct Ready {
     mark: core::ReadyMark,
 }
 
-#[pymethods]
 impl Ready {
-    /// `[(to, frame)]` that may be sent at once, before or while persisting (a leader's accepts
-    /// under a durable promise).
-    #[getter]
-    fn messages<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        frame_list(py, self.inner.messages())
+    fn persists(&self) -> String {
+        format!("accepted={}, hard_state={:?}", self.inner.accepted.len(), self.inner.hard_state)
     }
-    /// `[(to, frame)]` to send only after this Ready is persisted.
-    #[getter]
-    fn persisted_messages<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        frame_list(py, self.inner.persisted_messages())
-    }
-    /// The slot the application stands at once it applied this Ready; 0 when it applies nothing.
-    #[getter]
-    fn applied_through(&self) -> u64 {
-        self.inner.applied_through
-    }
-    /// Number of committed commands (without building Entry objects).
-    #[getter]
-    fn committed_count(&self) -> usize {
-        self.inner.committed_entries.len()
-    }
-    /// Number of messages, both lists (without building them).
-    #[getter]
-    fn message_count(&self) -> usize {
-        self.inner.messages.len() + self.inner.persisted_messages.len()
-    }
+}
+
+ready_class!(Ready, {
     #[getter]
     fn committed_entries(&self) -> Vec<Entry> {
         self.inner.committed_entries.iter().map(|e| Entry { inner: e.clone() }).collect()
@@ -461,10 +424,6 @@ impl Ready {
     fn snapshot(&self) -> Option<Snapshot> {
         self.inner.snapshot.clone().map(|inner| Snapshot { inner })
     }
-    #[getter]
-    fn read_states(&self) -> Vec<ReadState> {
-        self.inner.read_states.iter().map(|rs| ReadState::from_parts(rs.index, rs.context.clone())).collect()
-    }
     /// Accepted slots to store: `(slot, ballot, number of commands)`.
     #[getter]
     fn accepted(&self) -> Vec<(u64, Ballot, usize)> {
@@ -475,9 +434,10 @@ impl Ready {
     fn entries(&self) -> Vec<u64> {
         self.inner.accepted.iter().map(|s| s.slot).collect()
     }
+    /// The first slot this Ready decides for the application (no-op slots included); 0 when none.
     #[getter]
-    fn must_sync(&self) -> bool {
-        self.inner.must_sync
+    fn committed_from(&self) -> u64 {
+        self.inner.committed_from
     }
     /// The last slot this Ready decides for the application (no-op slots included, which have no
     /// entry): the applied index once it is advanced. 0 when none.
@@ -485,31 +445,29 @@ impl Ready {
     fn committed_through(&self) -> u64 {
         self.inner.committed_through
     }
+    /// The role when it changed since the previous Ready, else `None`.
     #[getter]
     fn role(&self) -> Option<Role> {
         self.inner.role.map(Role::from)
     }
     #[getter]
-    fn leader(&self) -> u64 {
-        self.inner.leader
-    }
-    #[getter]
     fn ballot(&self) -> Ballot {
         Ballot { inner: self.inner.ballot }
     }
-    fn __repr__(&self) -> String {
-        format!(
-            "Ready(messages={}, accepted={}, committed={}, snapshot={}, must_sync={})",
-            self.inner.messages.len() + self.inner.persisted_messages.len(),
-            self.inner.accepted.len(),
-            self.inner.committed_entries.len(),
-            self.inner.snapshot.is_some(),
-            self.inner.must_sync
-        )
-    }
-}
+});
 
 // -------------------------------------------------------------------- storage
+
+/// The highest accepted slot `storage` holds (the snapshot index when none).
+fn last_slot(storage: &MemStorage) -> u64 {
+    let core = storage.rl();
+    core.accepted().keys().next_back().copied().unwrap_or(core.snapshot().index)
+}
+
+/// The ballot `storage` accepted `slot` at, if it holds one.
+fn accepted_ballot(storage: &MemStorage, slot: u64) -> Option<Ballot> {
+    storage.rl().accepted().get(&slot).map(|s| Ballot { inner: s.ballot })
+}
 
 /// In-memory storage: the promise, the accepted slots, the commit slot, the snapshot and the
 /// membership. A node built on a non-empty storage restarts from it.
@@ -519,77 +477,23 @@ pub struct MemoryStorage {
     pub inner: MemStorage,
 }
 
-pub fn persist_ready(storage: &MemStorage, rd: &core::Ready) -> PyResult<()> {
-    let mut core = storage.wl();
-    if let Some(snapshot) = &rd.snapshot {
-        core.apply_snapshot(snapshot.clone()).map_err(storage_to_py)?;
-    }
-    core.put_accepted(&rd.accepted);
-    if let Some(hs) = rd.hard_state {
-        core.set_hard_state(hs);
-    }
-    Ok(())
-}
-
-/// The highest accepted slot `storage` holds (the snapshot index when none).
-pub fn last_slot(storage: &MemStorage) -> u64 {
-    let core = storage.rl();
-    core.accepted().keys().next_back().copied().unwrap_or(core.snapshot().index)
-}
-
-/// The ballot `storage` accepted `slot` at, if it holds one.
-pub fn accepted_ballot(storage: &MemStorage, slot: u64) -> Option<Ballot> {
-    storage.rl().accepted().get(&slot).map(|s| Ballot { inner: s.ballot })
-}
-
-/// The Python storage a node was built on. The node reads the in-memory part of either; writes
-/// go through this so a `FileStorage` makes them durable.
-enum NodeStorage {
-    Memory(MemoryStorage),
-    File(Py<PaxosFileStorage>),
-}
-
-impl NodeStorage {
-    fn from_py(storage: Option<&Bound<'_, PyAny>>, members: &[u64]) -> PyResult<NodeStorage> {
-        let Some(storage) = storage else {
-            return Ok(NodeStorage::Memory(MemoryStorage { inner: MemStorage::new(members) }));
-        };
-        if let Ok(memory) = storage.cast::<MemoryStorage>() {
-            return Ok(NodeStorage::Memory(memory.get().clone()));
-        }
-        if let Ok(file) = storage.cast::<PaxosFileStorage>() {
-            return Ok(NodeStorage::File(file.clone().unbind()));
-        }
-        Err(PyTypeError::new_err("storage must be a paxos.MemoryStorage or a paxos.FileStorage"))
-    }
-
+impl StorageClass for MemoryStorage {
+    type Mem = MemStorage;
+    type Ready = core::Ready;
     fn mem(&self) -> MemStorage {
-        match self {
-            NodeStorage::Memory(memory) => memory.inner.clone(),
-            NodeStorage::File(file) => file.get().mem.clone(),
-        }
+        self.inner.clone()
     }
-
-    /// Records the members of a new cluster when the storage knows none, so a restart from this
-    /// storage finds them.
-    fn bootstrap(&self, py: Python<'_>, members: &[u64]) -> PyResult<()> {
-        if members.is_empty() || self.mem().rl().membership().is_some() {
-            return Ok(());
+    /// Snapshot, then accepted slots, then promise and commit.
+    fn persist_ready(&self, _py: Python<'_>, rd: &core::Ready) -> PyResult<()> {
+        let mut core = self.inner.wl();
+        if let Some(snapshot) = &rd.snapshot {
+            core.apply_snapshot(snapshot.clone()).map_err(storage_to_py)?;
         }
-        match self {
-            NodeStorage::Memory(memory) => {
-                memory.inner.wl().set_initial_members(members);
-                Ok(())
-            }
-            NodeStorage::File(file) => file.get().record_initial_members(py, members),
+        core.put_accepted(&rd.accepted);
+        if let Some(hs) = rd.hard_state {
+            core.set_hard_state(hs);
         }
-    }
-
-    fn persist(&self, py: Python<'_>, rd: &core::Ready) -> PyResult<()> {
-        match self {
-            NodeStorage::Memory(memory) => persist_ready(&memory.inner, rd),
-            NodeStorage::File(file) => file.get().persist_ready(py, rd),
-        }
+        Ok(())
     }
 }
 
@@ -601,8 +505,8 @@ impl MemoryStorage {
     fn new(members: Vec<u64>) -> Self {
         MemoryStorage { inner: MemStorage::new(&members) }
     }
-    fn persist(&self, rd: &Ready) -> PyResult<()> {
-        persist_ready(&self.inner, &rd.inner)
+    fn persist(&self, py: Python<'_>, rd: &Ready) -> PyResult<()> {
+        self.persist_ready(py, &rd.inner)
     }
     fn hard_state(&self) -> HardState {
         HardState { inner: self.inner.rl().hard_state() }
@@ -635,221 +539,173 @@ impl MemoryStorage {
     }
 }
 
+/// Durable Multi-Paxos storage in a directory: the promise, the accepted slots and the commit
+/// slot in a write-ahead log of CRC32C records, plus snapshot files. Usable wherever
+/// `paxos.MemoryStorage` is; a node built on a reopened one restarts from disk.
+#[pyclass(name = "FileStorage", module = "consensus.paxos", frozen)]
+pub struct FileStorage {
+    handle: Handle<CorePaxosFileStorage>,
+    /// The in-memory part the node reads (shared with the storage).
+    mem: MemStorage,
+}
+
+impl FileStorage {
+    fn from_handle(handle: Handle<CorePaxosFileStorage>) -> Self {
+        let mem = handle.lock().mem().clone();
+        FileStorage { handle, mem }
+    }
+}
+
+impl StorageClass for FileStorage {
+    type Mem = MemStorage;
+    type Ready = core::Ready;
+    fn mem(&self) -> MemStorage {
+        self.mem.clone()
+    }
+    fn persist_ready(&self, py: Python<'_>, rd: &core::Ready) -> PyResult<()> {
+        self.handle.with(py, |s| s.persist(rd))
+    }
+}
+
+file_storage_class!(FileStorage, ready = Ready, {
+    fn hard_state(&self) -> HardState {
+        HardState { inner: self.mem.rl().hard_state() }
+    }
+    fn snapshot(&self) -> Snapshot {
+        Snapshot { inner: self.mem.rl().snapshot().clone() }
+    }
+    fn first_index(&self) -> u64 {
+        self.mem.rl().snapshot().index + 1
+    }
+    /// The highest accepted slot held (the snapshot index when none).
+    fn last_index(&self) -> u64 {
+        last_slot(&self.mem)
+    }
+    /// The ballot this storage accepted `slot` at, if it holds one.
+    fn accepted_ballot(&self, slot: u64) -> Option<Ballot> {
+        accepted_ballot(&self.mem, slot)
+    }
+    fn apply_snapshot(&self, py: Python<'_>, snapshot: &Snapshot) -> PyResult<()> {
+        let snapshot = snapshot.inner.clone();
+        self.handle.with(py, move |s| s.apply_snapshot(snapshot))
+    }
+});
+
 // -------------------------------------------------------------------- node
 
 /// A Multi-Paxos node: the same methods and Ready contract as `raft.RaftNode`.
 #[pyclass(name = "PaxosNode", module = "consensus.paxos")]
 pub struct PaxosNode {
     node: RawNode<MemStorage>,
-    storage: NodeStorage,
+    storage: NodeStorage<MemoryStorage, FileStorage>,
     config: Config,
 }
 
-#[pymethods]
 impl PaxosNode {
-    #[new]
-    #[pyo3(signature = (id, members = Vec::new(), config = None, storage = None, applied = 0))]
-    fn new(
-        py: Python<'_>,
-        id: i64,
-        members: Vec<i64>,
-        config: Option<Config>,
-        storage: Option<&Bound<'_, PyAny>>,
-        applied: u64,
-    ) -> PyResult<Self> {
-        let id = u64::try_from(id)
-            .ok()
-            .filter(|id| *id > 0)
-            .ok_or_else(|| config_error("id", "must be a positive integer"))?;
-        let members: Vec<u64> = members
-            .into_iter()
-            .map(|m| {
-                u64::try_from(m)
-                    .ok()
-                    .filter(|m| *m > 0)
-                    .ok_or_else(|| config_error("members", "ids must be positive integers"))
-            })
-            .collect::<PyResult<_>>()?;
-        let config = config.unwrap_or_else(|| Config { inner: CoreConfig::default() });
-        let storage = NodeStorage::from_py(storage, &members)?;
-        let node = RawNode::new(id, config.inner.clone(), storage.mem(), &members, applied).map_err(to_py)?;
-        storage.bootstrap(py, &members)?;
-        Ok(PaxosNode { node, storage, config })
-    }
-
-    #[getter]
-    fn id(&self) -> u64 {
-        self.node.status().id
-    }
-    #[getter]
-    fn role(&self) -> Role {
-        self.node.status().role.into()
-    }
-    /// The current ballot's round (what `term` means for Paxos).
-    #[getter]
-    fn term(&self) -> u64 {
-        self.node.status().ballot.round
-    }
-    #[getter]
-    fn ballot(&self) -> Ballot {
-        Ballot { inner: self.node.status().ballot }
-    }
-    #[getter]
-    fn leader(&self) -> u64 {
-        self.node.status().leader
-    }
-    #[getter]
-    fn commit_index(&self) -> u64 {
-        self.node.status().commit
-    }
-    #[getter]
-    fn applied_index(&self) -> u64 {
-        self.node.status().applied
-    }
-    #[getter]
-    fn last_index(&self) -> u64 {
-        self.node.status().last_slot
-    }
-    #[getter]
-    fn first_index(&self) -> u64 {
-        self.node.status().first_slot
-    }
-    #[getter]
-    fn members(&self) -> Vec<u64> {
-        self.node.status().members
-    }
-    #[getter]
-    /// The storage given to the constructor (a `MemoryStorage` or a `FileStorage`).
-    fn storage(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+    /// Records the members of a new cluster when the storage knows none, so a restart from this
+    /// storage finds them.
+    fn bootstrap(&self, py: Python<'_>, members: &[u64]) -> PyResult<()> {
+        if members.is_empty() || self.storage.mem().rl().membership().is_some() {
+            return Ok(());
+        }
         match &self.storage {
-            NodeStorage::Memory(memory) => Ok(Py::new(py, memory.clone())?.into_any()),
-            NodeStorage::File(file) => Ok(file.clone_ref(py).into_any()),
+            NodeStorage::Memory(memory) => {
+                memory.inner.wl().set_initial_members(members);
+                Ok(())
+            }
+            NodeStorage::File(file) => file.get().handle.with(py, |s| s.set_initial_members(members)),
         }
-    }
-    #[getter]
-    fn config(&self) -> Config {
-        self.config.clone()
-    }
-
-    fn tick(&mut self) {
-        self.node.tick();
-    }
-    fn tick_many(&mut self, n: u64) {
-        for _ in 0..n {
-            self.node.tick();
-        }
-    }
-    /// Starts Phase 1 now with a ballot above every one seen. `ProtocolError` when the round
-    /// reached its limit (`TERM_MAX`): the node can no longer campaign.
-    fn campaign(&mut self) -> PyResult<()> {
-        if self.node.term_exhausted() {
-            return Err(to_py(consensus_core::Error::Protocol(
-                "the ballot round reached TERM_MAX: no campaign is possible".into(),
-            )));
-        }
-        self.node.campaign();
-        Ok(())
-    }
-    /// Proposes one command; returns the slot it joins on the leader, 0 when forwarded.
-    fn propose(&mut self, data: &[u8]) -> PyResult<u64> {
-        self.node.propose(bytes_of(data)).map_err(to_py)
-    }
-    /// Proposes commands in one call (batched into slot values); returns the first one's slot.
-    fn propose_many(&mut self, batch: &Bound<'_, PyAny>) -> PyResult<u64> {
-        let batch = batch_from(batch)?;
-        self.node.propose_many(batch).map_err(to_py)
-    }
-    /// Proposes a new member list (the α-window rule: it governs slots from its slot + α + 1).
-    fn propose_reconfig(&mut self, members: Vec<u64>) -> PyResult<u64> {
-        self.node.propose_reconfig(&members).map_err(to_py)
-    }
-    fn read_index(&mut self, ctx: &[u8]) -> PyResult<()> {
-        self.node.read_index(bytes_of(ctx)).map_err(to_py)
-    }
-    /// Hands the leadership to member `to`: proposals raise `ProposalDroppedError` until `to`,
-    /// brought up to date, takes over by Phase 1 (or an election timeout abandons the transfer).
-    /// `NotLeaderError` on a node that does not lead, `ConfigError` for its own id or a non-member.
-    fn transfer_leader(&mut self, to: u64) -> PyResult<()> {
-        self.node.transfer_leader(to).map_err(to_py)
-    }
-    /// Steps one frame from a peer. Malformed bytes raise `DecodeError`; a well-formed message
-    /// that fails validation (docs/wire-format.md, "Validation at the door") raises
-    /// `ProtocolError` and changes nothing. With `sender` (the id the connection authenticated
-    /// as), a frame whose `from` differs raises `ProtocolError`.
-    #[pyo3(signature = (frame, *, sender = None))]
-    fn step(&mut self, frame: &[u8], sender: Option<u64>) -> PyResult<()> {
-        self.node.step_from(&bytes_of(frame), sender).map_err(to_py)
-    }
-    /// Steps frames in order (all from `sender` when given); stops at (and raises) the first bad one.
-    #[pyo3(signature = (frames, *, sender = None))]
-    fn step_many(&mut self, frames: &Bound<'_, PyAny>, sender: Option<u64>) -> PyResult<()> {
-        for frame in frames.try_iter()? {
-            let frame = frame?;
-            let frame = frame.cast::<PyBytes>().map_err(|_| PyTypeError::new_err("step_many takes bytes frames"))?;
-            self.node.step_from(&bytes_of(frame.as_bytes()), sender).map_err(to_py)?;
-        }
-        Ok(())
-    }
-    fn has_ready(&self) -> bool {
-        self.node.has_ready()
-    }
-    fn ready(&mut self) -> PyResult<Ready> {
-        let inner = self.node.ready().map_err(to_py)?;
-        let mark = inner.mark();
-        Ok(Ready { inner, mark })
-    }
-    fn advance(&mut self, rd: &Ready) -> PyResult<()> {
-        self.node.advance(rd.mark.clone()).map_err(to_py)
-    }
-    /// Persists `rd` into this node's storage, then advances.
-    fn persist_and_advance(&mut self, py: Python<'_>, rd: &Ready) -> PyResult<()> {
-        self.storage.persist(py, &rd.inner)?;
-        self.node.advance(rd.mark.clone()).map_err(to_py)
-    }
-    fn report_snapshot(&mut self, to: u64, ok: bool) {
-        self.node.report_snapshot(to, ok);
-    }
-    fn report_unreachable(&mut self, to: u64) {
-        self.node.report_unreachable(to);
-    }
-    fn status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let s = self.node.status();
-        let d = PyDict::new(py);
-        d.set_item("id", s.id)?;
-        d.set_item("role", s.role.as_str())?;
-        d.set_item("term", s.ballot.round)?;
-        d.set_item("ballot", (s.ballot.round, s.ballot.node))?;
-        d.set_item("leader", s.leader)?;
-        d.set_item("commit", s.commit)?;
-        d.set_item("applied", s.applied)?;
-        d.set_item("first_index", s.first_slot)?;
-        d.set_item("last_index", s.last_slot)?;
-        d.set_item("voters", s.members.clone())?;
-        d.set_item("learners", Vec::<u64>::new())?;
-        d.set_item("uncommitted_bytes", s.uncommitted_bytes)?;
-        d.set_item("lead_transferee", s.transfer_target)?;
-        let progress = PyDict::new(py);
-        for p in &s.progress {
-            let entry = PyDict::new(py);
-            entry.set_item("match", p.decided)?;
-            entry.set_item("recent_active", p.recent_active)?;
-            progress.set_item(p.id, entry)?;
-        }
-        d.set_item("progress", progress)?;
-        Ok(d)
-    }
-    fn __repr__(&self) -> String {
-        let s = self.node.status();
-        format!(
-            "PaxosNode(id={}, role={}, ballot={}, leader={}, commit={})",
-            s.id,
-            s.role.as_str(),
-            s.ballot,
-            s.leader,
-            s.commit
-        )
     }
 }
+
+node_class!(
+    PaxosNode,
+    ready = Ready,
+    config = Config,
+    exhausted = "the ballot round reached TERM_MAX: no campaign is possible",
+    {
+        #[new]
+        #[pyo3(signature = (id, members = Vec::new(), config = None, storage = None, applied = 0))]
+        fn new(
+            py: Python<'_>,
+            id: i64,
+            members: Vec<i64>,
+            config: Option<Config>,
+            storage: Option<&Bound<'_, PyAny>>,
+            applied: u64,
+        ) -> PyResult<Self> {
+            let id = node_id(id)?;
+            let members = member_ids("members", members)?;
+            let config = config.unwrap_or_else(|| Config { inner: CoreConfig::default() });
+            let storage = NodeStorage::from_py(
+                storage,
+                || MemoryStorage { inner: MemStorage::new(&members) },
+                "storage must be a paxos.MemoryStorage or a paxos.FileStorage",
+            )?;
+            let node = RawNode::new(id, config.inner.clone(), storage.mem(), &members, applied).map_err(to_py)?;
+            let paxos = PaxosNode { node, storage, config };
+            paxos.bootstrap(py, &members)?;
+            Ok(paxos)
+        }
+
+        /// The promised ballot.
+        #[getter]
+        fn ballot(&self) -> Ballot {
+            Ballot { inner: self.node.paxos.promised }
+        }
+        #[getter]
+        fn first_index(&self) -> u64 {
+            self.node.paxos.first_slot
+        }
+        /// The latest configuration known (it may take effect at a later slot).
+        #[getter]
+        fn members(&self) -> Vec<u64> {
+            self.node.members().to_vec()
+        }
+
+        /// Proposes a new member list (the α-window rule: it governs slots from its slot + α + 1).
+        fn propose_reconfig(&mut self, members: Vec<u64>) -> PyResult<u64> {
+            self.node.propose_reconfig(&members).map_err(to_py)
+        }
+        fn status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+            let s = self.node.status();
+            let d = PyDict::new(py);
+            d.set_item("id", s.id)?;
+            d.set_item("role", s.role.as_str())?;
+            d.set_item("term", s.ballot.round)?;
+            d.set_item("ballot", (s.ballot.round, s.ballot.node))?;
+            d.set_item("leader", s.leader)?;
+            d.set_item("commit", s.commit)?;
+            d.set_item("applied", s.applied)?;
+            d.set_item("first_index", s.first_slot)?;
+            d.set_item("last_index", s.last_slot)?;
+            d.set_item("voters", s.members.clone())?;
+            d.set_item("learners", Vec::<u64>::new())?;
+            d.set_item("uncommitted_bytes", s.uncommitted_bytes)?;
+            d.set_item("lead_transferee", s.transfer_target)?;
+            let progress = PyDict::new(py);
+            for p in &s.progress {
+                let entry = PyDict::new(py);
+                entry.set_item("match", p.decided)?;
+                entry.set_item("recent_active", p.recent_active)?;
+                progress.set_item(p.id, entry)?;
+            }
+            d.set_item("progress", progress)?;
+            Ok(d)
+        }
+        fn __repr__(&self) -> String {
+            let p = &self.node.paxos;
+            format!(
+                "PaxosNode(id={}, role={}, ballot={}, leader={}, commit={})",
+                p.id,
+                p.role.as_str(),
+                p.promised,
+                p.leader,
+                p.commit
+            )
+        }
+    }
+);
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -862,6 +718,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("PaxosConfig", py.get_type::<Config>())?;
     m.add("PaxosReady", py.get_type::<Ready>())?;
     m.add("PaxosMemoryStorage", py.get_type::<MemoryStorage>())?;
+    m.add("PaxosFileStorage", py.get_type::<FileStorage>())?;
     m.add("PaxosNode", py.get_type::<PaxosNode>())?;
     m.add_function(wrap_pyfunction!(paxos_decode, m)?)?;
     Ok(())

@@ -1,50 +1,24 @@
 //! Python classes of `consensus.raft`: the node, its configuration, the Ready batch, the data types
 //! and in-memory storage. Each class wraps a core type; conversions happen only at the boundary.
 
-use bytes::Bytes;
 use consensus_core::raft::{
     self as core, wire, ConfChange as CoreConfChange, ConfState as CoreConfState, Entry as CoreEntry,
     EntryKind as CoreEntryKind, HardState as CoreHardState, Message as CoreMessage, MessageType as CoreMessageType,
-    RawNode, ReadOnlyOption, Snapshot as CoreSnapshot,
+    RawNode, Snapshot as CoreSnapshot,
 };
 use consensus_core::storage::MemStorage;
-use consensus_core::{ProtocolNode, ReadyView};
-use numpy::{PyReadonlyArray2, PyUntypedArrayMethods};
-use pyo3::exceptions::PyTypeError;
+use consensus_storage::FileStorage as CoreFileStorage;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList};
 
-use crate::errors::{config_error, storage_to_py, to_py};
+use crate::common::EntryKind;
+use crate::convert::{bytes_of, member_ids, node_id, parse_read_only_option, read_only_option_name, unsigned};
+use crate::errors::{storage_to_py, to_py};
+use crate::node::{node_class, ready_class};
 use crate::role::Role;
-use crate::storage::FileStorage;
+use crate::storage::{file_storage_class, Handle, NodeStorage, StorageClass};
 
 // -------------------------------------------------------------------- enums
-
-#[pyclass(name = "EntryKind", module = "consensus.raft", from_py_object, eq, eq_int, frozen, hash)]
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-#[allow(non_camel_case_types, clippy::upper_case_acronyms)]
-pub enum EntryKind {
-    NORMAL = 0,
-    CONF_CHANGE = 1,
-}
-
-impl From<CoreEntryKind> for EntryKind {
-    fn from(kind: CoreEntryKind) -> Self {
-        match kind {
-            CoreEntryKind::Normal => EntryKind::NORMAL,
-            CoreEntryKind::ConfChange => EntryKind::CONF_CHANGE,
-        }
-    }
-}
-
-impl From<EntryKind> for CoreEntryKind {
-    fn from(kind: EntryKind) -> Self {
-        match kind {
-            EntryKind::NORMAL => CoreEntryKind::Normal,
-            EntryKind::CONF_CHANGE => CoreEntryKind::ConfChange,
-        }
-    }
-}
 
 #[pyclass(name = "MessageType", module = "consensus.raft", from_py_object, eq, eq_int, frozen, hash)]
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -96,10 +70,6 @@ impl From<MessageType> for CoreMessageType {
 }
 
 // -------------------------------------------------------------------- value types
-
-pub(crate) fn bytes_of(data: &[u8]) -> Bytes {
-    Bytes::copy_from_slice(data)
-}
 
 /// One log entry.
 #[pyclass(name = "Entry", module = "consensus.raft", from_py_object, frozen, eq)]
@@ -310,39 +280,6 @@ impl Snapshot {
     }
 }
 
-/// A linearizable read may be served once the application applied up to `index`.
-#[pyclass(name = "ReadState", module = "consensus.raft", from_py_object, frozen, eq)]
-#[derive(Clone, PartialEq)]
-pub struct ReadState {
-    index: u64,
-    context: Bytes,
-}
-
-impl ReadState {
-    pub fn from_parts(index: u64, context: Bytes) -> Self {
-        ReadState { index, context }
-    }
-}
-
-#[pymethods]
-impl ReadState {
-    #[new]
-    fn new(index: u64, context: &[u8]) -> Self {
-        ReadState { index, context: bytes_of(context) }
-    }
-    #[getter]
-    fn index(&self) -> u64 {
-        self.index
-    }
-    #[getter]
-    fn context<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.context)
-    }
-    fn __repr__(&self) -> String {
-        format!("ReadState(index={}, context={:?})", self.index, self.context)
-    }
-}
-
 // -------------------------------------------------------------------- messages
 
 /// A peer message; `encode()` gives the frame, `consensus.raft.decode(frame)` reads one.
@@ -458,10 +395,6 @@ pub fn raft_decode(frame: &[u8]) -> PyResult<Message> {
 
 // -------------------------------------------------------------------- config
 
-fn unsigned(field: &'static str, value: i64) -> PyResult<u64> {
-    u64::try_from(value).map_err(|_| config_error(field, format!("must not be negative (got {value})")))
-}
-
 /// Raft settings; every field is validated and an invalid one raises `ConfigError` naming it.
 #[pyclass(name = "Config", module = "consensus.raft", from_py_object, frozen)]
 #[derive(Clone)]
@@ -496,16 +429,7 @@ impl Config {
         disable_proposal_forwarding: bool,
         seed: i64,
     ) -> PyResult<Self> {
-        let read_only_option = match read_only_option {
-            "safe" => ReadOnlyOption::Safe,
-            "lease_based" => ReadOnlyOption::LeaseBased,
-            other => {
-                return Err(config_error(
-                    "read_only_option",
-                    format!("must be 'safe' or 'lease_based' (got {other:?})"),
-                ))
-            }
-        };
+        let read_only_option = parse_read_only_option(read_only_option)?;
         let inner = core::Config {
             election_tick: unsigned("election_tick", election_tick)?,
             heartbeat_tick: unsigned("heartbeat_tick", heartbeat_tick)?,
@@ -579,10 +503,7 @@ impl Config {
     }
     #[getter]
     fn read_only_option(&self) -> &'static str {
-        match self.inner.read_only_option {
-            ReadOnlyOption::Safe => "safe",
-            ReadOnlyOption::LeaseBased => "lease_based",
-        }
+        read_only_option_name(self.inner.read_only_option)
     }
     #[getter]
     fn disable_proposal_forwarding(&self) -> bool {
@@ -615,37 +536,17 @@ pub struct Ready {
     mark: core::ReadyMark,
 }
 
-/// `[(to, frame_bytes), ...]` as Python tuples.
-pub(crate) fn frame_list<'py>(py: Python<'py>, frames: &[(u64, Bytes)]) -> PyResult<Bound<'py, PyList>> {
-    let items = frames
-        .iter()
-        .map(|(to, frame)| PyTuple::new(py, [to.into_pyobject(py)?.into_any(), PyBytes::new(py, frame).into_any()]))
-        .collect::<PyResult<Vec<_>>>()?;
-    PyList::new(py, items)
-}
-
 fn entry_list<'py>(py: Python<'py>, entries: &[CoreEntry]) -> PyResult<Bound<'py, PyList>> {
     PyList::new(py, entries.iter().map(|e| Entry { inner: e.clone() }))
 }
 
-#[pymethods]
 impl Ready {
-    /// `[(to, frame_bytes), ...]` that may be sent at once, before or while persisting (a
-    /// leader's appends under a durable term and vote).
-    #[getter]
-    fn messages<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        frame_list(py, self.inner.messages())
+    fn persists(&self) -> String {
+        format!("entries={}, hard_state={:?}", self.inner.entries.len(), self.inner.hard_state)
     }
-    /// `[(to, frame_bytes), ...]` to send only after this Ready is persisted.
-    #[getter]
-    fn persisted_messages<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        frame_list(py, self.inner.persisted_messages())
-    }
-    /// The index the application stands at once it applied this Ready; 0 when it applies nothing.
-    #[getter]
-    fn applied_through(&self) -> u64 {
-        self.inner.applied_through
-    }
+}
+
+ready_class!(Ready, {
     #[getter]
     fn entries<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         entry_list(py, &self.inner.entries)
@@ -662,48 +563,16 @@ impl Ready {
     fn snapshot(&self) -> Option<Snapshot> {
         self.inner.snapshot.clone().map(|inner| Snapshot { inner })
     }
-    #[getter]
-    fn read_states(&self) -> Vec<ReadState> {
-        self.inner.read_states.iter().map(|r| ReadState { index: r.index, context: r.context.clone() }).collect()
-    }
-    #[getter]
-    fn must_sync(&self) -> bool {
-        self.inner.must_sync
-    }
+    /// The role when it changed since the previous Ready; `FOLLOWER` when it did not.
     #[getter]
     fn role(&self) -> Role {
         self.inner.role.map(Role::from).unwrap_or(Role::FOLLOWER)
     }
     #[getter]
-    fn leader(&self) -> u64 {
-        self.inner.leader
-    }
-    #[getter]
     fn term(&self) -> u64 {
         self.inner.term
     }
-    /// Number of committed entries (without building Entry objects).
-    #[getter]
-    fn committed_count(&self) -> usize {
-        self.inner.committed_entries.len()
-    }
-    /// Number of messages, both lists (without building them).
-    #[getter]
-    fn message_count(&self) -> usize {
-        self.inner.messages.len() + self.inner.persisted_messages.len()
-    }
-    fn __repr__(&self) -> String {
-        format!(
-            "Ready(entries={}, committed_entries={}, messages={}, hard_state={:?}, snapshot={}, must_sync={})",
-            self.inner.entries.len(),
-            self.inner.committed_entries.len(),
-            self.inner.messages.len() + self.inner.persisted_messages.len(),
-            self.inner.hard_state,
-            self.inner.snapshot.is_some(),
-            self.inner.must_sync
-        )
-    }
-}
+});
 
 // -------------------------------------------------------------------- storage
 
@@ -722,8 +591,8 @@ impl MemoryStorage {
         MemoryStorage::default()
     }
     /// Persists a Ready: snapshot, then entries, then hard state.
-    fn persist(&self, rd: &Ready) -> PyResult<()> {
-        persist_ready(&self.inner, &rd.inner)
+    fn persist(&self, py: Python<'_>, rd: &Ready) -> PyResult<()> {
+        self.persist_ready(py, &rd.inner)
     }
     fn append(&self, entries: Vec<Entry>) -> PyResult<()> {
         let entries: Vec<CoreEntry> = entries.into_iter().map(|e| e.inner).collect();
@@ -771,363 +640,245 @@ impl MemoryStorage {
     }
 }
 
-pub fn persist_ready(storage: &MemStorage, rd: &core::Ready) -> PyResult<()> {
-    let mut core = storage.wl();
-    if let Some(snapshot) = &rd.snapshot {
-        core.apply_snapshot(snapshot.clone()).map_err(storage_to_py)?;
+impl StorageClass for MemoryStorage {
+    type Mem = MemStorage;
+    type Ready = core::Ready;
+    fn mem(&self) -> MemStorage {
+        self.inner.clone()
     }
-    core.append(&rd.entries).map_err(storage_to_py)?;
-    if let Some(hs) = rd.hard_state {
-        core.set_hard_state(hs);
+    /// Snapshot, then entries, then hard state.
+    fn persist_ready(&self, _py: Python<'_>, rd: &core::Ready) -> PyResult<()> {
+        let mut core = self.inner.wl();
+        if let Some(snapshot) = &rd.snapshot {
+            core.apply_snapshot(snapshot.clone()).map_err(storage_to_py)?;
+        }
+        core.append(&rd.entries).map_err(storage_to_py)?;
+        if let Some(hs) = rd.hard_state {
+            core.set_hard_state(hs);
+        }
+        Ok(())
     }
-    Ok(())
 }
+
+/// Durable storage in a directory: a write-ahead log of CRC32C records plus snapshot files.
+/// Usable wherever `MemoryStorage` is; a node built on a reopened one restarts from disk.
+#[pyclass(name = "FileStorage", module = "consensus.raft", frozen)]
+pub struct FileStorage {
+    handle: Handle<CoreFileStorage>,
+    /// The in-memory part the node reads (shared with the storage).
+    mem: MemStorage,
+}
+
+impl FileStorage {
+    fn from_handle(handle: Handle<CoreFileStorage>) -> Self {
+        let mem = handle.lock().mem().clone();
+        FileStorage { handle, mem }
+    }
+}
+
+impl StorageClass for FileStorage {
+    type Mem = MemStorage;
+    type Ready = core::Ready;
+    fn mem(&self) -> MemStorage {
+        self.mem.clone()
+    }
+    fn persist_ready(&self, py: Python<'_>, rd: &core::Ready) -> PyResult<()> {
+        self.handle.with(py, |s| s.persist(rd))
+    }
+}
+
+file_storage_class!(FileStorage, ready = Ready, {
+    fn append(&self, py: Python<'_>, entries: Vec<Entry>) -> PyResult<()> {
+        let entries: Vec<CoreEntry> = entries.into_iter().map(|e| e.inner).collect();
+        self.handle.with(py, |s| s.append(&entries))
+    }
+    fn set_hard_state(&self, py: Python<'_>, hs: &HardState) -> PyResult<()> {
+        let hs = hs.inner;
+        self.handle.with(py, move |s| s.set_hard_state(hs))
+    }
+    fn hard_state(&self) -> HardState {
+        HardState { inner: self.mem.rl().hard_state() }
+    }
+    fn conf_state(&self) -> ConfState {
+        ConfState { inner: self.mem.rl().conf_state() }
+    }
+    /// Entries in `[lo, hi)`.
+    #[pyo3(signature = (lo, hi, max_bytes = None))]
+    fn entries(&self, lo: u64, hi: u64, max_bytes: Option<u64>) -> PyResult<Vec<Entry>> {
+        let entries = self.mem.rl().entries(lo, hi, max_bytes.unwrap_or(u64::MAX)).map_err(storage_to_py)?;
+        Ok(entries.into_iter().map(|inner| Entry { inner }).collect())
+    }
+    fn term(&self, index: u64) -> PyResult<u64> {
+        self.mem.rl().term(index).map_err(storage_to_py)
+    }
+    fn first_index(&self) -> u64 {
+        self.mem.rl().first_index()
+    }
+    fn last_index(&self) -> u64 {
+        self.mem.rl().last_index()
+    }
+    fn apply_snapshot(&self, py: Python<'_>, snapshot: &Snapshot) -> PyResult<()> {
+        let snapshot = snapshot.inner.clone();
+        self.handle.with(py, move |s| s.apply_snapshot(snapshot))
+    }
+    fn snapshot(&self) -> Snapshot {
+        Snapshot { inner: self.mem.rl().snapshot() }
+    }
+});
 
 // -------------------------------------------------------------------- node
-
-/// Extracts a proposal batch: a list (or any sequence) of bytes-like objects, or a 2-D `uint8`
-/// NumPy array with one entry per row (copied in one piece, no Python object per row). A list is
-/// checked first, so the common case never imports NumPy.
-pub(crate) fn batch_from(batch: &Bound<'_, PyAny>) -> PyResult<Vec<Bytes>> {
-    if let Ok(list) = batch.cast::<PyList>() {
-        let mut out = Vec::with_capacity(list.len());
-        for item in list.iter() {
-            match item.cast::<PyBytes>() {
-                Ok(b) => out.push(bytes_of(b.as_bytes())),
-                Err(_) => {
-                    out.push(bytes_of(&item.extract::<Vec<u8>>().map_err(|_| {
-                        PyTypeError::new_err("propose_many takes a list of bytes or a 2-D uint8 array")
-                    })?))
-                }
-            }
-        }
-        return Ok(out);
-    }
-    if let Ok(array) = batch.extract::<PyReadonlyArray2<u8>>() {
-        let shape = array.shape();
-        let (rows, width) = (shape[0], shape[1]);
-        let whole = match array.as_slice() {
-            Ok(slice) => Bytes::copy_from_slice(slice),
-            Err(_) => Bytes::from(array.as_array().iter().copied().collect::<Vec<u8>>()),
-        };
-        return Ok((0..rows).map(|r| whole.slice(r * width..(r + 1) * width)).collect());
-    }
-    let mut out = Vec::new();
-    for item in batch.try_iter()? {
-        let item = item?;
-        let data: Vec<u8> = item
-            .extract()
-            .map_err(|_| PyTypeError::new_err("propose_many takes a list of bytes or a 2-D uint8 array"))?;
-        out.push(Bytes::from(data));
-    }
-    Ok(out)
-}
-
-/// The Python storage a node was built on. The node reads the in-memory part of either; writes
-/// it makes itself (the bootstrap configuration, applied conf changes, `persist_and_advance`) go
-/// through this so a `FileStorage` makes them durable.
-enum NodeStorage {
-    Memory(MemoryStorage),
-    File(Py<FileStorage>),
-}
-
-impl NodeStorage {
-    fn from_py(storage: Option<&Bound<'_, PyAny>>) -> PyResult<NodeStorage> {
-        let Some(storage) = storage else { return Ok(NodeStorage::Memory(MemoryStorage::default())) };
-        if let Ok(memory) = storage.cast::<MemoryStorage>() {
-            return Ok(NodeStorage::Memory(memory.get().clone()));
-        }
-        if let Ok(file) = storage.cast::<FileStorage>() {
-            return Ok(NodeStorage::File(file.clone().unbind()));
-        }
-        Err(PyTypeError::new_err("storage must be a MemoryStorage or a FileStorage"))
-    }
-
-    fn mem(&self) -> MemStorage {
-        match self {
-            NodeStorage::Memory(memory) => memory.inner.clone(),
-            NodeStorage::File(file) => file.get().mem.clone(),
-        }
-    }
-
-    fn set_conf_state(&self, py: Python<'_>, index: u64, conf_state: CoreConfState) -> PyResult<()> {
-        match self {
-            NodeStorage::Memory(memory) => {
-                memory.inner.wl().set_conf_state(index, conf_state);
-                Ok(())
-            }
-            NodeStorage::File(file) => file.get().record_conf_state(py, index, conf_state),
-        }
-    }
-
-    fn persist(&self, py: Python<'_>, rd: &core::Ready) -> PyResult<()> {
-        match self {
-            NodeStorage::Memory(memory) => persist_ready(&memory.inner, rd),
-            NodeStorage::File(file) => file.get().persist_ready(py, rd),
-        }
-    }
-}
 
 /// A Raft node: a deterministic state machine driven by `tick`, `step` and `propose`, whose
 /// output is a `Ready` the caller persists, sends and applies before calling `advance`.
 #[pyclass(name = "RaftNode", module = "consensus.raft")]
 pub struct RaftNode {
     node: RawNode<MemStorage>,
-    storage: NodeStorage,
+    storage: NodeStorage<MemoryStorage, FileStorage>,
     config: Config,
 }
 
-#[pymethods]
 impl RaftNode {
-    #[new]
-    #[pyo3(signature = (id, voters = Vec::new(), learners = Vec::new(), config = None, storage = None, applied = 0))]
-    fn new(
-        py: Python<'_>,
-        id: i64,
-        voters: Vec<i64>,
-        learners: Vec<i64>,
-        config: Option<Config>,
-        storage: Option<&Bound<'_, PyAny>>,
-        applied: u64,
-    ) -> PyResult<Self> {
-        let id = u64::try_from(id)
-            .ok()
-            .filter(|id| *id > 0)
-            .ok_or_else(|| config_error("id", "must be a positive integer"))?;
-        let to_ids = |field: &'static str, ids: Vec<i64>| -> PyResult<Vec<u64>> {
-            ids.into_iter()
-                .map(|v| {
-                    u64::try_from(v)
-                        .ok()
-                        .filter(|v| *v > 0)
-                        .ok_or_else(|| config_error(field, "ids must be positive integers"))
-                })
-                .collect()
-        };
-        let voters = to_ids("voters", voters)?;
-        let learners = to_ids("learners", learners)?;
-        let config = config.unwrap_or_else(|| Config { inner: core::Config::default() });
-        let storage = NodeStorage::from_py(storage)?;
-        let mem = storage.mem();
-        let fresh = mem.is_empty();
-        let node = RawNode::new(id, config.inner.clone(), mem, &voters, &learners, applied).map_err(to_py)?;
-        if fresh {
-            // Bootstrap: record the initial configuration so a restart from this storage finds it.
-            storage.set_conf_state(py, 0, node.raft.conf_state())?;
-        }
-        Ok(RaftNode { node, storage, config })
-    }
-
-    #[getter]
-    fn id(&self) -> u64 {
-        self.node.raft.id
-    }
-    #[getter]
-    fn role(&self) -> Role {
-        self.node.raft.role.into()
-    }
-    #[getter]
-    fn term(&self) -> u64 {
-        self.node.raft.term
-    }
-    #[getter]
-    fn vote(&self) -> u64 {
-        self.node.raft.vote
-    }
-    #[getter]
-    fn leader(&self) -> u64 {
-        self.node.raft.leader
-    }
-    #[getter]
-    fn commit_index(&self) -> u64 {
-        self.node.raft.log.committed
-    }
-    #[getter]
-    fn applied_index(&self) -> u64 {
-        self.node.raft.log.applied
-    }
-    #[getter]
-    fn last_index(&self) -> u64 {
-        self.node.raft.log.last_index()
-    }
-    #[getter]
-    fn first_index(&self) -> u64 {
-        self.node.raft.log.first_index()
-    }
-    /// The storage given to the constructor (a `MemoryStorage` or a `FileStorage`).
-    #[getter]
-    fn storage(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+    /// Records (durably, on a `FileStorage`) the configuration in force from `index`.
+    fn record_conf_state(&self, py: Python<'_>, index: u64, conf_state: CoreConfState) -> PyResult<()> {
         match &self.storage {
-            NodeStorage::Memory(memory) => Ok(Py::new(py, memory.clone())?.into_any()),
-            NodeStorage::File(file) => Ok(file.clone_ref(py).into_any()),
+            NodeStorage::Memory(memory) => {
+                memory.inner.wl().set_conf_state(index, conf_state);
+                Ok(())
+            }
+            NodeStorage::File(file) => file.get().handle.with(py, move |s| s.set_conf_state(index, conf_state)),
         }
-    }
-    #[getter]
-    fn config(&self) -> Config {
-        self.config.clone()
-    }
-    #[getter]
-    fn conf_state(&self) -> ConfState {
-        ConfState { inner: self.node.raft.conf_state() }
-    }
-
-    /// One logical tick.
-    fn tick(&mut self) {
-        self.node.tick();
-    }
-    /// `n` ticks in one call.
-    fn tick_many(&mut self, n: u64) {
-        for _ in 0..n {
-            self.node.tick();
-        }
-    }
-    /// Starts an election now (PreVote first when it is on). `ProtocolError` when the term
-    /// reached its limit (`TERM_MAX`): the node can no longer campaign.
-    fn campaign(&mut self) -> PyResult<()> {
-        if self.node.term_exhausted() {
-            return Err(to_py(consensus_core::Error::Protocol(
-                "the term reached TERM_MAX: no election is possible".into(),
-            )));
-        }
-        self.node.campaign();
-        Ok(())
-    }
-    /// Proposes one entry. Returns its index on the leader, 0 when forwarded by a follower.
-    fn propose(&mut self, data: &[u8]) -> PyResult<u64> {
-        self.node.propose(bytes_of(data)).map_err(to_py)
-    }
-    /// Proposes a batch in one call: a list of bytes or a 2-D `uint8` NumPy array (one entry per row).
-    fn propose_many(&mut self, batch: &Bound<'_, PyAny>) -> PyResult<u64> {
-        let batch = batch_from(batch)?;
-        self.node.propose_many(batch).map_err(to_py)
-    }
-    fn propose_conf_change(&mut self, change: &ConfChange) -> PyResult<u64> {
-        self.node.propose_conf_change(&change.inner).map_err(to_py)
-    }
-    /// Applies a committed `CONF_CHANGE` entry and returns the configuration now in force. A
-    /// payload that does not decode, or a change that does not apply to the current
-    /// configuration, raises `ConfigError` (field `conf_change`) and changes neither the
-    /// configuration nor the storage: the caller may log the entry and go on applying.
-    fn apply_conf_change(&mut self, py: Python<'_>, entry: &Entry) -> PyResult<ConfState> {
-        let conf_state = self.node.apply_conf_change_entry(&entry.inner).map_err(to_py)?;
-        self.storage.set_conf_state(py, entry.inner.index, conf_state.clone())?;
-        Ok(ConfState { inner: conf_state })
-    }
-    /// A linearizable read barrier, answered in `Ready.read_states`.
-    fn read_index(&mut self, ctx: &[u8]) -> PyResult<()> {
-        self.node.read_index(bytes_of(ctx)).map_err(to_py)
-    }
-    fn transfer_leader(&mut self, to: u64) -> PyResult<()> {
-        self.node.transfer_leader(to).map_err(to_py)
-    }
-    /// Steps one frame from a peer. Malformed bytes raise `DecodeError`; a well-formed message
-    /// that fails validation (docs/wire-format.md, "Validation at the door") raises
-    /// `ProtocolError` and changes nothing. With `sender` (the id the connection authenticated
-    /// as), a frame whose `from` differs raises `ProtocolError`.
-    #[pyo3(signature = (frame, *, sender = None))]
-    fn step(&mut self, frame: &[u8], sender: Option<u64>) -> PyResult<()> {
-        self.node.step_from(&bytes_of(frame), sender).map_err(to_py)
-    }
-    /// Steps frames in order (all from `sender` when given); stops at (and raises) the first bad one.
-    #[pyo3(signature = (frames, *, sender = None))]
-    fn step_many(&mut self, frames: &Bound<'_, PyAny>, sender: Option<u64>) -> PyResult<()> {
-        for frame in frames.try_iter()? {
-            let frame = frame?;
-            let frame = frame.cast::<PyBytes>().map_err(|_| PyTypeError::new_err("step_many takes bytes frames"))?;
-            self.node.step_from(&bytes_of(frame.as_bytes()), sender).map_err(to_py)?;
-        }
-        Ok(())
-    }
-    fn has_ready(&self) -> bool {
-        self.node.has_ready()
-    }
-    fn ready(&mut self) -> PyResult<Ready> {
-        let inner = self.node.ready().map_err(to_py)?;
-        let mark = inner.mark();
-        Ok(Ready { inner, mark })
-    }
-    fn advance(&mut self, rd: &Ready) -> PyResult<()> {
-        self.node.advance(rd.mark).map_err(to_py)
-    }
-    /// Persists `rd` into this node's storage, then advances: for callers that send and apply
-    /// themselves between `ready()` and this call.
-    fn persist_and_advance(&mut self, py: Python<'_>, rd: &Ready) -> PyResult<()> {
-        self.storage.persist(py, &rd.inner)?;
-        self.node.advance(rd.mark).map_err(to_py)
-    }
-    fn report_snapshot(&mut self, to: u64, ok: bool) {
-        self.node.report_snapshot(to, ok);
-    }
-    fn report_unreachable(&mut self, to: u64) {
-        self.node.report_unreachable(to);
-    }
-    /// Forgets the current leader so that this follower grants votes at once (the way out of the
-    /// PreVote + CheckQuorum partial-partition trap).
-    fn forget_leader(&mut self) {
-        self.node.forget_leader();
-    }
-    fn status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let s = self.node.status();
-        let d = PyDict::new(py);
-        d.set_item("id", s.id)?;
-        d.set_item("role", s.role.as_str())?;
-        d.set_item("term", s.term)?;
-        d.set_item("vote", s.vote)?;
-        d.set_item("leader", s.leader)?;
-        d.set_item("commit", s.commit)?;
-        d.set_item("applied", s.applied)?;
-        d.set_item("first_index", s.first_index)?;
-        d.set_item("last_index", s.last_index)?;
-        d.set_item("voters", s.conf_state.voters.clone())?;
-        d.set_item("learners", s.conf_state.learners.clone())?;
-        d.set_item("voters_outgoing", s.conf_state.voters_outgoing.clone())?;
-        d.set_item("lead_transferee", s.lead_transferee)?;
-        d.set_item("uncommitted_bytes", s.uncommitted_bytes)?;
-        let progress = PyDict::new(py);
-        for p in &s.progress {
-            let entry = PyDict::new(py);
-            entry.set_item("match", p.matched)?;
-            entry.set_item("next", p.next)?;
-            entry.set_item("state", p.state)?;
-            entry.set_item("is_learner", p.is_learner)?;
-            entry.set_item("recent_active", p.recent_active)?;
-            entry.set_item("inflight", p.inflight)?;
-            progress.set_item(p.id, entry)?;
-        }
-        d.set_item("progress", progress)?;
-        Ok(d)
-    }
-    /// Every entry still held in the log (storage and unstable tail), for tests and tools.
-    fn log_entries(&self) -> Vec<Entry> {
-        self.node.raft.log.all_entries().into_iter().map(|inner| Entry { inner }).collect()
-    }
-    fn __repr__(&self) -> String {
-        let r = &self.node.raft;
-        format!(
-            "RaftNode(id={}, role={}, term={}, leader={}, commit={})",
-            r.id,
-            r.role.as_str(),
-            r.term,
-            r.leader,
-            r.log.committed
-        )
     }
 }
 
+node_class!(
+    RaftNode,
+    ready = Ready,
+    config = Config,
+    exhausted = "the term reached TERM_MAX: no election is possible",
+    {
+        #[new]
+        #[pyo3(signature = (id, voters = Vec::new(), learners = Vec::new(), config = None, storage = None, applied = 0))]
+        fn new(
+            py: Python<'_>,
+            id: i64,
+            voters: Vec<i64>,
+            learners: Vec<i64>,
+            config: Option<Config>,
+            storage: Option<&Bound<'_, PyAny>>,
+            applied: u64,
+        ) -> PyResult<Self> {
+            let id = node_id(id)?;
+            let voters = member_ids("voters", voters)?;
+            let learners = member_ids("learners", learners)?;
+            let config = config.unwrap_or_else(|| Config { inner: core::Config::default() });
+            let storage = NodeStorage::from_py(
+                storage,
+                MemoryStorage::default,
+                "storage must be a MemoryStorage or a FileStorage",
+            )?;
+            let mem = storage.mem();
+            let fresh = mem.is_empty();
+            let node = RawNode::new(id, config.inner.clone(), mem, &voters, &learners, applied).map_err(to_py)?;
+            let raft = RaftNode { node, storage, config };
+            if fresh {
+                // Bootstrap: record the initial configuration so a restart from this storage finds it.
+                raft.record_conf_state(py, 0, raft.node.conf_state())?;
+            }
+            Ok(raft)
+        }
+
+        #[getter]
+        fn vote(&self) -> u64 {
+            self.node.raft.vote
+        }
+        #[getter]
+        fn first_index(&self) -> u64 {
+            self.node.raft.log.first_index()
+        }
+        #[getter]
+        fn conf_state(&self) -> ConfState {
+            ConfState { inner: self.node.conf_state() }
+        }
+
+        fn propose_conf_change(&mut self, change: &ConfChange) -> PyResult<u64> {
+            self.node.propose_conf_change(&change.inner).map_err(to_py)
+        }
+        /// Applies a committed `CONF_CHANGE` entry and returns the configuration now in force. A
+        /// payload that does not decode, or a change that does not apply to the current
+        /// configuration, raises `ConfigError` (field `conf_change`) and changes neither the
+        /// configuration nor the storage: the caller may log the entry and go on applying.
+        fn apply_conf_change(&mut self, py: Python<'_>, entry: &Entry) -> PyResult<ConfState> {
+            let conf_state = self.node.apply_conf_change_entry(&entry.inner).map_err(to_py)?;
+            self.record_conf_state(py, entry.inner.index, conf_state.clone())?;
+            Ok(ConfState { inner: conf_state })
+        }
+        /// Forgets the current leader so that this follower grants votes at once (the way out of the
+        /// PreVote + CheckQuorum partial-partition trap).
+        fn forget_leader(&mut self) {
+            self.node.forget_leader();
+        }
+        fn status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+            let s = self.node.status();
+            let d = PyDict::new(py);
+            d.set_item("id", s.id)?;
+            d.set_item("role", s.role.as_str())?;
+            d.set_item("term", s.term)?;
+            d.set_item("vote", s.vote)?;
+            d.set_item("leader", s.leader)?;
+            d.set_item("commit", s.commit)?;
+            d.set_item("applied", s.applied)?;
+            d.set_item("first_index", s.first_index)?;
+            d.set_item("last_index", s.last_index)?;
+            d.set_item("voters", s.conf_state.voters.clone())?;
+            d.set_item("learners", s.conf_state.learners.clone())?;
+            d.set_item("voters_outgoing", s.conf_state.voters_outgoing.clone())?;
+            d.set_item("lead_transferee", s.lead_transferee)?;
+            d.set_item("uncommitted_bytes", s.uncommitted_bytes)?;
+            let progress = PyDict::new(py);
+            for p in &s.progress {
+                let entry = PyDict::new(py);
+                entry.set_item("match", p.matched)?;
+                entry.set_item("next", p.next)?;
+                entry.set_item("state", p.state)?;
+                entry.set_item("is_learner", p.is_learner)?;
+                entry.set_item("recent_active", p.recent_active)?;
+                entry.set_item("inflight", p.inflight)?;
+                progress.set_item(p.id, entry)?;
+            }
+            d.set_item("progress", progress)?;
+            Ok(d)
+        }
+        /// Every entry still held in the log (storage and unstable tail), for tests and tools.
+        fn log_entries(&self) -> Vec<Entry> {
+            self.node.raft.log.all_entries().into_iter().map(|inner| Entry { inner }).collect()
+        }
+        fn __repr__(&self) -> String {
+            let r = &self.node.raft;
+            format!(
+                "RaftNode(id={}, role={}, term={}, leader={}, commit={})",
+                r.id,
+                r.role.as_str(),
+                r.term,
+                r.leader,
+                r.log.committed
+            )
+        }
+    }
+);
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
-    m.add("RaftEntryKind", py.get_type::<EntryKind>())?;
     m.add("RaftMessageType", py.get_type::<MessageType>())?;
     m.add("RaftEntry", py.get_type::<Entry>())?;
     m.add("RaftHardState", py.get_type::<HardState>())?;
     m.add("RaftConfState", py.get_type::<ConfState>())?;
     m.add("RaftConfChange", py.get_type::<ConfChange>())?;
     m.add("RaftSnapshot", py.get_type::<Snapshot>())?;
-    m.add("RaftReadState", py.get_type::<ReadState>())?;
     m.add("RaftMessage", py.get_type::<Message>())?;
     m.add("RaftConfig", py.get_type::<Config>())?;
     m.add("RaftReady", py.get_type::<Ready>())?;
     m.add("RaftMemoryStorage", py.get_type::<MemoryStorage>())?;
+    m.add("RaftFileStorage", py.get_type::<FileStorage>())?;
     m.add("RaftNode", py.get_type::<RaftNode>())?;
     m.add_function(wrap_pyfunction!(raft_decode, m)?)?;
     Ok(())
