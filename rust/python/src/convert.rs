@@ -95,3 +95,11 @@ pub fn read_only_option_name(option: ReadOnlyOption) -> &'static str {
         ReadOnlyOption::LeaseBased => "lease_based",
     }
 }
+
+/// `unsigned("name", name)?`: a constructor argument checked under its own name.
+macro_rules! unsigned_arg {
+    ($arg:ident) => {
+        $crate::convert::unsigned(stringify!($arg), $arg)?
+    };
+}
+pub(crate) use unsigned_arg;

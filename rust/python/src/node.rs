@@ -35,12 +35,32 @@ pub fn step_many<N: ProtocolNode>(node: &mut N, frames: &Bound<'_, PyAny>, sende
     Ok(())
 }
 
-/// The `#[pymethods]` of a protocol's node class `$class`, whose fields are `node` (the core's
-/// `RawNode`), `storage` (a `NodeStorage`) and `config` (the `$config` class); `$ready` is its
-/// Ready class (fields `inner`, `mark`). `exhausted` is the message of a campaign refused at
-/// `TERM_MAX`. The protocol's own methods (constructor, status, membership) go in `{ ... }`.
+/// A protocol's node class `$class` (attributes `$meta`, the `#[pyclass]` among them) with the
+/// methods every protocol's node has. Its fields: `node`, the core's `$core` (a `ProtocolNode`);
+/// `storage`, the `NodeStorage` of the protocol's `$memory` and `$file` storage classes; `config`,
+/// its `$config` class. `$ready` is its Ready class (fields `inner`, `mark`); `exhausted` the
+/// message of a campaign refused at `TERM_MAX`. The protocol's own methods (constructor, status,
+/// membership) go in `{ ... }`.
 macro_rules! node_class {
-    ($class:ident, ready = $ready:ident, config = $config:ident, exhausted = $exhausted:literal, { $($own:tt)* }) => {
+    (
+        $(#[$meta:meta])*
+        $class:ident {
+            core: $core:ty,
+            memory: $memory:ident,
+            file: $file:ident,
+            ready: $ready:ident,
+            config: $config:ident,
+            exhausted: $exhausted:literal $(,)?
+        },
+        { $($own:tt)* }
+    ) => {
+        $(#[$meta])*
+        pub struct $class {
+            node: $core,
+            storage: $crate::storage::NodeStorage<$memory, $file>,
+            config: $config,
+        }
+
         #[::pyo3::pymethods]
         impl $class {
             #[getter]
@@ -168,14 +188,47 @@ macro_rules! node_class {
 }
 pub(crate) use node_class;
 
-/// The `#[pymethods]` of a protocol's Ready class `$class` (fields `inner`, the core's Ready, and
-/// `mark`): the getters every protocol's Ready has, plus the protocol's own in `{ ... }`. The
-/// class has an inherent `persists(&self) -> String` naming what the Ready persists, for
-/// `__repr__`.
+/// A protocol's Ready class `$class` (attributes `$meta`, the `#[pyclass]` among them) wrapping
+/// the core's `$core` Ready in `inner` and its `$mark` in `mark`, with the getters every
+/// protocol's Ready has, plus the protocol's own in `{ ... }`. `$entry`, `$hard_state` and
+/// `$snapshot` are the protocol's classes wrapping the core's (field `inner`); `$persists` names
+/// the core Ready's list of what to store (for `__repr__`).
 macro_rules! ready_class {
-    ($class:ident, { $($own:tt)* }) => {
+    (
+        $(#[$meta:meta])*
+        $class:ident {
+            core: $core:ty,
+            mark: $mark:ty,
+            persists: $persists:ident,
+            entry: $entry:ident,
+            hard_state: $hard_state:ident,
+            snapshot: $snapshot:ident $(,)?
+        },
+        { $($own:tt)* } $(,)?
+    ) => {
+        $(#[$meta])*
+        pub struct $class {
+            pub inner: $core,
+            mark: $mark,
+        }
+
         #[::pyo3::pymethods]
         impl $class {
+            /// What to apply, in order (after `snapshot`, when there is one).
+            #[getter]
+            fn committed_entries(&self) -> Vec<$entry> {
+                self.inner.committed_entries.iter().map(|e| $entry { inner: e.clone() }).collect()
+            }
+            /// The hard state to persist; `None` when unchanged since the previous Ready.
+            #[getter]
+            fn hard_state(&self) -> Option<$hard_state> {
+                self.inner.hard_state.map(|inner| $hard_state { inner })
+            }
+            /// A snapshot to install (storage) and restore (application) before applying.
+            #[getter]
+            fn snapshot(&self) -> Option<$snapshot> {
+                self.inner.snapshot.clone().map(|inner| $snapshot { inner })
+            }
             /// `[(to, frame_bytes), ...]` that may be sent at once, before or while persisting (a
             /// leader's writes under a durable term or promise).
             #[getter]
@@ -221,8 +274,10 @@ macro_rules! ready_class {
             }
             fn __repr__(&self) -> String {
                 format!(
-                    "Ready({}, committed_entries={}, messages={}, snapshot={}, must_sync={})",
-                    self.persists(),
+                    "Ready({}={}, hard_state={:?}, committed_entries={}, messages={}, snapshot={}, must_sync={})",
+                    stringify!($persists),
+                    self.inner.$persists.len(),
+                    self.inner.hard_state,
                     self.inner.committed_entries.len(),
                     self.message_count(),
                     self.inner.snapshot.is_some(),

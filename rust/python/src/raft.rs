@@ -9,65 +9,35 @@ use consensus_core::raft::{
 use consensus_core::storage::MemStorage;
 use consensus_storage::FileStorage as CoreFileStorage;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList};
+use pyo3::types::{PyBytes, PyDict};
 
-use crate::common::EntryKind;
-use crate::convert::{bytes_of, member_ids, node_id, parse_read_only_option, read_only_option_name, unsigned};
+use crate::common::{message_type_class, pymethods_with_getters, EntryKind};
+use crate::convert::{bytes_of, member_ids, node_id, parse_read_only_option, read_only_option_name, unsigned_arg};
 use crate::errors::{storage_to_py, to_py};
 use crate::node::{node_class, ready_class};
 use crate::role::Role;
-use crate::storage::{file_storage_class, Handle, NodeStorage, StorageClass};
+use crate::storage::{file_storage_class, memory_storage_class, pymethods_of, NodeStorage, StorageClass};
 
 // -------------------------------------------------------------------- enums
 
-#[pyclass(name = "MessageType", module = "consensus.raft", from_py_object, eq, eq_int, frozen, hash)]
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-#[allow(non_camel_case_types, clippy::upper_case_acronyms)]
-pub enum MessageType {
-    REQUEST_VOTE = 1,
-    REQUEST_VOTE_RESPONSE = 2,
-    REQUEST_PRE_VOTE = 3,
-    REQUEST_PRE_VOTE_RESPONSE = 4,
-    APPEND_ENTRIES = 5,
-    APPEND_ENTRIES_RESPONSE = 6,
-    HEARTBEAT = 7,
-    HEARTBEAT_RESPONSE = 8,
-    INSTALL_SNAPSHOT = 9,
-    TIMEOUT_NOW = 10,
-    READ_INDEX = 11,
-    READ_INDEX_RESPONSE = 12,
-    PROPOSE = 13,
-    TRANSFER_LEADER = 14,
-}
-
-impl From<CoreMessageType> for MessageType {
-    fn from(t: CoreMessageType) -> Self {
-        use CoreMessageType as C;
-        match t {
-            C::RequestVote => MessageType::REQUEST_VOTE,
-            C::RequestVoteResponse => MessageType::REQUEST_VOTE_RESPONSE,
-            C::RequestPreVote => MessageType::REQUEST_PRE_VOTE,
-            C::RequestPreVoteResponse => MessageType::REQUEST_PRE_VOTE_RESPONSE,
-            C::AppendEntries => MessageType::APPEND_ENTRIES,
-            C::AppendEntriesResponse => MessageType::APPEND_ENTRIES_RESPONSE,
-            C::Heartbeat => MessageType::HEARTBEAT,
-            C::HeartbeatResponse => MessageType::HEARTBEAT_RESPONSE,
-            C::InstallSnapshot => MessageType::INSTALL_SNAPSHOT,
-            C::TimeoutNow => MessageType::TIMEOUT_NOW,
-            C::ReadIndex => MessageType::READ_INDEX,
-            C::ReadIndexResponse => MessageType::READ_INDEX_RESPONSE,
-            C::Propose => MessageType::PROPOSE,
-            C::TransferLeader => MessageType::TRANSFER_LEADER,
-        }
+message_type_class!(
+    MessageType in "consensus.raft" mirrors CoreMessageType {
+        REQUEST_VOTE = 1 => RequestVote,
+        REQUEST_VOTE_RESPONSE = 2 => RequestVoteResponse,
+        REQUEST_PRE_VOTE = 3 => RequestPreVote,
+        REQUEST_PRE_VOTE_RESPONSE = 4 => RequestPreVoteResponse,
+        APPEND_ENTRIES = 5 => AppendEntries,
+        APPEND_ENTRIES_RESPONSE = 6 => AppendEntriesResponse,
+        HEARTBEAT = 7 => Heartbeat,
+        HEARTBEAT_RESPONSE = 8 => HeartbeatResponse,
+        INSTALL_SNAPSHOT = 9 => InstallSnapshot,
+        TIMEOUT_NOW = 10 => TimeoutNow,
+        READ_INDEX = 11 => ReadIndex,
+        READ_INDEX_RESPONSE = 12 => ReadIndexResponse,
+        PROPOSE = 13 => Propose,
+        TRANSFER_LEADER = 14 => TransferLeader,
     }
-}
-
-impl From<MessageType> for CoreMessageType {
-    fn from(t: MessageType) -> Self {
-        // The discriminants are the wire values, shared by both enums.
-        CoreMessageType::from_u8(t as u8).expect("every MessageType has a core counterpart")
-    }
-}
+);
 
 // -------------------------------------------------------------------- value types
 
@@ -78,24 +48,11 @@ pub struct Entry {
     pub inner: CoreEntry,
 }
 
-#[pymethods]
-impl Entry {
+pymethods_with_getters!(Entry, copy { index: u64 = index, term: u64 = term }, bytes { data }, {
     #[new]
     #[pyo3(signature = (index, term, data = None, kind = EntryKind::NORMAL))]
     fn new(index: u64, term: u64, data: Option<&[u8]>, kind: EntryKind) -> Self {
         Entry { inner: CoreEntry::new(index, term, kind.into(), bytes_of(data.unwrap_or_default())) }
-    }
-    #[getter]
-    fn index(&self) -> u64 {
-        self.inner.index
-    }
-    #[getter]
-    fn term(&self) -> u64 {
-        self.inner.term
-    }
-    #[getter]
-    fn data<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.inner.data)
     }
     #[getter]
     fn kind(&self) -> EntryKind {
@@ -110,7 +67,7 @@ impl Entry {
             self.inner.data.len()
         )
     }
-}
+});
 
 /// Term, vote and commit index: what must be durable before dependent messages are sent.
 #[pyclass(name = "HardState", module = "consensus.raft", from_py_object, frozen, eq)]
@@ -119,29 +76,16 @@ pub struct HardState {
     pub inner: CoreHardState,
 }
 
-#[pymethods]
-impl HardState {
+pymethods_with_getters!(HardState, copy { term: u64 = term, vote: u64 = vote, commit: u64 = commit }, bytes {}, {
     #[new]
     #[pyo3(signature = (term = 0, vote = 0, commit = 0))]
     fn new(term: u64, vote: u64, commit: u64) -> Self {
         HardState { inner: CoreHardState { term, vote, commit } }
     }
-    #[getter]
-    fn term(&self) -> u64 {
-        self.inner.term
-    }
-    #[getter]
-    fn vote(&self) -> u64 {
-        self.inner.vote
-    }
-    #[getter]
-    fn commit(&self) -> u64 {
-        self.inner.commit
-    }
     fn __repr__(&self) -> String {
         format!("HardState(term={}, vote={}, commit={})", self.inner.term, self.inner.vote, self.inner.commit)
     }
-}
+});
 
 /// A membership configuration; `voters_outgoing` is non-empty during a joint configuration.
 #[pyclass(name = "ConfState", module = "consensus.raft", from_py_object, frozen, eq)]
@@ -150,8 +94,7 @@ pub struct ConfState {
     pub inner: CoreConfState,
 }
 
-#[pymethods]
-impl ConfState {
+pymethods_with_getters!(ConfState, copy { auto_leave: bool = auto_leave }, bytes {}, {
     #[new]
     #[pyo3(signature = (voters = Vec::new(), learners = Vec::new(), voters_outgoing = Vec::new()))]
     fn new(voters: Vec<u64>, learners: Vec<u64>, voters_outgoing: Vec<u64>) -> Self {
@@ -173,17 +116,13 @@ impl ConfState {
     fn learners_next(&self) -> Vec<u64> {
         self.inner.learners_next.clone()
     }
-    #[getter]
-    fn auto_leave(&self) -> bool {
-        self.inner.auto_leave
-    }
     fn __repr__(&self) -> String {
         format!(
             "ConfState(voters={:?}, learners={:?}, voters_outgoing={:?})",
             self.inner.voters, self.inner.learners, self.inner.voters_outgoing
         )
     }
-}
+});
 
 /// A membership change: more than one voter changing means joint consensus.
 #[pyclass(name = "ConfChange", module = "consensus.raft", from_py_object, frozen, eq)]
@@ -240,8 +179,7 @@ pub struct Snapshot {
     pub inner: CoreSnapshot,
 }
 
-#[pymethods]
-impl Snapshot {
+pymethods_with_getters!(Snapshot, copy { index: u64 = index, term: u64 = term }, bytes { data }, {
     #[new]
     #[pyo3(signature = (index, term, conf_state = None, data = None))]
     fn new(index: u64, term: u64, conf_state: Option<ConfState>, data: Option<&[u8]>) -> Self {
@@ -255,20 +193,8 @@ impl Snapshot {
         }
     }
     #[getter]
-    fn index(&self) -> u64 {
-        self.inner.index
-    }
-    #[getter]
-    fn term(&self) -> u64 {
-        self.inner.term
-    }
-    #[getter]
     fn conf_state(&self) -> ConfState {
         ConfState { inner: self.inner.conf_state.clone() }
-    }
-    #[getter]
-    fn data<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.inner.data)
     }
     fn __repr__(&self) -> String {
         format!(
@@ -278,7 +204,7 @@ impl Snapshot {
             self.inner.data.len()
         )
     }
-}
+});
 
 // -------------------------------------------------------------------- messages
 
@@ -289,102 +215,76 @@ pub struct Message {
     pub inner: CoreMessage,
 }
 
-#[pymethods]
-impl Message {
-    #[new]
-    #[pyo3(signature = (r#type, from_, to, term = 0, log_term = 0, index = 0, commit = 0, entries = Vec::new(),
+pymethods_with_getters!(
+    Message,
+    copy {
+        from_: u64 = from,
+        to: u64 = to,
+        term: u64 = term,
+        log_term: u64 = log_term,
+        index: u64 = index,
+        commit: u64 = commit,
+        reject: bool = reject,
+        reject_hint: u64 = reject_hint,
+    },
+    bytes { context },
+    converted { r#type: MessageType = msg_type },
+    {
+        #[new]
+        #[pyo3(signature = (r#type, from_, to, term = 0, log_term = 0, index = 0, commit = 0, entries = Vec::new(),
                         reject = false, reject_hint = 0, context = None, snapshot = None))]
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        r#type: MessageType,
-        from_: u64,
-        to: u64,
-        term: u64,
-        log_term: u64,
-        index: u64,
-        commit: u64,
-        entries: Vec<Entry>,
-        reject: bool,
-        reject_hint: u64,
-        context: Option<&[u8]>,
-        snapshot: Option<Snapshot>,
-    ) -> Self {
-        Message {
-            inner: CoreMessage {
-                msg_type: r#type.into(),
-                from: from_,
-                to,
-                term,
-                log_term,
-                index,
-                commit,
-                entries: entries.into_iter().map(|e| e.inner).collect(),
-                reject,
-                reject_hint,
-                context: bytes_of(context.unwrap_or_default()),
-                snapshot: snapshot.map(|s| s.inner),
-            },
+        #[allow(clippy::too_many_arguments)]
+        fn new(
+            r#type: MessageType,
+            from_: u64,
+            to: u64,
+            term: u64,
+            log_term: u64,
+            index: u64,
+            commit: u64,
+            entries: Vec<Entry>,
+            reject: bool,
+            reject_hint: u64,
+            context: Option<&[u8]>,
+            snapshot: Option<Snapshot>,
+        ) -> Self {
+            Message {
+                inner: CoreMessage {
+                    msg_type: r#type.into(),
+                    from: from_,
+                    to,
+                    term,
+                    log_term,
+                    index,
+                    commit,
+                    entries: entries.into_iter().map(|e| e.inner).collect(),
+                    reject,
+                    reject_hint,
+                    context: bytes_of(context.unwrap_or_default()),
+                    snapshot: snapshot.map(|s| s.inner),
+                },
+            }
         }
-    }
-    #[getter]
-    fn r#type(&self) -> MessageType {
-        self.inner.msg_type.into()
-    }
-    #[getter]
-    fn from_(&self) -> u64 {
-        self.inner.from
-    }
-    #[getter]
-    fn to(&self) -> u64 {
-        self.inner.to
-    }
-    #[getter]
-    fn term(&self) -> u64 {
-        self.inner.term
-    }
-    #[getter]
-    fn log_term(&self) -> u64 {
-        self.inner.log_term
-    }
-    #[getter]
-    fn index(&self) -> u64 {
-        self.inner.index
-    }
-    #[getter]
-    fn commit(&self) -> u64 {
-        self.inner.commit
-    }
-    #[getter]
-    fn entries(&self) -> Vec<Entry> {
-        self.inner.entries.iter().map(|e| Entry { inner: e.clone() }).collect()
-    }
-    #[getter]
-    fn reject(&self) -> bool {
-        self.inner.reject
-    }
-    #[getter]
-    fn reject_hint(&self) -> u64 {
-        self.inner.reject_hint
-    }
-    #[getter]
-    fn context<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.inner.context)
-    }
-    #[getter]
-    fn snapshot(&self) -> Option<Snapshot> {
-        self.inner.snapshot.clone().map(|inner| Snapshot { inner })
-    }
-    fn encode<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &wire::encode(&self.inner))
-    }
-    fn __repr__(&self) -> String {
-        let m = &self.inner;
-        format!(
+        #[getter]
+        fn entries(&self) -> Vec<Entry> {
+            self.inner.entries.iter().map(|e| Entry { inner: e.clone() }).collect()
+        }
+        #[getter]
+        fn snapshot(&self) -> Option<Snapshot> {
+            self.inner.snapshot.clone().map(|inner| Snapshot { inner })
+        }
+        fn encode<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+            PyBytes::new(py, &wire::encode(&self.inner))
+        }
+        fn __repr__(&self) -> String {
+            let m = &self.inner;
+            format!(
             "Message(type={:?}, from_={}, to={}, term={}, log_term={}, index={}, commit={}, entries=<{}>, reject={}, reject_hint={})",
             m.msg_type, m.from, m.to, m.term, m.log_term, m.index, m.commit, m.entries.len(), m.reject, m.reject_hint
         )
+        }
     }
-}
+);
 
 /// Decodes one frame; malformed input raises `DecodeError`.
 #[pyfunction]
@@ -402,190 +302,167 @@ pub struct Config {
     pub inner: core::Config,
 }
 
-#[pymethods]
-impl Config {
-    #[new]
-    #[pyo3(signature = (*, election_tick = 10, heartbeat_tick = 1, pre_vote = true, check_quorum = true,
+pymethods_with_getters!(
+    Config,
+    copy {
+        election_tick: u64 = election_tick,
+        heartbeat_tick: u64 = heartbeat_tick,
+        pre_vote: bool = pre_vote,
+        check_quorum: bool = check_quorum,
+        max_size_per_msg: u64 = max_size_per_msg,
+        max_inflight_msgs: usize = max_inflight_msgs,
+        max_inflight_bytes: u64 = max_inflight_bytes,
+        max_uncommitted_bytes: u64 = max_uncommitted_bytes,
+        max_entry_bytes: u64 = max_entry_bytes,
+        max_committed_bytes_per_ready: u64 = max_committed_bytes_per_ready,
+        max_committed_entries_per_ready: usize = max_committed_entries_per_ready,
+        max_pending_reads: usize = max_pending_reads,
+        disable_proposal_forwarding: bool = disable_proposal_forwarding,
+        seed: u64 = seed,
+    },
+    bytes {},
+    {
+        #[new]
+        #[pyo3(signature = (*, election_tick = 10, heartbeat_tick = 1, pre_vote = true, check_quorum = true,
                         max_size_per_msg = 1 << 20, max_inflight_msgs = 256, max_inflight_bytes = 0,
                         max_uncommitted_bytes = 64 << 20, max_entry_bytes = 8 << 20,
                         max_committed_bytes_per_ready = 64 << 20, max_committed_entries_per_ready = 65536,
                         max_pending_reads = 4096, read_only_option = "safe", disable_proposal_forwarding = false,
                         seed = 0))]
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        election_tick: i64,
-        heartbeat_tick: i64,
-        pre_vote: bool,
-        check_quorum: bool,
-        max_size_per_msg: i64,
-        max_inflight_msgs: i64,
-        max_inflight_bytes: i64,
-        max_uncommitted_bytes: i64,
-        max_entry_bytes: i64,
-        max_committed_bytes_per_ready: i64,
-        max_committed_entries_per_ready: i64,
-        max_pending_reads: i64,
-        read_only_option: &str,
-        disable_proposal_forwarding: bool,
-        seed: i64,
-    ) -> PyResult<Self> {
-        let read_only_option = parse_read_only_option(read_only_option)?;
-        let inner = core::Config {
-            election_tick: unsigned("election_tick", election_tick)?,
-            heartbeat_tick: unsigned("heartbeat_tick", heartbeat_tick)?,
-            pre_vote,
-            check_quorum,
-            max_size_per_msg: unsigned("max_size_per_msg", max_size_per_msg)?,
-            max_inflight_msgs: unsigned("max_inflight_msgs", max_inflight_msgs)? as usize,
-            max_inflight_bytes: unsigned("max_inflight_bytes", max_inflight_bytes)?,
-            max_uncommitted_bytes: unsigned("max_uncommitted_bytes", max_uncommitted_bytes)?,
-            max_entry_bytes: unsigned("max_entry_bytes", max_entry_bytes)?,
-            max_committed_bytes_per_ready: unsigned("max_committed_bytes_per_ready", max_committed_bytes_per_ready)?,
-            max_committed_entries_per_ready: unsigned(
-                "max_committed_entries_per_ready",
-                max_committed_entries_per_ready,
-            )? as usize,
-            max_pending_reads: unsigned("max_pending_reads", max_pending_reads)? as usize,
-            read_only_option,
-            disable_proposal_forwarding,
-            seed: seed as u64,
-        };
-        inner.validate().map_err(to_py)?;
-        Ok(Config { inner })
+        #[allow(clippy::too_many_arguments)]
+        fn new(
+            election_tick: i64,
+            heartbeat_tick: i64,
+            pre_vote: bool,
+            check_quorum: bool,
+            max_size_per_msg: i64,
+            max_inflight_msgs: i64,
+            max_inflight_bytes: i64,
+            max_uncommitted_bytes: i64,
+            max_entry_bytes: i64,
+            max_committed_bytes_per_ready: i64,
+            max_committed_entries_per_ready: i64,
+            max_pending_reads: i64,
+            read_only_option: &str,
+            disable_proposal_forwarding: bool,
+            seed: i64,
+        ) -> PyResult<Self> {
+            let read_only_option = parse_read_only_option(read_only_option)?;
+            let inner = core::Config {
+                election_tick: unsigned_arg!(election_tick),
+                heartbeat_tick: unsigned_arg!(heartbeat_tick),
+                pre_vote,
+                check_quorum,
+                max_size_per_msg: unsigned_arg!(max_size_per_msg),
+                max_inflight_msgs: unsigned_arg!(max_inflight_msgs) as usize,
+                max_inflight_bytes: unsigned_arg!(max_inflight_bytes),
+                max_uncommitted_bytes: unsigned_arg!(max_uncommitted_bytes),
+                max_entry_bytes: unsigned_arg!(max_entry_bytes),
+                max_committed_bytes_per_ready: unsigned_arg!(max_committed_bytes_per_ready),
+                max_committed_entries_per_ready: unsigned_arg!(max_committed_entries_per_ready) as usize,
+                max_pending_reads: unsigned_arg!(max_pending_reads) as usize,
+                read_only_option,
+                disable_proposal_forwarding,
+                seed: seed as u64,
+            };
+            inner.validate().map_err(to_py)?;
+            Ok(Config { inner })
+        }
+        #[getter]
+        fn read_only_option(&self) -> &'static str {
+            read_only_option_name(self.inner.read_only_option)
+        }
+        fn __repr__(&self) -> String {
+            let c = &self.inner;
+            format!(
+                "Config(election_tick={}, heartbeat_tick={}, pre_vote={}, check_quorum={}, seed={})",
+                c.election_tick,
+                c.heartbeat_tick,
+                if c.pre_vote { "True" } else { "False" },
+                if c.check_quorum { "True" } else { "False" },
+                c.seed
+            )
+        }
     }
-    #[getter]
-    fn election_tick(&self) -> u64 {
-        self.inner.election_tick
-    }
-    #[getter]
-    fn heartbeat_tick(&self) -> u64 {
-        self.inner.heartbeat_tick
-    }
-    #[getter]
-    fn pre_vote(&self) -> bool {
-        self.inner.pre_vote
-    }
-    #[getter]
-    fn check_quorum(&self) -> bool {
-        self.inner.check_quorum
-    }
-    #[getter]
-    fn max_size_per_msg(&self) -> u64 {
-        self.inner.max_size_per_msg
-    }
-    #[getter]
-    fn max_inflight_msgs(&self) -> usize {
-        self.inner.max_inflight_msgs
-    }
-    #[getter]
-    fn max_inflight_bytes(&self) -> u64 {
-        self.inner.max_inflight_bytes
-    }
-    #[getter]
-    fn max_uncommitted_bytes(&self) -> u64 {
-        self.inner.max_uncommitted_bytes
-    }
-    #[getter]
-    fn max_entry_bytes(&self) -> u64 {
-        self.inner.max_entry_bytes
-    }
-    #[getter]
-    fn max_committed_bytes_per_ready(&self) -> u64 {
-        self.inner.max_committed_bytes_per_ready
-    }
-    #[getter]
-    fn max_committed_entries_per_ready(&self) -> usize {
-        self.inner.max_committed_entries_per_ready
-    }
-    #[getter]
-    fn max_pending_reads(&self) -> usize {
-        self.inner.max_pending_reads
-    }
-    #[getter]
-    fn read_only_option(&self) -> &'static str {
-        read_only_option_name(self.inner.read_only_option)
-    }
-    #[getter]
-    fn disable_proposal_forwarding(&self) -> bool {
-        self.inner.disable_proposal_forwarding
-    }
-    #[getter]
-    fn seed(&self) -> u64 {
-        self.inner.seed
-    }
-    fn __repr__(&self) -> String {
-        let c = &self.inner;
-        format!(
-            "Config(election_tick={}, heartbeat_tick={}, pre_vote={}, check_quorum={}, seed={})",
-            c.election_tick,
-            c.heartbeat_tick,
-            if c.pre_vote { "True" } else { "False" },
-            if c.check_quorum { "True" } else { "False" },
-            c.seed
-        )
-    }
-}
+);
 
 // -------------------------------------------------------------------- ready
 
-/// What the node needs done: persist `entries`/`hard_state`/`snapshot`, send `messages`, apply
-/// `committed_entries`, then `node.advance(rd)`.
-#[pyclass(name = "Ready", module = "consensus.raft", frozen)]
-pub struct Ready {
-    pub inner: core::Ready,
-    mark: core::ReadyMark,
-}
-
-fn entry_list<'py>(py: Python<'py>, entries: &[CoreEntry]) -> PyResult<Bound<'py, PyList>> {
-    PyList::new(py, entries.iter().map(|e| Entry { inner: e.clone() }))
-}
-
-impl Ready {
-    fn persists(&self) -> String {
-        format!("entries={}, hard_state={:?}", self.inner.entries.len(), self.inner.hard_state)
-    }
-}
-
-ready_class!(Ready, {
-    #[getter]
-    fn entries<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        entry_list(py, &self.inner.entries)
-    }
-    #[getter]
-    fn committed_entries<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        entry_list(py, &self.inner.committed_entries)
-    }
-    #[getter]
-    fn hard_state(&self) -> Option<HardState> {
-        self.inner.hard_state.map(|inner| HardState { inner })
-    }
-    #[getter]
-    fn snapshot(&self) -> Option<Snapshot> {
-        self.inner.snapshot.clone().map(|inner| Snapshot { inner })
-    }
-    /// The role when it changed since the previous Ready; `FOLLOWER` when it did not.
-    #[getter]
-    fn role(&self) -> Role {
-        self.inner.role.map(Role::from).unwrap_or(Role::FOLLOWER)
-    }
-    #[getter]
-    fn term(&self) -> u64 {
-        self.inner.term
-    }
-});
+ready_class!(
+    /// What the node needs done: persist `entries`/`hard_state`/`snapshot`, send `messages`, apply
+    /// `committed_entries`, then `node.advance(rd)`.
+    #[pyclass(name = "Ready", module = "consensus.raft", frozen)]
+    Ready {
+        core: core::Ready,
+        mark: core::ReadyMark,
+        persists: entries,
+        entry: Entry,
+        hard_state: HardState,
+        snapshot: Snapshot,
+    },
+    {
+        /// The entries to append to the log.
+        #[getter]
+        fn entries(&self) -> Vec<Entry> {
+            self.inner.entries.iter().map(|e| Entry { inner: e.clone() }).collect()
+        }
+        /// The role when it changed since the previous Ready; `FOLLOWER` when it did not.
+        #[getter]
+        fn role(&self) -> Role {
+            self.inner.role.map(Role::from).unwrap_or(Role::FOLLOWER)
+        }
+        #[getter]
+        fn term(&self) -> u64 {
+            self.inner.term
+        }
+    },
+);
 
 // -------------------------------------------------------------------- storage
 
-/// In-memory storage: holds what was persisted. A node built on a non-empty storage restarts
-/// from it.
-#[pyclass(name = "MemoryStorage", module = "consensus.raft", from_py_object, frozen)]
-#[derive(Clone, Default)]
-pub struct MemoryStorage {
-    pub inner: MemStorage,
+/// Passes to `$mac` (after `$args`) the reads both Raft storages answer from their in-memory
+/// part `mem`.
+macro_rules! with_raft_storage_reads {
+    ($mac:ident!($($args:tt)*)) => {
+        $mac!($($args)* {
+            fn hard_state(&self) -> HardState {
+                HardState { inner: self.mem.rl().hard_state() }
+            }
+            fn conf_state(&self) -> ConfState {
+                ConfState { inner: self.mem.rl().conf_state() }
+            }
+            /// Entries in `[lo, hi)`.
+            #[pyo3(signature = (lo, hi, max_bytes = None))]
+            fn entries(&self, lo: u64, hi: u64, max_bytes: Option<u64>) -> PyResult<Vec<Entry>> {
+                let entries = self.mem.rl().entries(lo, hi, max_bytes.unwrap_or(u64::MAX)).map_err(storage_to_py)?;
+                Ok(entries.into_iter().map(|inner| Entry { inner }).collect())
+            }
+            fn term(&self, index: u64) -> PyResult<u64> {
+                self.mem.rl().term(index).map_err(storage_to_py)
+            }
+            fn first_index(&self) -> u64 {
+                self.mem.rl().first_index()
+            }
+            fn last_index(&self) -> u64 {
+                self.mem.rl().last_index()
+            }
+            fn snapshot(&self) -> Snapshot {
+                Snapshot { inner: self.mem.rl().snapshot() }
+            }
+        });
+    };
 }
 
-#[pymethods]
-impl MemoryStorage {
+memory_storage_class!(
+    /// In-memory storage: holds what was persisted. A node built on a non-empty storage restarts
+    /// from it.
+    #[pyclass(name = "MemoryStorage", module = "consensus.raft", from_py_object, frozen)]
+    #[derive(Clone, Default)]
+    MemoryStorage { mem: MemStorage, core_ready: core::Ready },
+    store = |core, rd| core.append(&rd.entries).map_err(storage_to_py)?,
+);
+
+with_raft_storage_reads!(pymethods_of!(MemoryStorage, {
     #[new]
     fn new() -> Self {
         MemoryStorage::default()
@@ -596,153 +473,51 @@ impl MemoryStorage {
     }
     fn append(&self, entries: Vec<Entry>) -> PyResult<()> {
         let entries: Vec<CoreEntry> = entries.into_iter().map(|e| e.inner).collect();
-        self.inner.wl().append(&entries).map_err(storage_to_py)
+        self.mem.wl().append(&entries).map_err(storage_to_py)
     }
     fn set_hard_state(&self, hs: &HardState) {
-        self.inner.wl().set_hard_state(hs.inner);
-    }
-    fn hard_state(&self) -> HardState {
-        HardState { inner: self.inner.rl().hard_state() }
-    }
-    fn conf_state(&self) -> ConfState {
-        ConfState { inner: self.inner.rl().conf_state() }
-    }
-    /// Entries in `[lo, hi)`.
-    #[pyo3(signature = (lo, hi, max_bytes = None))]
-    fn entries(&self, lo: u64, hi: u64, max_bytes: Option<u64>) -> PyResult<Vec<Entry>> {
-        let entries = self.inner.rl().entries(lo, hi, max_bytes.unwrap_or(u64::MAX)).map_err(storage_to_py)?;
-        Ok(entries.into_iter().map(|inner| Entry { inner }).collect())
-    }
-    fn term(&self, index: u64) -> PyResult<u64> {
-        self.inner.rl().term(index).map_err(storage_to_py)
-    }
-    fn first_index(&self) -> u64 {
-        self.inner.rl().first_index()
-    }
-    fn last_index(&self) -> u64 {
-        self.inner.rl().last_index()
+        self.mem.wl().set_hard_state(hs.inner);
     }
     /// Records a snapshot of the application's state at an applied `index` and drops the log up
     /// to it.
     #[pyo3(signature = (index, data = None))]
     fn compact(&self, index: u64, data: Option<&[u8]>) -> PyResult<()> {
-        self.inner.wl().compact(index, bytes_of(data.unwrap_or_default())).map_err(storage_to_py)
+        self.mem.wl().compact(index, bytes_of(data.unwrap_or_default())).map_err(storage_to_py)
     }
     fn apply_snapshot(&self, snapshot: &Snapshot) -> PyResult<()> {
-        self.inner.wl().apply_snapshot(snapshot.inner.clone()).map_err(storage_to_py)
-    }
-    fn snapshot(&self) -> Snapshot {
-        Snapshot { inner: self.inner.rl().snapshot() }
+        self.mem.wl().apply_snapshot(snapshot.inner.clone()).map_err(storage_to_py)
     }
     fn __repr__(&self) -> String {
-        let core = self.inner.rl();
+        let core = self.mem.rl();
         format!("MemoryStorage(first_index={}, last_index={})", core.first_index(), core.last_index())
     }
-}
+},));
 
-impl StorageClass for MemoryStorage {
-    type Mem = MemStorage;
-    type Ready = core::Ready;
-    fn mem(&self) -> MemStorage {
-        self.inner.clone()
-    }
-    /// Snapshot, then entries, then hard state.
-    fn persist_ready(&self, _py: Python<'_>, rd: &core::Ready) -> PyResult<()> {
-        let mut core = self.inner.wl();
-        if let Some(snapshot) = &rd.snapshot {
-            core.apply_snapshot(snapshot.clone()).map_err(storage_to_py)?;
+with_raft_storage_reads!(file_storage_class!(
+    /// Durable storage in a directory: a write-ahead log of CRC32C records plus snapshot files.
+    /// Usable wherever `MemoryStorage` is; a node built on a reopened one restarts from disk.
+    #[pyclass(name = "FileStorage", module = "consensus.raft", frozen)]
+    FileStorage { durable: CoreFileStorage, mem: MemStorage, ready: Ready, core_ready: core::Ready, snapshot: Snapshot },
+    {
+        fn append(&self, py: Python<'_>, entries: Vec<Entry>) -> PyResult<()> {
+            let entries: Vec<CoreEntry> = entries.into_iter().map(|e| e.inner).collect();
+            self.handle.with(py, |s| s.append(&entries))
         }
-        core.append(&rd.entries).map_err(storage_to_py)?;
-        if let Some(hs) = rd.hard_state {
-            core.set_hard_state(hs);
+        fn set_hard_state(&self, py: Python<'_>, hs: &HardState) -> PyResult<()> {
+            let hs = hs.inner;
+            self.handle.with(py, move |s| s.set_hard_state(hs))
         }
-        Ok(())
-    }
-}
-
-/// Durable storage in a directory: a write-ahead log of CRC32C records plus snapshot files.
-/// Usable wherever `MemoryStorage` is; a node built on a reopened one restarts from disk.
-#[pyclass(name = "FileStorage", module = "consensus.raft", frozen)]
-pub struct FileStorage {
-    handle: Handle<CoreFileStorage>,
-    /// The in-memory part the node reads (shared with the storage).
-    mem: MemStorage,
-}
-
-impl FileStorage {
-    fn from_handle(handle: Handle<CoreFileStorage>) -> Self {
-        let mem = handle.lock().mem().clone();
-        FileStorage { handle, mem }
-    }
-}
-
-impl StorageClass for FileStorage {
-    type Mem = MemStorage;
-    type Ready = core::Ready;
-    fn mem(&self) -> MemStorage {
-        self.mem.clone()
-    }
-    fn persist_ready(&self, py: Python<'_>, rd: &core::Ready) -> PyResult<()> {
-        self.handle.with(py, |s| s.persist(rd))
-    }
-}
-
-file_storage_class!(FileStorage, ready = Ready, {
-    fn append(&self, py: Python<'_>, entries: Vec<Entry>) -> PyResult<()> {
-        let entries: Vec<CoreEntry> = entries.into_iter().map(|e| e.inner).collect();
-        self.handle.with(py, |s| s.append(&entries))
-    }
-    fn set_hard_state(&self, py: Python<'_>, hs: &HardState) -> PyResult<()> {
-        let hs = hs.inner;
-        self.handle.with(py, move |s| s.set_hard_state(hs))
-    }
-    fn hard_state(&self) -> HardState {
-        HardState { inner: self.mem.rl().hard_state() }
-    }
-    fn conf_state(&self) -> ConfState {
-        ConfState { inner: self.mem.rl().conf_state() }
-    }
-    /// Entries in `[lo, hi)`.
-    #[pyo3(signature = (lo, hi, max_bytes = None))]
-    fn entries(&self, lo: u64, hi: u64, max_bytes: Option<u64>) -> PyResult<Vec<Entry>> {
-        let entries = self.mem.rl().entries(lo, hi, max_bytes.unwrap_or(u64::MAX)).map_err(storage_to_py)?;
-        Ok(entries.into_iter().map(|inner| Entry { inner }).collect())
-    }
-    fn term(&self, index: u64) -> PyResult<u64> {
-        self.mem.rl().term(index).map_err(storage_to_py)
-    }
-    fn first_index(&self) -> u64 {
-        self.mem.rl().first_index()
-    }
-    fn last_index(&self) -> u64 {
-        self.mem.rl().last_index()
-    }
-    fn apply_snapshot(&self, py: Python<'_>, snapshot: &Snapshot) -> PyResult<()> {
-        let snapshot = snapshot.inner.clone();
-        self.handle.with(py, move |s| s.apply_snapshot(snapshot))
-    }
-    fn snapshot(&self) -> Snapshot {
-        Snapshot { inner: self.mem.rl().snapshot() }
-    }
-});
+    },
+));
 
 // -------------------------------------------------------------------- node
-
-/// A Raft node: a deterministic state machine driven by `tick`, `step` and `propose`, whose
-/// output is a `Ready` the caller persists, sends and applies before calling `advance`.
-#[pyclass(name = "RaftNode", module = "consensus.raft")]
-pub struct RaftNode {
-    node: RawNode<MemStorage>,
-    storage: NodeStorage<MemoryStorage, FileStorage>,
-    config: Config,
-}
 
 impl RaftNode {
     /// Records (durably, on a `FileStorage`) the configuration in force from `index`.
     fn record_conf_state(&self, py: Python<'_>, index: u64, conf_state: CoreConfState) -> PyResult<()> {
         match &self.storage {
             NodeStorage::Memory(memory) => {
-                memory.inner.wl().set_conf_state(index, conf_state);
+                memory.mem.wl().set_conf_state(index, conf_state);
                 Ok(())
             }
             NodeStorage::File(file) => file.get().handle.with(py, move |s| s.set_conf_state(index, conf_state)),
@@ -751,26 +526,35 @@ impl RaftNode {
 }
 
 node_class!(
-    RaftNode,
-    ready = Ready,
-    config = Config,
-    exhausted = "the term reached TERM_MAX: no election is possible",
+    /// A Raft node: a deterministic state machine driven by `tick`, `step` and `propose`, whose
+    /// output is a `Ready` the caller persists, sends and applies before calling `advance`.
+    #[pyclass(name = "RaftNode", module = "consensus.raft")]
+    RaftNode {
+        core: RawNode<MemStorage>,
+        memory: MemoryStorage,
+        file: FileStorage,
+        ready: Ready,
+        config: Config,
+        exhausted: "the term reached TERM_MAX: no election is possible",
+    },
     {
-        #[new]
-        #[pyo3(signature = (id, voters = Vec::new(), learners = Vec::new(), config = None, storage = None, applied = 0))]
-        fn new(
-            py: Python<'_>,
-            id: i64,
-            voters: Vec<i64>,
-            learners: Vec<i64>,
-            config: Option<Config>,
-            storage: Option<&Bound<'_, PyAny>>,
-            applied: u64,
-        ) -> PyResult<Self> {
-            let id = node_id(id)?;
-            let voters = member_ids("voters", voters)?;
-            let learners = member_ids("learners", learners)?;
-            let config = config.unwrap_or_else(|| Config { inner: core::Config::default() });
+            #[new]
+            #[pyo3(signature = (id, voters = Vec::new(), learners = Vec::new(), config = None, storage = None, applied = 0))]
+            fn new(
+                py: Python<'_>,
+                id: i64,
+                voters: Vec<i64>,
+                learners: Vec<i64>,
+                config: Option<Config>,
+                storage: Option<&Bound<'_, PyAny>>,
+                applied: u64,
+            ) -> PyResult<Self> {
+                let id = node_id(id)?;
+                let voters = member_ids("voters", voters)?;
+                let learners = member_ids("learners", learners)?;
+                let config = config.unwrap_or_else(|| Config { inner: core::Config::default()
+    },
+);
             let storage = NodeStorage::from_py(
                 storage,
                 MemoryStorage::default,

@@ -176,12 +176,100 @@ where
     }
 }
 
-/// The `#[pymethods]` of a protocol's `FileStorage` class: the methods every protocol's file
-/// storage has (open, persist, compact, sync, close, reopen, stats, the context manager), plus
-/// the protocol's own reads given as `{ ... }` (with `first_index` and `last_index`). The class is a `StorageClass` with fields
-/// `handle: Handle<_>` and `mem`, and an inherent `from_handle(handle) -> Self`.
+/// `impl StorageClass for $class`: the node reads the class's field `$field`, and `persist`
+/// runs `$body` with `$this` the storage object.
+macro_rules! storage_class {
+    ($class:ident, $field:ident: $mem:ty, ready = $ready:ty, persist = |$this:ident, $py:pat_param, $rd:ident| $body:block) => {
+        impl $crate::storage::StorageClass for $class {
+            type Mem = $mem;
+            type Ready = $ready;
+            fn mem(&self) -> $mem {
+                self.$field.clone()
+            }
+            fn persist_ready(&self, $py: ::pyo3::Python<'_>, $rd: &$ready) -> ::pyo3::PyResult<()> {
+                let $this = self;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use storage_class;
+
+/// A protocol's `MemoryStorage` class (attributes `$meta`, the `#[pyclass]` among them) over the
+/// core's in-memory storage `$mem`. Its `persist` installs the Ready's snapshot, then runs
+/// `$store` (with `$core` the locked storage: the entries or slots the Ready carries), then
+/// records the hard state.
+macro_rules! memory_storage_class {
+    (
+        $(#[$meta:meta])*
+        $class:ident { mem: $mem:ty, core_ready: $core_ready:ty },
+        store = |$core:ident, $rd:ident| $store:expr $(,)?
+    ) => {
+        $(#[$meta])*
+        pub struct $class {
+            mem: $mem,
+        }
+
+        $crate::storage::storage_class!($class, mem: $mem, ready = $core_ready, persist = |this, _py, rd| {
+            let mut guard = this.mem.wl();
+            if let Some(snapshot) = &rd.snapshot {
+                guard.apply_snapshot(snapshot.clone()).map_err($crate::errors::storage_to_py)?;
+            }
+            {
+                let ($core, $rd) = (&mut *guard, rd);
+                $store;
+            }
+            if let Some(hard_state) = rd.hard_state {
+                guard.set_hard_state(hard_state);
+            }
+            Ok(())
+        });
+    };
+}
+pub(crate) use memory_storage_class;
+
+/// Joins method lists into one `#[pymethods]` block (a protocol passes the reads its memory and
+/// file storages share as one list, the class's own methods as another).
+macro_rules! pymethods_of {
+    ($class:ident, $({ $($methods:tt)* }),+ $(,)?) => {
+        #[::pyo3::pymethods]
+        impl $class {
+            $($($methods)*)*
+        }
+    };
+}
+pub(crate) use pymethods_of;
+
+/// A protocol's `FileStorage` class (attributes `$meta`, the `#[pyclass]` among them): a
+/// [`Handle`] on the core's durable storage `$durable`, whose in-memory part `mem` (a `$mem`) the
+/// node reads, with the methods every protocol's file storage has (open, persist, compact, sync,
+/// close, reopen, stats, the context manager, `__repr__`) plus the method lists given (which
+/// include `first_index` and `last_index`). `$ready` and `$snapshot` are the protocol's Ready and
+/// Snapshot classes, `$core_ready` the core's Ready.
 macro_rules! file_storage_class {
-    ($class:ident, ready = $ready:ty, { $($own:tt)* }) => {
+    (
+        $(#[$meta:meta])*
+        $class:ident { durable: $durable:ty, mem: $mem:ty, ready: $ready:ty, core_ready: $core_ready:ty, snapshot: $snapshot:ty },
+        $({ $($methods:tt)* }),+ $(,)?
+    ) => {
+        $(#[$meta])*
+        pub struct $class {
+            handle: $crate::storage::Handle<$durable>,
+            /// The in-memory part the node reads (shared with the storage).
+            mem: $mem,
+        }
+
+        impl $class {
+            fn from_handle(handle: $crate::storage::Handle<$durable>) -> Self {
+                let mem = handle.lock().mem().clone();
+                $class { handle, mem }
+            }
+        }
+
+        $crate::storage::storage_class!($class, mem: $mem, ready = $core_ready, persist = |this, py, rd| {
+            this.handle.with(py, |s| s.persist(rd))
+        });
+
         #[::pyo3::pymethods]
         impl $class {
             #[new]
@@ -219,6 +307,12 @@ macro_rules! file_storage_class {
             #[pyo3(signature = (index, data = None))]
             fn compact(&self, py: ::pyo3::Python<'_>, index: u64, data: Option<&[u8]>) -> ::pyo3::PyResult<()> {
                 self.handle.compact(py, index, data)
+            }
+            /// Installs a snapshot received from the leader (durably: the snapshot file, then the
+            /// WAL record), dropping what it covers.
+            fn apply_snapshot(&self, py: ::pyo3::Python<'_>, snapshot: &$snapshot) -> ::pyo3::PyResult<()> {
+                let snapshot = snapshot.inner.clone();
+                self.handle.with(py, move |s| s.apply_snapshot(snapshot))
             }
             /// Fsyncs pending writes: under "batch" once the batch interval has passed (call it on
             /// each tick), under "always" at once, under "never" not at all.
@@ -266,7 +360,7 @@ macro_rules! file_storage_class {
                 let (path, fsync) = (self.handle.path_str(), self.handle.options.fsync.as_str());
                 format!("FileStorage(path={path:?}, fsync={fsync:?}, first_index={first}, last_index={last})")
             }
-            $($own)*
+            $($($methods)*)*
         }
     };
 }
