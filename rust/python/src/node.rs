@@ -155,7 +155,11 @@ macro_rules! node_class {
             /// Steps frames in order (all from `sender` when given); stops at (and raises) the
             /// first bad one.
             #[pyo3(signature = (frames, *, sender = None))]
-            fn step_many(&mut self, frames: &::pyo3::Bound<'_, ::pyo3::PyAny>, sender: Option<u64>) -> ::pyo3::PyResult<()> {
+            fn step_many(
+                &mut self,
+                frames: &::pyo3::Bound<'_, ::pyo3::PyAny>,
+                sender: Option<u64>,
+            ) -> ::pyo3::PyResult<()> {
                 $crate::node::step_many(&mut self.node, frames, sender)
             }
             fn has_ready(&self) -> bool {
@@ -232,7 +236,10 @@ macro_rules! ready_class {
             /// `[(to, frame_bytes), ...]` that may be sent at once, before or while persisting (a
             /// leader's writes under a durable term or promise).
             #[getter]
-            fn messages<'py>(&self, py: ::pyo3::Python<'py>) -> ::pyo3::PyResult<::pyo3::Bound<'py, ::pyo3::types::PyList>> {
+            fn messages<'py>(
+                &self,
+                py: ::pyo3::Python<'py>,
+            ) -> ::pyo3::PyResult<::pyo3::Bound<'py, ::pyo3::types::PyList>> {
                 $crate::convert::frame_list(py, ::consensus_core::ReadyView::messages(&self.inner))
             }
             /// `[(to, frame_bytes), ...]` to send only after this Ready is persisted.

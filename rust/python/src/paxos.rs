@@ -417,7 +417,13 @@ with_paxos_storage_reads!(file_storage_class!(
     /// slot in a write-ahead log of CRC32C records, plus snapshot files. Usable wherever
     /// `paxos.MemoryStorage` is; a node built on a reopened one restarts from disk.
     #[pyclass(name = "FileStorage", module = "consensus.paxos", frozen)]
-    FileStorage { durable: CorePaxosFileStorage, mem: MemStorage, ready: Ready, core_ready: core::Ready, snapshot: Snapshot },
+    FileStorage {
+        durable: CorePaxosFileStorage,
+        mem: MemStorage,
+        ready: Ready,
+        core_ready: core::Ready,
+        snapshot: Snapshot,
+    },
     {
     },
 ));

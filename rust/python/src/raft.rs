@@ -497,7 +497,13 @@ with_raft_storage_reads!(file_storage_class!(
     /// Durable storage in a directory: a write-ahead log of CRC32C records plus snapshot files.
     /// Usable wherever `MemoryStorage` is; a node built on a reopened one restarts from disk.
     #[pyclass(name = "FileStorage", module = "consensus.raft", frozen)]
-    FileStorage { durable: CoreFileStorage, mem: MemStorage, ready: Ready, core_ready: core::Ready, snapshot: Snapshot },
+    FileStorage {
+        durable: CoreFileStorage,
+        mem: MemStorage,
+        ready: Ready,
+        core_ready: core::Ready,
+        snapshot: Snapshot,
+    },
     {
         fn append(&self, py: Python<'_>, entries: Vec<Entry>) -> PyResult<()> {
             let entries: Vec<CoreEntry> = entries.into_iter().map(|e| e.inner).collect();

@@ -179,7 +179,12 @@ where
 /// `impl StorageClass for $class`: the node reads the class's field `$field`, and `persist`
 /// runs `$body` with `$this` the storage object.
 macro_rules! storage_class {
-    ($class:ident, $field:ident: $mem:ty, ready = $ready:ty, persist = |$this:ident, $py:pat_param, $rd:ident| $body:block) => {
+    (
+        $class:ident,
+        $field:ident: $mem:ty,
+        ready = $ready:ty,
+        persist = |$this:ident, $py:pat_param, $rd:ident| $body:block
+    ) => {
         impl $crate::storage::StorageClass for $class {
             type Mem = $mem;
             type Ready = $ready;
@@ -249,7 +254,13 @@ pub(crate) use pymethods_of;
 macro_rules! file_storage_class {
     (
         $(#[$meta:meta])*
-        $class:ident { durable: $durable:ty, mem: $mem:ty, ready: $ready:ty, core_ready: $core_ready:ty, snapshot: $snapshot:ty },
+        $class:ident {
+            durable: $durable:ty,
+            mem: $mem:ty,
+            ready: $ready:ty,
+            core_ready: $core_ready:ty,
+            snapshot: $snapshot:ty $(,)?
+        },
         $({ $($methods:tt)* }),+ $(,)?
     ) => {
         $(#[$meta])*
@@ -330,7 +341,10 @@ macro_rules! file_storage_class {
             }
             /// Counters since open: fsyncs, fsync_seconds_total, bytes_written, segments,
             /// torn_bytes_truncated (at open), last_sync_seconds.
-            fn stats<'py>(&self, py: ::pyo3::Python<'py>) -> ::pyo3::PyResult<::pyo3::Bound<'py, ::pyo3::types::PyDict>> {
+            fn stats<'py>(
+                &self,
+                py: ::pyo3::Python<'py>,
+            ) -> ::pyo3::PyResult<::pyo3::Bound<'py, ::pyo3::types::PyDict>> {
                 self.handle.stats(py)
             }
             /// Test hook: the next fsync fails with an I/O error (and poisons the storage).
