@@ -5,6 +5,7 @@ __all__ = [
     "ConsensusError",
     "DecodeError",
     "NotLeaderError",
+    "PROTOCOLS",
     "PaxosBallot",
     "PaxosConfig",
     "PaxosEntry",
@@ -47,23 +48,30 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union, 
 
 __version__: str
 
+#: `(name, wire protocol id)` of every protocol this build runs.
+PROTOCOLS: Tuple[Tuple[str, int], ...]
+
 # ---------------------------------------------------------------- errors
 
 class ConsensusError(Exception): ...
 
 class NotLeaderError(ConsensusError):
     leader_hint: int
+    def __init__(self, message: str = "", leader_hint: Optional[int] = None) -> None: ...
 
 class ProposalDroppedError(ConsensusError):
     reason: str
+    def __init__(self, message: str = "", reason: Optional[str] = None) -> None: ...
 
 class ConfigError(ConsensusError):
     field: str
+    def __init__(self, message: str = "", field: Optional[str] = None) -> None: ...
 
 class DecodeError(ConsensusError): ...
 
 class StorageError(ConsensusError):
     kind: str
+    def __init__(self, message: str = "", kind: Optional[str] = None) -> None: ...
 
 class ProtocolError(ConsensusError): ...
 
@@ -634,6 +642,8 @@ class PaxosReady:
     def leader(self) -> int: ...
     @property
     def ballot(self) -> PaxosBallot: ...
+    @property
+    def committed_from(self) -> int: ...
     @property
     def committed_through(self) -> int: ...
 

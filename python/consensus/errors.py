@@ -47,9 +47,7 @@ class NodeStoppedError(ConsensusError):
 
 def not_leader(leader_hint: int) -> NotLeaderError:
     """A `NotLeaderError` carrying the leader this node knows (0: unknown)."""
-    err = NotLeaderError(f"not the leader (leader hint: {leader_hint})")
-    err.leader_hint = leader_hint
-    return err
+    return NotLeaderError(f"not the leader (leader hint: {leader_hint})", leader_hint=leader_hint)
 
 
 def config_error(field: str, reason: str) -> ConfigError:

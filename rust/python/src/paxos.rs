@@ -7,16 +7,16 @@ use consensus_core::paxos::{
     self as core, Ballot as CoreBallot, Config as CoreConfig, HardState as CoreHardState, MemStorage,
     Message as CoreMessage, MessageType as CoreMessageType, RawNode, Snapshot as CoreSnapshot,
 };
-use consensus_core::raft::ReadOnlyOption;
-use consensus_core::{ProtocolNode, ReadyView};
-use pyo3::exceptions::PyTypeError;
+use consensus_storage::PaxosFileStorage as CorePaxosFileStorage;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList};
+use pyo3::types::{PyBytes, PyDict};
 
+use crate::common::{message_type_class, pymethods_with_getters, EntryKind};
+use crate::convert::{bytes_of, member_ids, node_id, parse_read_only_option, unsigned_arg};
 use crate::errors::{config_error, storage_to_py, to_py};
-use crate::raft::{batch_from, bytes_of, frame_list, EntryKind, ReadState};
+use crate::node::{node_class, ready_class};
 use crate::role::Role;
-use crate::storage::PaxosFileStorage;
+use crate::storage::{file_storage_class, memory_storage_class, pymethods_of, NodeStorage, StorageClass};
 
 // -------------------------------------------------------------------- values
 
@@ -27,24 +27,15 @@ pub struct Ballot {
     pub inner: CoreBallot,
 }
 
-#[pymethods]
-impl Ballot {
+pymethods_with_getters!(Ballot, copy { round: u64 = round, node: u64 = node }, bytes {}, {
     #[new]
     fn new(round: u64, node: u64) -> Self {
         Ballot { inner: CoreBallot::new(round, node) }
     }
-    #[getter]
-    fn round(&self) -> u64 {
-        self.inner.round
-    }
-    #[getter]
-    fn node(&self) -> u64 {
-        self.inner.node
-    }
     fn __repr__(&self) -> String {
         format!("Ballot(round={}, node={})", self.inner.round, self.inner.node)
     }
-}
+});
 
 /// One applied command: `index` is its slot, `term` the round of the ballot that first proposed
 /// the slot's value (the same on every replica), `kind` NORMAL or CONF_CHANGE.
@@ -54,26 +45,10 @@ pub struct Entry {
     pub inner: core::Entry,
 }
 
-#[pymethods]
-impl Entry {
-    #[getter]
-    fn index(&self) -> u64 {
-        self.inner.index
-    }
-    #[getter]
-    fn term(&self) -> u64 {
-        self.inner.term
-    }
-    #[getter]
-    fn data<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.inner.data)
-    }
+pymethods_with_getters!(Entry, copy { index: u64 = index, term: u64 = term }, bytes { data }, {
     #[getter]
     fn kind(&self) -> EntryKind {
-        match self.inner.kind {
-            core::EntryKind::Normal => EntryKind::NORMAL,
-            core::EntryKind::ConfChange => EntryKind::CONF_CHANGE,
-        }
+        self.inner.kind.into()
     }
     /// `(alpha, members)` of a CONF_CHANGE entry: the configuration it installs, which governs the
     /// slots after this one's slot + alpha (the α-window).
@@ -83,7 +58,7 @@ impl Entry {
     fn __repr__(&self) -> String {
         format!("Entry(index={}, term={}, {} bytes)", self.inner.index, self.inner.term, self.inner.data.len())
     }
-}
+});
 
 /// What must be durable before a message that depends on it leaves: the promised ballot and the
 /// commit (decided) slot.
@@ -93,8 +68,7 @@ pub struct HardState {
     pub inner: CoreHardState,
 }
 
-#[pymethods]
-impl HardState {
+pymethods_with_getters!(HardState, copy { commit: u64 = commit }, bytes {}, {
     #[getter]
     fn promised(&self) -> Ballot {
         Ballot { inner: self.inner.promised }
@@ -109,14 +83,10 @@ impl HardState {
     fn vote(&self) -> u64 {
         self.inner.promised.node
     }
-    #[getter]
-    fn commit(&self) -> u64 {
-        self.inner.commit
-    }
     fn __repr__(&self) -> String {
         format!("HardState(promised={}, commit={})", self.inner.promised, self.inner.commit)
     }
-}
+});
 
 /// The application's state at slot `index` and the members governing the slots after it.
 #[pyclass(name = "Snapshot", module = "consensus.paxos", from_py_object, frozen, eq)]
@@ -125,8 +95,7 @@ pub struct Snapshot {
     pub inner: CoreSnapshot,
 }
 
-#[pymethods]
-impl Snapshot {
+pymethods_with_getters!(Snapshot, copy { index: u64 = index, term: u64 = term }, bytes { data }, {
     #[new]
     #[pyo3(signature = (index, term, members, data = None))]
     fn new(index: u64, term: u64, members: Vec<u64>, data: Option<&[u8]>) -> Self {
@@ -135,20 +104,8 @@ impl Snapshot {
         }
     }
     #[getter]
-    fn index(&self) -> u64 {
-        self.inner.index
-    }
-    #[getter]
-    fn term(&self) -> u64 {
-        self.inner.term
-    }
-    #[getter]
     fn members(&self) -> Vec<u64> {
         self.inner.members.clone()
-    }
-    #[getter]
-    fn data<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.inner.data)
     }
     fn __repr__(&self) -> String {
         format!(
@@ -159,56 +116,28 @@ impl Snapshot {
             self.inner.data.len()
         )
     }
-}
+});
 
 // -------------------------------------------------------------------- messages
 
-#[pyclass(name = "MessageType", module = "consensus.paxos", from_py_object, eq, eq_int, frozen, hash)]
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-#[allow(non_camel_case_types, clippy::upper_case_acronyms)]
-pub enum MessageType {
-    PREPARE = 1,
-    PROMISE = 2,
-    ACCEPT = 3,
-    ACCEPTED = 4,
-    COMMIT = 5,
-    COMMIT_ACK = 6,
-    NACK = 7,
-    CATCH_UP = 8,
-    SNAPSHOT = 9,
-    PROPOSE = 10,
-    READ_INDEX = 11,
-    READ_INDEX_RESPONSE = 12,
-    TIMEOUT_NOW = 13,
-    PROMISE_PAGE = 14,
-}
-
-impl From<CoreMessageType> for MessageType {
-    fn from(t: CoreMessageType) -> Self {
-        match t {
-            CoreMessageType::Prepare => MessageType::PREPARE,
-            CoreMessageType::Promise => MessageType::PROMISE,
-            CoreMessageType::Accept => MessageType::ACCEPT,
-            CoreMessageType::Accepted => MessageType::ACCEPTED,
-            CoreMessageType::Commit => MessageType::COMMIT,
-            CoreMessageType::CommitAck => MessageType::COMMIT_ACK,
-            CoreMessageType::Nack => MessageType::NACK,
-            CoreMessageType::CatchUp => MessageType::CATCH_UP,
-            CoreMessageType::Snapshot => MessageType::SNAPSHOT,
-            CoreMessageType::Propose => MessageType::PROPOSE,
-            CoreMessageType::ReadIndex => MessageType::READ_INDEX,
-            CoreMessageType::ReadIndexResponse => MessageType::READ_INDEX_RESPONSE,
-            CoreMessageType::TimeoutNow => MessageType::TIMEOUT_NOW,
-            CoreMessageType::PromisePage => MessageType::PROMISE_PAGE,
-        }
+message_type_class!(
+    MessageType in "consensus.paxos" mirrors CoreMessageType {
+        PREPARE = 1 => Prepare,
+        PROMISE = 2 => Promise,
+        ACCEPT = 3 => Accept,
+        ACCEPTED = 4 => Accepted,
+        COMMIT = 5 => Commit,
+        COMMIT_ACK = 6 => CommitAck,
+        NACK = 7 => Nack,
+        CATCH_UP = 8 => CatchUp,
+        SNAPSHOT = 9 => Snapshot,
+        PROPOSE = 10 => Propose,
+        READ_INDEX = 11 => ReadIndex,
+        READ_INDEX_RESPONSE = 12 => ReadIndexResponse,
+        TIMEOUT_NOW = 13 => TimeoutNow,
+        PROMISE_PAGE = 14 => PromisePage,
     }
-}
-
-impl From<MessageType> for CoreMessageType {
-    fn from(t: MessageType) -> Self {
-        CoreMessageType::from_u8(t as u8).expect("the Python enum mirrors the core's numbering")
-    }
-}
+);
 
 /// One slot for `Message(slots=...)`: `(slot, ballot, kind, round, commands)`, `kind` being 0
 /// (no-op), 1 (batch) or 2 (membership).
@@ -232,88 +161,70 @@ pub struct Message {
     pub inner: CoreMessage,
 }
 
-#[pymethods]
-impl Message {
-    #[new]
-    #[pyo3(signature = (r#type, from_, to, ballot, index = 0, last_index = 0, commit = 0, slots = Vec::new(),
+pymethods_with_getters!(
+    Message,
+    copy { from_: u64 = from, to: u64 = to, index: u64 = index, last_index: u64 = last_index, commit: u64 = commit },
+    bytes { context },
+    converted { r#type: MessageType = msg_type },
+    {
+        #[new]
+        #[pyo3(signature = (r#type, from_, to, ballot, index = 0, last_index = 0, commit = 0, slots = Vec::new(),
                         commands = Vec::new(), context = None, snapshot = None))]
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        r#type: MessageType,
-        from_: u64,
-        to: u64,
-        ballot: Ballot,
-        index: u64,
-        last_index: u64,
-        commit: u64,
-        slots: Vec<SlotTuple>,
-        commands: Vec<Vec<u8>>,
-        context: Option<&[u8]>,
-        snapshot: Option<Snapshot>,
-    ) -> PyResult<Self> {
-        Ok(Message {
-            inner: CoreMessage {
-                msg_type: r#type.into(),
-                from: from_,
-                to,
-                ballot: ballot.inner,
-                index,
-                last_index,
-                commit,
-                entries: slots.into_iter().map(slot_from_tuple).collect::<PyResult<_>>()?,
-                commands: commands.into_iter().map(bytes::Bytes::from).collect(),
-                context: bytes_of(context.unwrap_or_default()),
-                snapshot: snapshot.map(|s| s.inner),
-            },
-        })
+        #[allow(clippy::too_many_arguments)]
+        fn new(
+            r#type: MessageType,
+            from_: u64,
+            to: u64,
+            ballot: Ballot,
+            index: u64,
+            last_index: u64,
+            commit: u64,
+            slots: Vec<SlotTuple>,
+            commands: Vec<Vec<u8>>,
+            context: Option<&[u8]>,
+            snapshot: Option<Snapshot>,
+        ) -> PyResult<Self> {
+            Ok(Message {
+                inner: CoreMessage {
+                    msg_type: r#type.into(),
+                    from: from_,
+                    to,
+                    ballot: ballot.inner,
+                    index,
+                    last_index,
+                    commit,
+                    entries: slots.into_iter().map(slot_from_tuple).collect::<PyResult<_>>()?,
+                    commands: commands.into_iter().map(bytes::Bytes::from).collect(),
+                    context: bytes_of(context.unwrap_or_default()),
+                    snapshot: snapshot.map(|s| s.inner),
+                },
+            })
+        }
+        #[getter]
+        fn ballot(&self) -> Ballot {
+            Ballot { inner: self.inner.ballot }
+        }
+        /// `(slot, ballot, number of commands)` of each slot the message carries.
+        #[getter]
+        fn slots(&self) -> Vec<(u64, Ballot, usize)> {
+            self.inner.entries.iter().map(|s| (s.slot, Ballot { inner: s.ballot }, s.value.commands.len())).collect()
+        }
+        fn encode<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+            PyBytes::new(py, &core::wire::encode(&self.inner))
+        }
+        fn __repr__(&self) -> String {
+            format!(
+                "Message({:?}, from_={}, to={}, ballot={}, index={}, commit={})",
+                self.inner.msg_type,
+                self.inner.from,
+                self.inner.to,
+                self.inner.ballot,
+                self.inner.index,
+                self.inner.commit
+            )
+        }
     }
-    #[getter]
-    fn r#type(&self) -> MessageType {
-        self.inner.msg_type.into()
-    }
-    #[getter]
-    fn from_(&self) -> u64 {
-        self.inner.from
-    }
-    #[getter]
-    fn to(&self) -> u64 {
-        self.inner.to
-    }
-    #[getter]
-    fn ballot(&self) -> Ballot {
-        Ballot { inner: self.inner.ballot }
-    }
-    #[getter]
-    fn index(&self) -> u64 {
-        self.inner.index
-    }
-    #[getter]
-    fn last_index(&self) -> u64 {
-        self.inner.last_index
-    }
-    #[getter]
-    fn commit(&self) -> u64 {
-        self.inner.commit
-    }
-    /// `(slot, ballot, number of commands)` of each slot the message carries.
-    #[getter]
-    fn slots(&self) -> Vec<(u64, Ballot, usize)> {
-        self.inner.entries.iter().map(|s| (s.slot, Ballot { inner: s.ballot }, s.value.commands.len())).collect()
-    }
-    #[getter]
-    fn context<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.inner.context)
-    }
-    fn encode<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &core::wire::encode(&self.inner))
-    }
-    fn __repr__(&self) -> String {
-        format!(
-            "Message({:?}, from_={}, to={}, ballot={}, index={}, commit={})",
-            self.inner.msg_type, self.inner.from, self.inner.to, self.inner.ballot, self.inner.index, self.inner.commit
-        )
-    }
-}
+);
 
 /// Decodes a Multi-Paxos frame; malformed bytes raise `DecodeError`.
 #[pyfunction]
@@ -324,10 +235,6 @@ pub fn paxos_decode(frame: &[u8]) -> PyResult<Message> {
 
 // -------------------------------------------------------------------- config
 
-fn unsigned(field: &'static str, value: i64) -> PyResult<u64> {
-    u64::try_from(value).map_err(|_| config_error(field, "must not be negative"))
-}
-
 /// Multi-Paxos settings. `election_tick`, `heartbeat_tick` and `seed` mean what they mean for Raft;
 /// `max_inflight_slots` is also the α of reconfiguration (docs/paxos.md).
 #[pyclass(name = "Config", module = "consensus.paxos", from_py_object, frozen)]
@@ -336,520 +243,306 @@ pub struct Config {
     pub inner: CoreConfig,
 }
 
-#[pymethods]
-impl Config {
-    #[new]
-    #[pyo3(signature = (*, election_tick = 10, heartbeat_tick = 1, max_inflight_slots = 256, max_batch_commands = 1024,
+pymethods_with_getters!(
+    Config,
+    copy {
+        election_tick: u64 = election_tick,
+        heartbeat_tick: u64 = heartbeat_tick,
+        max_inflight_slots: u64 = max_inflight_slots,
+        seed: u64 = seed,
+    },
+    bytes {},
+    {
+        #[new]
+        #[pyo3(signature = (*, election_tick = 10, heartbeat_tick = 1, max_inflight_slots = 256, max_batch_commands = 1024,
                         max_batch_bytes = 1 << 20, max_size_per_msg = 1 << 20, max_uncommitted_bytes = 64 << 20,
                         max_entry_bytes = 8 << 20, max_committed_bytes_per_ready = 64 << 20, max_pending_reads = 4096,
                         read_only_option = "safe", check_quorum = true, disable_proposal_forwarding = false, seed = 0))]
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        election_tick: i64,
-        heartbeat_tick: i64,
-        max_inflight_slots: i64,
-        max_batch_commands: i64,
-        max_batch_bytes: i64,
-        max_size_per_msg: i64,
-        max_uncommitted_bytes: i64,
-        max_entry_bytes: i64,
-        max_committed_bytes_per_ready: i64,
-        max_pending_reads: i64,
-        read_only_option: &str,
-        check_quorum: bool,
-        disable_proposal_forwarding: bool,
-        seed: i64,
-    ) -> PyResult<Self> {
-        let read_only_option = match read_only_option {
-            "safe" => ReadOnlyOption::Safe,
-            "lease_based" => ReadOnlyOption::LeaseBased,
-            other => {
-                return Err(config_error(
-                    "read_only_option",
-                    format!("must be 'safe' or 'lease_based' (got {other:?})"),
-                ))
-            }
-        };
-        let inner = CoreConfig {
-            election_tick: unsigned("election_tick", election_tick)?,
-            heartbeat_tick: unsigned("heartbeat_tick", heartbeat_tick)?,
-            max_inflight_slots: unsigned("max_inflight_slots", max_inflight_slots)?,
-            max_batch_commands: unsigned("max_batch_commands", max_batch_commands)? as usize,
-            max_batch_bytes: unsigned("max_batch_bytes", max_batch_bytes)?,
-            max_size_per_msg: unsigned("max_size_per_msg", max_size_per_msg)?,
-            max_uncommitted_bytes: unsigned("max_uncommitted_bytes", max_uncommitted_bytes)?,
-            max_entry_bytes: unsigned("max_entry_bytes", max_entry_bytes)?,
-            max_committed_bytes_per_ready: unsigned("max_committed_bytes_per_ready", max_committed_bytes_per_ready)?,
-            max_pending_reads: unsigned("max_pending_reads", max_pending_reads)? as usize,
-            read_only_option,
-            check_quorum,
-            disable_proposal_forwarding,
-            seed: seed as u64,
-        };
-        inner.validate().map_err(to_py)?;
-        Ok(Config { inner })
+        #[allow(clippy::too_many_arguments)]
+        fn new(
+            election_tick: i64,
+            heartbeat_tick: i64,
+            max_inflight_slots: i64,
+            max_batch_commands: i64,
+            max_batch_bytes: i64,
+            max_size_per_msg: i64,
+            max_uncommitted_bytes: i64,
+            max_entry_bytes: i64,
+            max_committed_bytes_per_ready: i64,
+            max_pending_reads: i64,
+            read_only_option: &str,
+            check_quorum: bool,
+            disable_proposal_forwarding: bool,
+            seed: i64,
+        ) -> PyResult<Self> {
+            let read_only_option = parse_read_only_option(read_only_option)?;
+            let inner = CoreConfig {
+                election_tick: unsigned_arg!(election_tick),
+                heartbeat_tick: unsigned_arg!(heartbeat_tick),
+                max_inflight_slots: unsigned_arg!(max_inflight_slots),
+                max_batch_commands: unsigned_arg!(max_batch_commands) as usize,
+                max_batch_bytes: unsigned_arg!(max_batch_bytes),
+                max_size_per_msg: unsigned_arg!(max_size_per_msg),
+                max_uncommitted_bytes: unsigned_arg!(max_uncommitted_bytes),
+                max_entry_bytes: unsigned_arg!(max_entry_bytes),
+                max_committed_bytes_per_ready: unsigned_arg!(max_committed_bytes_per_ready),
+                max_pending_reads: unsigned_arg!(max_pending_reads) as usize,
+                read_only_option,
+                check_quorum,
+                disable_proposal_forwarding,
+                seed: seed as u64,
+            };
+            inner.validate().map_err(to_py)?;
+            Ok(Config { inner })
+        }
+        fn __repr__(&self) -> String {
+            format!(
+                "Config(election_tick={}, heartbeat_tick={}, max_inflight_slots={}, seed={})",
+                self.inner.election_tick, self.inner.heartbeat_tick, self.inner.max_inflight_slots, self.inner.seed
+            )
+        }
     }
-    #[getter]
-    fn election_tick(&self) -> u64 {
-        self.inner.election_tick
-    }
-    #[getter]
-    fn heartbeat_tick(&self) -> u64 {
-        self.inner.heartbeat_tick
-    }
-    #[getter]
-    fn max_inflight_slots(&self) -> u64 {
-        self.inner.max_inflight_slots
-    }
-    #[getter]
-    fn seed(&self) -> u64 {
-        self.inner.seed
-    }
-    fn __repr__(&self) -> String {
-        format!(
-            "Config(election_tick={}, heartbeat_tick={}, max_inflight_slots={}, seed={})",
-            self.inner.election_tick, self.inner.heartbeat_tick, self.inner.max_inflight_slots, self.inner.seed
-        )
-    }
-}
+);
 
 // -------------------------------------------------------------------- ready
 
-#[pyclass(name = "Ready", module = "consensus.paxos", frozen)]
-pub struct Ready {
-    pub inner: core::Ready,
-    mark: core::ReadyMark,
-}
-
-#[pymethods]
-impl Ready {
-    /// `[(to, frame)]` that may be sent at once, before or while persisting (a leader's accepts
-    /// under a durable promise).
-    #[getter]
-    fn messages<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        frame_list(py, self.inner.messages())
-    }
-    /// `[(to, frame)]` to send only after this Ready is persisted.
-    #[getter]
-    fn persisted_messages<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        frame_list(py, self.inner.persisted_messages())
-    }
-    /// The slot the application stands at once it applied this Ready; 0 when it applies nothing.
-    #[getter]
-    fn applied_through(&self) -> u64 {
-        self.inner.applied_through
-    }
-    /// Number of committed commands (without building Entry objects).
-    #[getter]
-    fn committed_count(&self) -> usize {
-        self.inner.committed_entries.len()
-    }
-    /// Number of messages, both lists (without building them).
-    #[getter]
-    fn message_count(&self) -> usize {
-        self.inner.messages.len() + self.inner.persisted_messages.len()
-    }
-    #[getter]
-    fn committed_entries(&self) -> Vec<Entry> {
-        self.inner.committed_entries.iter().map(|e| Entry { inner: e.clone() }).collect()
-    }
-    #[getter]
-    fn hard_state(&self) -> Option<HardState> {
-        self.inner.hard_state.map(|inner| HardState { inner })
-    }
-    #[getter]
-    fn snapshot(&self) -> Option<Snapshot> {
-        self.inner.snapshot.clone().map(|inner| Snapshot { inner })
-    }
-    #[getter]
-    fn read_states(&self) -> Vec<ReadState> {
-        self.inner.read_states.iter().map(|rs| ReadState::from_parts(rs.index, rs.context.clone())).collect()
-    }
-    /// Accepted slots to store: `(slot, ballot, number of commands)`.
-    #[getter]
-    fn accepted(&self) -> Vec<(u64, Ballot, usize)> {
-        self.inner.accepted.iter().map(|s| (s.slot, Ballot { inner: s.ballot }, s.value.commands.len())).collect()
-    }
-    /// Raft's name for what must be stored; for Paxos, the accepted slots.
-    #[getter]
-    fn entries(&self) -> Vec<u64> {
-        self.inner.accepted.iter().map(|s| s.slot).collect()
-    }
-    #[getter]
-    fn must_sync(&self) -> bool {
-        self.inner.must_sync
-    }
-    /// The last slot this Ready decides for the application (no-op slots included, which have no
-    /// entry): the applied index once it is advanced. 0 when none.
-    #[getter]
-    fn committed_through(&self) -> u64 {
-        self.inner.committed_through
-    }
-    #[getter]
-    fn role(&self) -> Option<Role> {
-        self.inner.role.map(Role::from)
-    }
-    #[getter]
-    fn leader(&self) -> u64 {
-        self.inner.leader
-    }
-    #[getter]
-    fn ballot(&self) -> Ballot {
-        Ballot { inner: self.inner.ballot }
-    }
-    fn __repr__(&self) -> String {
-        format!(
-            "Ready(messages={}, accepted={}, committed={}, snapshot={}, must_sync={})",
-            self.inner.messages.len() + self.inner.persisted_messages.len(),
-            self.inner.accepted.len(),
-            self.inner.committed_entries.len(),
-            self.inner.snapshot.is_some(),
-            self.inner.must_sync
-        )
-    }
-}
+ready_class!(
+    #[pyclass(name = "Ready", module = "consensus.paxos", frozen)]
+    Ready {
+        core: core::Ready,
+        mark: core::ReadyMark,
+        persists: accepted,
+        entry: Entry,
+        hard_state: HardState,
+        snapshot: Snapshot,
+    },
+    {
+        /// Accepted slots to store: `(slot, ballot, number of commands)`.
+        #[getter]
+        fn accepted(&self) -> Vec<(u64, Ballot, usize)> {
+            self.inner.accepted.iter().map(|s| (s.slot, Ballot { inner: s.ballot }, s.value.commands.len())).collect()
+        }
+        /// Raft's name for what must be stored; for Paxos, the accepted slots.
+        #[getter]
+        fn entries(&self) -> Vec<u64> {
+            self.inner.accepted.iter().map(|s| s.slot).collect()
+        }
+        /// The first slot this Ready decides for the application (no-op slots included); 0 when none.
+        #[getter]
+        fn committed_from(&self) -> u64 {
+            self.inner.committed_from
+        }
+        /// The last slot this Ready decides for the application (no-op slots included, which have no
+        /// entry): the applied index once it is advanced. 0 when none.
+        #[getter]
+        fn committed_through(&self) -> u64 {
+            self.inner.committed_through
+        }
+        /// The role when it changed since the previous Ready, else `None`.
+        #[getter]
+        fn role(&self) -> Option<Role> {
+            self.inner.role.map(Role::from)
+        }
+        #[getter]
+        fn ballot(&self) -> Ballot {
+            Ballot { inner: self.inner.ballot }
+        }
+    },
+);
 
 // -------------------------------------------------------------------- storage
 
-/// In-memory storage: the promise, the accepted slots, the commit slot, the snapshot and the
-/// membership. A node built on a non-empty storage restarts from it.
-#[pyclass(name = "MemoryStorage", module = "consensus.paxos", from_py_object, frozen)]
-#[derive(Clone)]
-pub struct MemoryStorage {
-    pub inner: MemStorage,
-}
-
-pub fn persist_ready(storage: &MemStorage, rd: &core::Ready) -> PyResult<()> {
-    let mut core = storage.wl();
-    if let Some(snapshot) = &rd.snapshot {
-        core.apply_snapshot(snapshot.clone()).map_err(storage_to_py)?;
-    }
-    core.put_accepted(&rd.accepted);
-    if let Some(hs) = rd.hard_state {
-        core.set_hard_state(hs);
-    }
-    Ok(())
-}
-
-/// The highest accepted slot `storage` holds (the snapshot index when none).
-pub fn last_slot(storage: &MemStorage) -> u64 {
-    let core = storage.rl();
-    core.accepted().keys().next_back().copied().unwrap_or(core.snapshot().index)
-}
-
-/// The ballot `storage` accepted `slot` at, if it holds one.
-pub fn accepted_ballot(storage: &MemStorage, slot: u64) -> Option<Ballot> {
-    storage.rl().accepted().get(&slot).map(|s| Ballot { inner: s.ballot })
-}
-
-/// The Python storage a node was built on. The node reads the in-memory part of either; writes
-/// go through this so a `FileStorage` makes them durable.
-enum NodeStorage {
-    Memory(MemoryStorage),
-    File(Py<PaxosFileStorage>),
-}
-
-impl NodeStorage {
-    fn from_py(storage: Option<&Bound<'_, PyAny>>, members: &[u64]) -> PyResult<NodeStorage> {
-        let Some(storage) = storage else {
-            return Ok(NodeStorage::Memory(MemoryStorage { inner: MemStorage::new(members) }));
-        };
-        if let Ok(memory) = storage.cast::<MemoryStorage>() {
-            return Ok(NodeStorage::Memory(memory.get().clone()));
-        }
-        if let Ok(file) = storage.cast::<PaxosFileStorage>() {
-            return Ok(NodeStorage::File(file.clone().unbind()));
-        }
-        Err(PyTypeError::new_err("storage must be a paxos.MemoryStorage or a paxos.FileStorage"))
-    }
-
-    fn mem(&self) -> MemStorage {
-        match self {
-            NodeStorage::Memory(memory) => memory.inner.clone(),
-            NodeStorage::File(file) => file.get().mem.clone(),
-        }
-    }
-
-    /// Records the members of a new cluster when the storage knows none, so a restart from this
-    /// storage finds them.
-    fn bootstrap(&self, py: Python<'_>, members: &[u64]) -> PyResult<()> {
-        if members.is_empty() || self.mem().rl().membership().is_some() {
-            return Ok(());
-        }
-        match self {
-            NodeStorage::Memory(memory) => {
-                memory.inner.wl().set_initial_members(members);
-                Ok(())
+/// Passes to `$mac` (after `$args`) the reads both Multi-Paxos storages answer from their
+/// in-memory part `mem`.
+macro_rules! with_paxos_storage_reads {
+    ($mac:ident!($($args:tt)*)) => {
+        $mac!($($args)* {
+            fn hard_state(&self) -> HardState {
+                HardState { inner: self.mem.rl().hard_state() }
             }
-            NodeStorage::File(file) => file.get().record_initial_members(py, members),
-        }
-    }
-
-    fn persist(&self, py: Python<'_>, rd: &core::Ready) -> PyResult<()> {
-        match self {
-            NodeStorage::Memory(memory) => persist_ready(&memory.inner, rd),
-            NodeStorage::File(file) => file.get().persist_ready(py, rd),
-        }
-    }
+            fn snapshot(&self) -> Snapshot {
+                Snapshot { inner: self.mem.rl().snapshot().clone() }
+            }
+            fn first_index(&self) -> u64 {
+                self.mem.rl().snapshot().index + 1
+            }
+            /// The highest accepted slot held (the snapshot index when none).
+            fn last_index(&self) -> u64 {
+                let core = self.mem.rl();
+                core.accepted().keys().next_back().copied().unwrap_or(core.snapshot().index)
+            }
+            /// The ballot this storage accepted `slot` at, if it holds one.
+            fn accepted_ballot(&self, slot: u64) -> Option<Ballot> {
+                self.mem.rl().accepted().get(&slot).map(|s| Ballot { inner: s.ballot })
+            }
+        });
+    };
 }
 
-#[pymethods]
-impl MemoryStorage {
+memory_storage_class!(
+    /// In-memory storage: the promise, the accepted slots, the commit slot, the snapshot and the
+    /// membership. A node built on a non-empty storage restarts from it.
+    #[pyclass(name = "MemoryStorage", module = "consensus.paxos", from_py_object, frozen)]
+    #[derive(Clone)]
+    MemoryStorage { mem: MemStorage, core_ready: core::Ready },
+    store = |core, rd| core.put_accepted(&rd.accepted),
+);
+
+with_paxos_storage_reads!(pymethods_of!(MemoryStorage, {
     /// `members`: the initial configuration of a new cluster (empty for a node that joins one).
     #[new]
     #[pyo3(signature = (members = Vec::new()))]
     fn new(members: Vec<u64>) -> Self {
-        MemoryStorage { inner: MemStorage::new(&members) }
+        MemoryStorage { mem: MemStorage::new(&members) }
     }
-    fn persist(&self, rd: &Ready) -> PyResult<()> {
-        persist_ready(&self.inner, &rd.inner)
-    }
-    fn hard_state(&self) -> HardState {
-        HardState { inner: self.inner.rl().hard_state() }
-    }
-    fn snapshot(&self) -> Snapshot {
-        Snapshot { inner: self.inner.rl().snapshot().clone() }
-    }
-    fn first_index(&self) -> u64 {
-        self.inner.rl().snapshot().index + 1
-    }
-    /// The highest accepted slot held (the snapshot index when none).
-    fn last_index(&self) -> u64 {
-        last_slot(&self.inner)
-    }
-    /// The ballot this storage accepted `slot` at, if it holds one.
-    fn accepted_ballot(&self, slot: u64) -> Option<Ballot> {
-        accepted_ballot(&self.inner, slot)
+    fn persist(&self, py: Python<'_>, rd: &Ready) -> PyResult<()> {
+        self.persist_ready(py, &rd.inner)
     }
     /// Records a snapshot of the application at an applied `index` and drops the slots up to it.
     #[pyo3(signature = (index, data = None))]
     fn compact(&self, index: u64, data: Option<&[u8]>) -> PyResult<()> {
-        self.inner.compact(index, bytes_of(data.unwrap_or_default())).map_err(storage_to_py)
+        self.mem.compact(index, bytes_of(data.unwrap_or_default())).map_err(storage_to_py)
     }
     fn apply_snapshot(&self, snapshot: &Snapshot) -> PyResult<()> {
-        self.inner.wl().apply_snapshot(snapshot.inner.clone()).map_err(storage_to_py)
+        self.mem.wl().apply_snapshot(snapshot.inner.clone()).map_err(storage_to_py)
     }
     fn __repr__(&self) -> String {
-        let core = self.inner.rl();
+        let core = self.mem.rl();
         format!("MemoryStorage(snapshot_index={}, accepted={})", core.snapshot().index, core.accepted().len())
     }
-}
+},));
+
+with_paxos_storage_reads!(file_storage_class!(
+    /// Durable Multi-Paxos storage in a directory: the promise, the accepted slots and the commit
+    /// slot in a write-ahead log of CRC32C records, plus snapshot files. Usable wherever
+    /// `paxos.MemoryStorage` is; a node built on a reopened one restarts from disk.
+    #[pyclass(name = "FileStorage", module = "consensus.paxos", frozen)]
+    FileStorage {
+        durable: CorePaxosFileStorage,
+        mem: MemStorage,
+        ready: Ready,
+        core_ready: core::Ready,
+        snapshot: Snapshot,
+    },
+    {
+    },
+));
 
 // -------------------------------------------------------------------- node
 
-/// A Multi-Paxos node: the same methods and Ready contract as `raft.RaftNode`.
-#[pyclass(name = "PaxosNode", module = "consensus.paxos")]
-pub struct PaxosNode {
-    node: RawNode<MemStorage>,
-    storage: NodeStorage,
-    config: Config,
-}
-
-#[pymethods]
 impl PaxosNode {
-    #[new]
-    #[pyo3(signature = (id, members = Vec::new(), config = None, storage = None, applied = 0))]
-    fn new(
-        py: Python<'_>,
-        id: i64,
-        members: Vec<i64>,
-        config: Option<Config>,
-        storage: Option<&Bound<'_, PyAny>>,
-        applied: u64,
-    ) -> PyResult<Self> {
-        let id = u64::try_from(id)
-            .ok()
-            .filter(|id| *id > 0)
-            .ok_or_else(|| config_error("id", "must be a positive integer"))?;
-        let members: Vec<u64> = members
-            .into_iter()
-            .map(|m| {
-                u64::try_from(m)
-                    .ok()
-                    .filter(|m| *m > 0)
-                    .ok_or_else(|| config_error("members", "ids must be positive integers"))
-            })
-            .collect::<PyResult<_>>()?;
-        let config = config.unwrap_or_else(|| Config { inner: CoreConfig::default() });
-        let storage = NodeStorage::from_py(storage, &members)?;
-        let node = RawNode::new(id, config.inner.clone(), storage.mem(), &members, applied).map_err(to_py)?;
-        storage.bootstrap(py, &members)?;
-        Ok(PaxosNode { node, storage, config })
-    }
-
-    #[getter]
-    fn id(&self) -> u64 {
-        self.node.status().id
-    }
-    #[getter]
-    fn role(&self) -> Role {
-        self.node.status().role.into()
-    }
-    /// The current ballot's round (what `term` means for Paxos).
-    #[getter]
-    fn term(&self) -> u64 {
-        self.node.status().ballot.round
-    }
-    #[getter]
-    fn ballot(&self) -> Ballot {
-        Ballot { inner: self.node.status().ballot }
-    }
-    #[getter]
-    fn leader(&self) -> u64 {
-        self.node.status().leader
-    }
-    #[getter]
-    fn commit_index(&self) -> u64 {
-        self.node.status().commit
-    }
-    #[getter]
-    fn applied_index(&self) -> u64 {
-        self.node.status().applied
-    }
-    #[getter]
-    fn last_index(&self) -> u64 {
-        self.node.status().last_slot
-    }
-    #[getter]
-    fn first_index(&self) -> u64 {
-        self.node.status().first_slot
-    }
-    #[getter]
-    fn members(&self) -> Vec<u64> {
-        self.node.status().members
-    }
-    #[getter]
-    /// The storage given to the constructor (a `MemoryStorage` or a `FileStorage`).
-    fn storage(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+    /// Records the members of a new cluster when the storage knows none, so a restart from this
+    /// storage finds them.
+    fn bootstrap(&self, py: Python<'_>, members: &[u64]) -> PyResult<()> {
+        if members.is_empty() || self.storage.mem().rl().membership().is_some() {
+            return Ok(());
+        }
         match &self.storage {
-            NodeStorage::Memory(memory) => Ok(Py::new(py, memory.clone())?.into_any()),
-            NodeStorage::File(file) => Ok(file.clone_ref(py).into_any()),
+            NodeStorage::Memory(memory) => {
+                memory.mem.wl().set_initial_members(members);
+                Ok(())
+            }
+            NodeStorage::File(file) => file.get().handle.with(py, |s| s.set_initial_members(members)),
         }
-    }
-    #[getter]
-    fn config(&self) -> Config {
-        self.config.clone()
-    }
-
-    fn tick(&mut self) {
-        self.node.tick();
-    }
-    fn tick_many(&mut self, n: u64) {
-        for _ in 0..n {
-            self.node.tick();
-        }
-    }
-    /// Starts Phase 1 now with a ballot above every one seen. `ProtocolError` when the round
-    /// reached its limit (`TERM_MAX`): the node can no longer campaign.
-    fn campaign(&mut self) -> PyResult<()> {
-        if self.node.term_exhausted() {
-            return Err(to_py(consensus_core::Error::Protocol(
-                "the ballot round reached TERM_MAX: no campaign is possible".into(),
-            )));
-        }
-        self.node.campaign();
-        Ok(())
-    }
-    /// Proposes one command; returns the slot it joins on the leader, 0 when forwarded.
-    fn propose(&mut self, data: &[u8]) -> PyResult<u64> {
-        self.node.propose(bytes_of(data)).map_err(to_py)
-    }
-    /// Proposes commands in one call (batched into slot values); returns the first one's slot.
-    fn propose_many(&mut self, batch: &Bound<'_, PyAny>) -> PyResult<u64> {
-        let batch = batch_from(batch)?;
-        self.node.propose_many(batch).map_err(to_py)
-    }
-    /// Proposes a new member list (the α-window rule: it governs slots from its slot + α + 1).
-    fn propose_reconfig(&mut self, members: Vec<u64>) -> PyResult<u64> {
-        self.node.propose_reconfig(&members).map_err(to_py)
-    }
-    fn read_index(&mut self, ctx: &[u8]) -> PyResult<()> {
-        self.node.read_index(bytes_of(ctx)).map_err(to_py)
-    }
-    /// Hands the leadership to member `to`: proposals raise `ProposalDroppedError` until `to`,
-    /// brought up to date, takes over by Phase 1 (or an election timeout abandons the transfer).
-    /// `NotLeaderError` on a node that does not lead, `ConfigError` for its own id or a non-member.
-    fn transfer_leader(&mut self, to: u64) -> PyResult<()> {
-        self.node.transfer_leader(to).map_err(to_py)
-    }
-    /// Steps one frame from a peer. Malformed bytes raise `DecodeError`; a well-formed message
-    /// that fails validation (docs/wire-format.md, "Validation at the door") raises
-    /// `ProtocolError` and changes nothing. With `sender` (the id the connection authenticated
-    /// as), a frame whose `from` differs raises `ProtocolError`.
-    #[pyo3(signature = (frame, *, sender = None))]
-    fn step(&mut self, frame: &[u8], sender: Option<u64>) -> PyResult<()> {
-        self.node.step_from(&bytes_of(frame), sender).map_err(to_py)
-    }
-    /// Steps frames in order (all from `sender` when given); stops at (and raises) the first bad one.
-    #[pyo3(signature = (frames, *, sender = None))]
-    fn step_many(&mut self, frames: &Bound<'_, PyAny>, sender: Option<u64>) -> PyResult<()> {
-        for frame in frames.try_iter()? {
-            let frame = frame?;
-            let frame = frame.cast::<PyBytes>().map_err(|_| PyTypeError::new_err("step_many takes bytes frames"))?;
-            self.node.step_from(&bytes_of(frame.as_bytes()), sender).map_err(to_py)?;
-        }
-        Ok(())
-    }
-    fn has_ready(&self) -> bool {
-        self.node.has_ready()
-    }
-    fn ready(&mut self) -> PyResult<Ready> {
-        let inner = self.node.ready().map_err(to_py)?;
-        let mark = inner.mark();
-        Ok(Ready { inner, mark })
-    }
-    fn advance(&mut self, rd: &Ready) -> PyResult<()> {
-        self.node.advance(rd.mark.clone()).map_err(to_py)
-    }
-    /// Persists `rd` into this node's storage, then advances.
-    fn persist_and_advance(&mut self, py: Python<'_>, rd: &Ready) -> PyResult<()> {
-        self.storage.persist(py, &rd.inner)?;
-        self.node.advance(rd.mark.clone()).map_err(to_py)
-    }
-    fn report_snapshot(&mut self, to: u64, ok: bool) {
-        self.node.report_snapshot(to, ok);
-    }
-    fn report_unreachable(&mut self, to: u64) {
-        self.node.report_unreachable(to);
-    }
-    fn status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let s = self.node.status();
-        let d = PyDict::new(py);
-        d.set_item("id", s.id)?;
-        d.set_item("role", s.role.as_str())?;
-        d.set_item("term", s.ballot.round)?;
-        d.set_item("ballot", (s.ballot.round, s.ballot.node))?;
-        d.set_item("leader", s.leader)?;
-        d.set_item("commit", s.commit)?;
-        d.set_item("applied", s.applied)?;
-        d.set_item("first_index", s.first_slot)?;
-        d.set_item("last_index", s.last_slot)?;
-        d.set_item("voters", s.members.clone())?;
-        d.set_item("learners", Vec::<u64>::new())?;
-        d.set_item("uncommitted_bytes", s.uncommitted_bytes)?;
-        d.set_item("lead_transferee", s.transfer_target)?;
-        let progress = PyDict::new(py);
-        for p in &s.progress {
-            let entry = PyDict::new(py);
-            entry.set_item("match", p.decided)?;
-            entry.set_item("recent_active", p.recent_active)?;
-            progress.set_item(p.id, entry)?;
-        }
-        d.set_item("progress", progress)?;
-        Ok(d)
-    }
-    fn __repr__(&self) -> String {
-        let s = self.node.status();
-        format!(
-            "PaxosNode(id={}, role={}, ballot={}, leader={}, commit={})",
-            s.id,
-            s.role.as_str(),
-            s.ballot,
-            s.leader,
-            s.commit
-        )
     }
 }
+
+node_class!(
+    /// A Multi-Paxos node: the same methods and Ready contract as `raft.RaftNode`.
+    #[pyclass(name = "PaxosNode", module = "consensus.paxos")]
+    PaxosNode {
+        core: RawNode<MemStorage>,
+        memory: MemoryStorage,
+        file: FileStorage,
+        ready: Ready,
+        config: Config,
+        exhausted: "the ballot round reached TERM_MAX: no campaign is possible",
+    },
+    {
+            #[new]
+            #[pyo3(signature = (id, members = Vec::new(), config = None, storage = None, applied = 0))]
+            fn new(
+                py: Python<'_>,
+                id: i64,
+                members: Vec<i64>,
+                config: Option<Config>,
+                storage: Option<&Bound<'_, PyAny>>,
+                applied: u64,
+            ) -> PyResult<Self> {
+                let id = node_id(id)?;
+                let members = member_ids("members", members)?;
+                let config = config.unwrap_or_else(|| Config { inner: CoreConfig::default()
+    },
+);
+            let storage = NodeStorage::from_py(
+                storage,
+                || MemoryStorage { mem: MemStorage::new(&members) },
+                "storage must be a paxos.MemoryStorage or a paxos.FileStorage",
+            )?;
+            let node = RawNode::new(id, config.inner.clone(), storage.mem(), &members, applied).map_err(to_py)?;
+            let paxos = PaxosNode { node, storage, config };
+            paxos.bootstrap(py, &members)?;
+            Ok(paxos)
+        }
+
+        /// The promised ballot.
+        #[getter]
+        fn ballot(&self) -> Ballot {
+            Ballot { inner: self.node.paxos.promised }
+        }
+        #[getter]
+        fn first_index(&self) -> u64 {
+            self.node.paxos.first_slot
+        }
+        /// The latest configuration known (it may take effect at a later slot).
+        #[getter]
+        fn members(&self) -> Vec<u64> {
+            self.node.members().to_vec()
+        }
+
+        /// Proposes a new member list (the α-window rule: it governs slots from its slot + α + 1).
+        fn propose_reconfig(&mut self, members: Vec<u64>) -> PyResult<u64> {
+            self.node.propose_reconfig(&members).map_err(to_py)
+        }
+        fn status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+            let s = self.node.status();
+            let d = PyDict::new(py);
+            d.set_item("id", s.id)?;
+            d.set_item("role", s.role.as_str())?;
+            d.set_item("term", s.ballot.round)?;
+            d.set_item("ballot", (s.ballot.round, s.ballot.node))?;
+            d.set_item("leader", s.leader)?;
+            d.set_item("commit", s.commit)?;
+            d.set_item("applied", s.applied)?;
+            d.set_item("first_index", s.first_slot)?;
+            d.set_item("last_index", s.last_slot)?;
+            d.set_item("voters", s.members.clone())?;
+            d.set_item("learners", Vec::<u64>::new())?;
+            d.set_item("uncommitted_bytes", s.uncommitted_bytes)?;
+            d.set_item("lead_transferee", s.transfer_target)?;
+            let progress = PyDict::new(py);
+            for p in &s.progress {
+                let entry = PyDict::new(py);
+                entry.set_item("match", p.decided)?;
+                entry.set_item("recent_active", p.recent_active)?;
+                progress.set_item(p.id, entry)?;
+            }
+            d.set_item("progress", progress)?;
+            Ok(d)
+        }
+        fn __repr__(&self) -> String {
+            let p = &self.node.paxos;
+            format!(
+                "PaxosNode(id={}, role={}, ballot={}, leader={}, commit={})",
+                p.id,
+                p.role.as_str(),
+                p.promised,
+                p.leader,
+                p.commit
+            )
+        }
+    }
+);
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -862,6 +555,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("PaxosConfig", py.get_type::<Config>())?;
     m.add("PaxosReady", py.get_type::<Ready>())?;
     m.add("PaxosMemoryStorage", py.get_type::<MemoryStorage>())?;
+    m.add("PaxosFileStorage", py.get_type::<FileStorage>())?;
     m.add("PaxosNode", py.get_type::<PaxosNode>())?;
     m.add_function(wrap_pyfunction!(paxos_decode, m)?)?;
     Ok(())

@@ -1,11 +1,11 @@
 //! `consensus.sim`: runs the deterministic simulator of the core crate. Runs release the GIL.
 
-use consensus_core::sim::{self, Faults, Report, SimConfig};
-use pyo3::exceptions::PyValueError;
+use consensus_core::sim::{Faults, Report, SimConfig};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::errors::config_error;
+use crate::protocols;
 
 fn faults_from(faults: Option<&Bound<'_, PyAny>>) -> PyResult<Faults> {
     let Some(faults) = faults else { return Ok(Faults::all()) };
@@ -48,26 +48,6 @@ fn config_from(nodes: usize, seed: u64, steps: Option<u64>, faults: Faults, live
     cfg.liveness = liveness;
     cfg.validate().map_err(|reason| config_error("sim", reason))?;
     Ok(cfg)
-}
-
-/// The protocols the simulator can run.
-const PROTOCOLS: &[&str] = &["raft", "paxos"];
-
-fn check_protocol(protocol: &str) -> PyResult<()> {
-    if PROTOCOLS.contains(&protocol) {
-        Ok(())
-    } else {
-        Err(PyValueError::new_err(format!("unknown protocol {protocol:?} (available: {})", PROTOCOLS.join(", "))))
-    }
-}
-
-/// Runs one simulation of a protocol already checked by `check_protocol`.
-fn run_protocol(protocol: &str, cfg: &SimConfig) -> Report {
-    match protocol {
-        "raft" => sim::raft::run_raft(cfg),
-        "paxos" => sim::paxos::run_paxos(cfg),
-        other => unreachable!("protocol {other:?} passed check_protocol"),
-    }
 }
 
 fn report_dict<'py>(py: Python<'py>, r: &Report) -> PyResult<Bound<'py, PyDict>> {
@@ -119,10 +99,9 @@ pub fn sim_run<'py>(
     faults: Option<&Bound<'py, PyAny>>,
     liveness: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
-    check_protocol(protocol)?;
+    let protocol = protocols::find(protocol)?;
     let cfg = config_from(nodes, seed, steps, faults_from(faults)?, liveness)?;
-    let protocol = protocol.to_owned();
-    let report = py.detach(move || run_protocol(&protocol, &cfg));
+    let report = py.detach(move || (protocol.simulate)(&cfg));
     report_dict(py, &report)
 }
 
@@ -140,14 +119,13 @@ pub fn sim_run_many<'py>(
 ) -> PyResult<Bound<'py, PyDict>> {
     let faults = faults_from(faults)?;
     let base = config_from(nodes, seed_start, steps, faults, true)?;
-    check_protocol(protocol)?;
-    let protocol = protocol.to_owned();
+    let protocol = protocols::find(protocol)?;
     let (failures, totals) = py.detach(move || {
         let mut failures = Vec::new();
         let mut totals = [0u64; 6];
         for seed in seed_start..seed_stop {
             let cfg = SimConfig { seed, ..base.clone() };
-            let report = run_protocol(&protocol, &cfg);
+            let report = (protocol.simulate)(&cfg);
             totals[0] += 1;
             totals[1] += report.leaders_seen;
             totals[2] += report.entries_committed;

@@ -1,29 +1,28 @@
-//! The durable storages of `consensus-storage` as Python classes: `consensus.raft.FileStorage`
-//! and `consensus.paxos.FileStorage` (WAL + snapshots). Both share [`Handle`]: every file write
-//! and fsync runs with the GIL released; reads answer from memory.
+//! What every protocol's storage classes share: [`Handle`], an open file storage of
+//! `consensus-storage` (WAL + snapshots) whose every file write and fsync runs with the GIL
+//! released; [`file_storage_class!`], the Python methods both `FileStorage` classes have; and
+//! [`NodeStorage`], the storage a node was built on. Reads answer from memory.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use consensus_core::raft::{self as core, ConfState as CoreConfState, Entry as CoreEntry};
-use consensus_core::storage::MemStorage;
-use consensus_core::{paxos, StorageError as CoreStorageError};
-use consensus_storage::{
-    DurableStorage, FileStorage as CoreFileStorage, FsyncPolicy, Options, PaxosFileStorage as CorePaxosFileStorage,
-    SEGMENT_BYTES_MIN,
-};
+use consensus_core::StorageError as CoreStorageError;
+use consensus_storage::{DurableStorage, FsyncPolicy, Options, SEGMENT_BYTES_MIN};
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
+use pyo3::pyclass::boolean_struct::True;
 use pyo3::types::PyDict;
+use pyo3::{PyClass, PyClassInitializer};
 
+use crate::convert::bytes_of;
 use crate::errors::{config_error, storage_to_py};
-use crate::raft::{bytes_of, ConfState, Entry, HardState, Ready, Snapshot};
 
 /// An open file storage shared between its Python object and the node built on it.
 pub struct Handle<S: DurableStorage> {
     inner: Arc<Mutex<S>>,
     path: PathBuf,
-    options: Options,
+    pub options: Options,
 }
 
 impl<S: DurableStorage + Send + 'static> Handle<S> {
@@ -39,7 +38,13 @@ impl<S: DurableStorage + Send + 'static> Handle<S> {
         Ok(Options { fsync, segment_bytes, batch_interval: Duration::from_millis(batch_interval_ms) })
     }
 
-    fn open(py: Python<'_>, path: PathBuf, fsync: &str, segment_bytes: i64, batch_interval_ms: i64) -> PyResult<Self> {
+    pub fn open(
+        py: Python<'_>,
+        path: PathBuf,
+        fsync: &str,
+        segment_bytes: i64,
+        batch_interval_ms: i64,
+    ) -> PyResult<Self> {
         let options = Self::parse_options(fsync, segment_bytes, batch_interval_ms)?;
         Self::open_with(py, path, options)
     }
@@ -66,7 +71,7 @@ impl<S: DurableStorage + Send + 'static> Handle<S> {
 
     /// A compaction whose snapshot file is written without the lock, so Readies keep being
     /// persisted while a large snapshot goes to disk.
-    fn compact(&self, py: Python<'_>, index: u64, data: Option<&[u8]>) -> PyResult<()> {
+    pub fn compact(&self, py: Python<'_>, index: u64, data: Option<&[u8]>) -> PyResult<()> {
         let data = bytes_of(data.unwrap_or_default());
         let (snapshot, writer) =
             self.with(py, move |s| Ok((s.prepare_compaction(index, data)?, s.snapshot_writer())))?;
@@ -74,32 +79,32 @@ impl<S: DurableStorage + Send + 'static> Handle<S> {
         self.with(py, move |s| s.finish_compaction(snapshot, written))
     }
 
-    fn close(&self, py: Python<'_>) -> PyResult<()> {
+    pub fn close(&self, py: Python<'_>) -> PyResult<()> {
         self.with(py, |s| s.close())
     }
 
-    fn sync(&self, py: Python<'_>) -> PyResult<()> {
+    pub fn sync(&self, py: Python<'_>) -> PyResult<()> {
         self.with(py, |s| s.sync())
     }
 
-    fn closed(&self) -> bool {
+    pub fn closed(&self) -> bool {
         self.lock().is_closed()
     }
 
-    fn inject_sync_failure(&self) {
+    pub fn inject_sync_failure(&self) {
         self.lock().inject_sync_failure();
     }
 
-    fn reopen(&self, py: Python<'_>) -> PyResult<Self> {
+    pub fn reopen(&self, py: Python<'_>) -> PyResult<Self> {
         self.close(py)?;
         Self::open_with(py, self.path.clone(), self.options)
     }
 
-    fn path_str(&self) -> String {
+    pub fn path_str(&self) -> String {
         self.path.display().to_string()
     }
 
-    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+    pub fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let stats = self.lock().stats();
         let d = PyDict::new(py);
         d.set_item("fsyncs", stats.fsyncs)?;
@@ -112,283 +117,265 @@ impl<S: DurableStorage + Send + 'static> Handle<S> {
     }
 }
 
-// ------------------------------------------------------------------------------------ Raft
-
-/// Durable storage in a directory: a write-ahead log of CRC32C records plus snapshot files.
-/// Usable wherever `MemoryStorage` is; a node built on a reopened one restarts from disk.
-#[pyclass(name = "FileStorage", module = "consensus.raft", frozen)]
-pub struct FileStorage {
-    handle: Handle<CoreFileStorage>,
-    /// The in-memory part the node reads (shared with the storage).
-    pub mem: MemStorage,
+/// A protocol's storage class (in memory or on file) as a node built on it uses it.
+pub trait StorageClass: PyClass<Frozen = True> + Sync {
+    /// The core's in-memory storage the node reads, shared with this object.
+    type Mem;
+    type Ready;
+    fn mem(&self) -> Self::Mem;
+    /// Persists a Ready (a file storage fsyncs per its policy, with the GIL released).
+    fn persist_ready(&self, py: Python<'_>, rd: &Self::Ready) -> PyResult<()>;
 }
 
-impl FileStorage {
-    fn from_handle(handle: Handle<CoreFileStorage>) -> Self {
-        let mem = handle.lock().mem().clone();
-        FileStorage { handle, mem }
-    }
-
-    pub fn persist_ready(&self, py: Python<'_>, rd: &core::Ready) -> PyResult<()> {
-        self.handle.with(py, |s| s.persist(rd))
-    }
-
-    /// Records (durably) the configuration in force from `index`.
-    pub fn record_conf_state(&self, py: Python<'_>, index: u64, conf_state: CoreConfState) -> PyResult<()> {
-        self.handle.with(py, move |s| s.set_conf_state(index, conf_state))
-    }
+/// The Python storage a node was built on: the protocol's `MemoryStorage` `M` or `FileStorage`
+/// `F`. The node reads the in-memory part of either; writes it makes itself (the bootstrap
+/// configuration, `persist_and_advance`) go through this so a `FileStorage` makes them durable.
+pub enum NodeStorage<M, F> {
+    Memory(M),
+    File(Py<F>),
 }
 
-#[pymethods]
-impl FileStorage {
-    #[new]
-    #[pyo3(signature = (path, *, fsync = "always", segment_bytes = 67_108_864, batch_interval_ms = 10))]
-    fn new(py: Python<'_>, path: PathBuf, fsync: &str, segment_bytes: i64, batch_interval_ms: i64) -> PyResult<Self> {
-        Ok(FileStorage::from_handle(Handle::open(py, path, fsync, segment_bytes, batch_interval_ms)?))
+impl<M, F> NodeStorage<M, F>
+where
+    M: StorageClass + Clone + Into<PyClassInitializer<M>>,
+    F: StorageClass<Mem = M::Mem, Ready = M::Ready>,
+{
+    /// The storage given to a node's constructor; `fresh()` when none. `expected` is the
+    /// `TypeError` message for anything else.
+    pub fn from_py(storage: Option<&Bound<'_, PyAny>>, fresh: impl FnOnce() -> M, expected: &str) -> PyResult<Self> {
+        let Some(storage) = storage else { return Ok(NodeStorage::Memory(fresh())) };
+        if let Ok(memory) = storage.cast::<M>() {
+            return Ok(NodeStorage::Memory(memory.get().clone()));
+        }
+        if let Ok(file) = storage.cast::<F>() {
+            return Ok(NodeStorage::File(file.clone().unbind()));
+        }
+        Err(PyTypeError::new_err(expected.to_owned()))
     }
 
-    /// The data directory.
-    #[getter]
-    fn path(&self) -> String {
-        self.handle.path_str()
-    }
-    #[getter]
-    fn fsync(&self) -> &'static str {
-        self.handle.options.fsync.as_str()
-    }
-    #[getter]
-    fn closed(&self) -> bool {
-        self.handle.closed()
+    pub fn mem(&self) -> M::Mem {
+        match self {
+            NodeStorage::Memory(memory) => memory.mem(),
+            NodeStorage::File(file) => file.get().mem(),
+        }
     }
 
-    /// Persists a Ready: snapshot, then entries, then hard state; fsyncs per the policy.
-    fn persist(&self, py: Python<'_>, rd: &Ready) -> PyResult<()> {
-        self.persist_ready(py, &rd.inner)
+    pub fn persist(&self, py: Python<'_>, rd: &M::Ready) -> PyResult<()> {
+        match self {
+            NodeStorage::Memory(memory) => memory.persist_ready(py, rd),
+            NodeStorage::File(file) => file.get().persist_ready(py, rd),
+        }
     }
-    fn append(&self, py: Python<'_>, entries: Vec<Entry>) -> PyResult<()> {
-        let entries: Vec<CoreEntry> = entries.into_iter().map(|e| e.inner).collect();
-        self.handle.with(py, |s| s.append(&entries))
-    }
-    fn set_hard_state(&self, py: Python<'_>, hs: &HardState) -> PyResult<()> {
-        let hs = hs.inner;
-        self.handle.with(py, move |s| s.set_hard_state(hs))
-    }
-    fn hard_state(&self) -> HardState {
-        HardState { inner: self.mem.rl().hard_state() }
-    }
-    fn conf_state(&self) -> ConfState {
-        ConfState { inner: self.mem.rl().conf_state() }
-    }
-    /// Entries in `[lo, hi)`.
-    #[pyo3(signature = (lo, hi, max_bytes = None))]
-    fn entries(&self, lo: u64, hi: u64, max_bytes: Option<u64>) -> PyResult<Vec<Entry>> {
-        let entries = self.mem.rl().entries(lo, hi, max_bytes.unwrap_or(u64::MAX)).map_err(storage_to_py)?;
-        Ok(entries.into_iter().map(|inner| Entry { inner }).collect())
-    }
-    fn term(&self, index: u64) -> PyResult<u64> {
-        self.mem.rl().term(index).map_err(storage_to_py)
-    }
-    fn first_index(&self) -> u64 {
-        self.mem.rl().first_index()
-    }
-    fn last_index(&self) -> u64 {
-        self.mem.rl().last_index()
-    }
-    /// Records a snapshot of the application's state at an applied `index`, drops the log up to
-    /// it and deletes the WAL segments it covers.
-    #[pyo3(signature = (index, data = None))]
-    fn compact(&self, py: Python<'_>, index: u64, data: Option<&[u8]>) -> PyResult<()> {
-        self.handle.compact(py, index, data)
-    }
-    fn apply_snapshot(&self, py: Python<'_>, snapshot: &Snapshot) -> PyResult<()> {
-        let snapshot = snapshot.inner.clone();
-        self.handle.with(py, move |s| s.apply_snapshot(snapshot))
-    }
-    fn snapshot(&self) -> Snapshot {
-        Snapshot { inner: self.mem.rl().snapshot() }
-    }
-    /// Fsyncs pending writes: under "batch" once the batch interval has passed (call it on each
-    /// tick), under "always" at once, under "never" not at all.
-    fn sync(&self, py: Python<'_>) -> PyResult<()> {
-        self.handle.sync(py)
-    }
-    /// Syncs what is pending, closes the files and releases the directory lock. Reads keep
-    /// working; writes raise `StorageError`.
-    fn close(&self, py: Python<'_>) -> PyResult<()> {
-        self.handle.close(py)
-    }
-    /// Closes this storage and opens its directory again with the same options (a restart).
-    fn reopen(&self, py: Python<'_>) -> PyResult<FileStorage> {
-        Ok(FileStorage::from_handle(self.handle.reopen(py)?))
-    }
-    /// Counters since open: fsyncs, fsync_seconds_total, bytes_written, segments,
-    /// torn_bytes_truncated (at open), last_sync_seconds.
-    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        self.handle.stats(py)
-    }
-    /// Test hook: the next fsync fails with an I/O error (and poisons the storage).
-    fn _inject_sync_failure(&self) {
-        self.handle.inject_sync_failure();
-    }
-    fn __enter__(slf: Py<Self>) -> Py<Self> {
-        slf
-    }
-    #[pyo3(signature = (exc_type, exc_value, traceback))]
-    fn __exit__(
-        &self,
-        py: Python<'_>,
-        exc_type: &Bound<'_, PyAny>,
-        exc_value: &Bound<'_, PyAny>,
-        traceback: &Bound<'_, PyAny>,
-    ) -> PyResult<bool> {
-        let _ = (exc_type, exc_value, traceback);
-        self.close(py)?;
-        Ok(false)
-    }
-    fn __repr__(&self) -> String {
-        let core = self.mem.rl();
-        format!(
-            "FileStorage(path={:?}, fsync={:?}, first_index={}, last_index={})",
-            self.handle.path_str(),
-            self.handle.options.fsync.as_str(),
-            core.first_index(),
-            core.last_index()
-        )
+
+    /// The Python object (what `node.storage` returns).
+    pub fn to_object(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        match self {
+            NodeStorage::Memory(memory) => Ok(Py::new(py, memory.clone())?.into_any()),
+            NodeStorage::File(file) => Ok(file.clone_ref(py).into_any()),
+        }
     }
 }
 
-// ------------------------------------------------------------------------------ Multi-Paxos
-
-/// Durable Multi-Paxos storage in a directory: the promise, the accepted slots and the commit
-/// slot in a write-ahead log of CRC32C records, plus snapshot files. Usable wherever
-/// `paxos.MemoryStorage` is; a node built on a reopened one restarts from disk.
-#[pyclass(name = "FileStorage", module = "consensus.paxos", frozen)]
-pub struct PaxosFileStorage {
-    handle: Handle<CorePaxosFileStorage>,
-    /// The in-memory part the node reads (shared with the storage).
-    pub mem: paxos::MemStorage,
+/// `impl StorageClass for $class`: the node reads the class's field `$field`, and `persist`
+/// runs `$body` with `$this` the storage object.
+macro_rules! storage_class {
+    (
+        $class:ident,
+        $field:ident: $mem:ty,
+        ready = $ready:ty,
+        persist = |$this:ident, $py:pat_param, $rd:ident| $body:block
+    ) => {
+        impl $crate::storage::StorageClass for $class {
+            type Mem = $mem;
+            type Ready = $ready;
+            fn mem(&self) -> $mem {
+                self.$field.clone()
+            }
+            fn persist_ready(&self, $py: ::pyo3::Python<'_>, $rd: &$ready) -> ::pyo3::PyResult<()> {
+                let $this = self;
+                $body
+            }
+        }
+    };
 }
+pub(crate) use storage_class;
 
-impl PaxosFileStorage {
-    fn from_handle(handle: Handle<CorePaxosFileStorage>) -> Self {
-        let mem = handle.lock().mem().clone();
-        PaxosFileStorage { handle, mem }
-    }
+/// A protocol's `MemoryStorage` class (attributes `$meta`, the `#[pyclass]` among them) over the
+/// core's in-memory storage `$mem`. Its `persist` installs the Ready's snapshot, then runs
+/// `$store` (with `$core` the locked storage: the entries or slots the Ready carries), then
+/// records the hard state.
+macro_rules! memory_storage_class {
+    (
+        $(#[$meta:meta])*
+        $class:ident { mem: $mem:ty, core_ready: $core_ready:ty },
+        store = |$core:ident, $rd:ident| $store:expr $(,)?
+    ) => {
+        $(#[$meta])*
+        pub struct $class {
+            mem: $mem,
+        }
 
-    pub fn persist_ready(&self, py: Python<'_>, rd: &paxos::Ready) -> PyResult<()> {
-        self.handle.with(py, |s| s.persist(rd))
-    }
-
-    /// Records (durably) the members of a new cluster.
-    pub fn record_initial_members(&self, py: Python<'_>, members: &[u64]) -> PyResult<()> {
-        self.handle.with(py, |s| s.set_initial_members(members))
-    }
+        $crate::storage::storage_class!($class, mem: $mem, ready = $core_ready, persist = |this, _py, rd| {
+            let mut guard = this.mem.wl();
+            if let Some(snapshot) = &rd.snapshot {
+                guard.apply_snapshot(snapshot.clone()).map_err($crate::errors::storage_to_py)?;
+            }
+            {
+                let ($core, $rd) = (&mut *guard, rd);
+                $store;
+            }
+            if let Some(hard_state) = rd.hard_state {
+                guard.set_hard_state(hard_state);
+            }
+            Ok(())
+        });
+    };
 }
+pub(crate) use memory_storage_class;
 
-#[pymethods]
-impl PaxosFileStorage {
-    #[new]
-    #[pyo3(signature = (path, *, fsync = "always", segment_bytes = 67_108_864, batch_interval_ms = 10))]
-    fn new(py: Python<'_>, path: PathBuf, fsync: &str, segment_bytes: i64, batch_interval_ms: i64) -> PyResult<Self> {
-        Ok(PaxosFileStorage::from_handle(Handle::open(py, path, fsync, segment_bytes, batch_interval_ms)?))
-    }
-
-    /// The data directory.
-    #[getter]
-    fn path(&self) -> String {
-        self.handle.path_str()
-    }
-    #[getter]
-    fn fsync(&self) -> &'static str {
-        self.handle.options.fsync.as_str()
-    }
-    #[getter]
-    fn closed(&self) -> bool {
-        self.handle.closed()
-    }
-
-    /// Persists a Ready: snapshot, then accepted slots, then promise and commit; fsyncs per the
-    /// policy.
-    fn persist(&self, py: Python<'_>, rd: &crate::paxos::Ready) -> PyResult<()> {
-        self.persist_ready(py, &rd.inner)
-    }
-    fn hard_state(&self) -> crate::paxos::HardState {
-        crate::paxos::HardState { inner: self.mem.rl().hard_state() }
-    }
-    fn snapshot(&self) -> crate::paxos::Snapshot {
-        crate::paxos::Snapshot { inner: self.mem.rl().snapshot().clone() }
-    }
-    fn first_index(&self) -> u64 {
-        self.mem.rl().snapshot().index + 1
-    }
-    /// The highest accepted slot held (the snapshot index when none).
-    fn last_index(&self) -> u64 {
-        crate::paxos::last_slot(&self.mem)
-    }
-    /// The ballot this storage accepted `slot` at, if it holds one.
-    fn accepted_ballot(&self, slot: u64) -> Option<crate::paxos::Ballot> {
-        crate::paxos::accepted_ballot(&self.mem, slot)
-    }
-    /// Records a snapshot of the application at an applied `index`, drops the slots up to it and
-    /// deletes the WAL segments it covers.
-    #[pyo3(signature = (index, data = None))]
-    fn compact(&self, py: Python<'_>, index: u64, data: Option<&[u8]>) -> PyResult<()> {
-        self.handle.compact(py, index, data)
-    }
-    fn apply_snapshot(&self, py: Python<'_>, snapshot: &crate::paxos::Snapshot) -> PyResult<()> {
-        let snapshot = snapshot.inner.clone();
-        self.handle.with(py, move |s| s.apply_snapshot(snapshot))
-    }
-    /// Fsyncs pending writes per the policy (as `raft.FileStorage.sync`).
-    fn sync(&self, py: Python<'_>) -> PyResult<()> {
-        self.handle.sync(py)
-    }
-    /// Syncs what is pending, closes the files and releases the directory lock.
-    fn close(&self, py: Python<'_>) -> PyResult<()> {
-        self.handle.close(py)
-    }
-    /// Closes this storage and opens its directory again with the same options (a restart).
-    fn reopen(&self, py: Python<'_>) -> PyResult<PaxosFileStorage> {
-        Ok(PaxosFileStorage::from_handle(self.handle.reopen(py)?))
-    }
-    /// Counters since open (the same keys as `raft.FileStorage.stats`).
-    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        self.handle.stats(py)
-    }
-    /// Test hook: the next fsync fails with an I/O error (and poisons the storage).
-    fn _inject_sync_failure(&self) {
-        self.handle.inject_sync_failure();
-    }
-    fn __enter__(slf: Py<Self>) -> Py<Self> {
-        slf
-    }
-    #[pyo3(signature = (exc_type, exc_value, traceback))]
-    fn __exit__(
-        &self,
-        py: Python<'_>,
-        exc_type: &Bound<'_, PyAny>,
-        exc_value: &Bound<'_, PyAny>,
-        traceback: &Bound<'_, PyAny>,
-    ) -> PyResult<bool> {
-        let _ = (exc_type, exc_value, traceback);
-        self.close(py)?;
-        Ok(false)
-    }
-    fn __repr__(&self) -> String {
-        // One read guard: a second `rl()` while this one is alive deadlocks once a writer queues.
-        let snapshot_index = self.mem.rl().snapshot().index;
-        let last = crate::paxos::last_slot(&self.mem);
-        format!(
-            "FileStorage(path={:?}, fsync={:?}, snapshot_index={}, last_index={})",
-            self.handle.path_str(),
-            self.handle.options.fsync.as_str(),
-            snapshot_index,
-            last
-        )
-    }
+/// Joins method lists into one `#[pymethods]` block (a protocol passes the reads its memory and
+/// file storages share as one list, the class's own methods as another).
+macro_rules! pymethods_of {
+    ($class:ident, $({ $($methods:tt)* }),+ $(,)?) => {
+        #[::pyo3::pymethods]
+        impl $class {
+            $($($methods)*)*
+        }
+    };
 }
+pub(crate) use pymethods_of;
 
-pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add("RaftFileStorage", m.py().get_type::<FileStorage>())?;
-    m.add("PaxosFileStorage", m.py().get_type::<PaxosFileStorage>())
+/// A protocol's `FileStorage` class (attributes `$meta`, the `#[pyclass]` among them): a
+/// [`Handle`] on the core's durable storage `$durable`, whose in-memory part `mem` (a `$mem`) the
+/// node reads, with the methods every protocol's file storage has (open, persist, compact, sync,
+/// close, reopen, stats, the context manager, `__repr__`) plus the method lists given (which
+/// include `first_index` and `last_index`). `$ready` and `$snapshot` are the protocol's Ready and
+/// Snapshot classes, `$core_ready` the core's Ready.
+macro_rules! file_storage_class {
+    (
+        $(#[$meta:meta])*
+        $class:ident {
+            durable: $durable:ty,
+            mem: $mem:ty,
+            ready: $ready:ty,
+            core_ready: $core_ready:ty,
+            snapshot: $snapshot:ty $(,)?
+        },
+        $({ $($methods:tt)* }),+ $(,)?
+    ) => {
+        $(#[$meta])*
+        pub struct $class {
+            handle: $crate::storage::Handle<$durable>,
+            /// The in-memory part the node reads (shared with the storage).
+            mem: $mem,
+        }
+
+        impl $class {
+            fn from_handle(handle: $crate::storage::Handle<$durable>) -> Self {
+                let mem = handle.lock().mem().clone();
+                $class { handle, mem }
+            }
+        }
+
+        $crate::storage::storage_class!($class, mem: $mem, ready = $core_ready, persist = |this, py, rd| {
+            this.handle.with(py, |s| s.persist(rd))
+        });
+
+        #[::pyo3::pymethods]
+        impl $class {
+            #[new]
+            #[pyo3(signature = (path, *, fsync = "always", segment_bytes = 67_108_864, batch_interval_ms = 10))]
+            fn new(
+                py: ::pyo3::Python<'_>,
+                path: ::std::path::PathBuf,
+                fsync: &str,
+                segment_bytes: i64,
+                batch_interval_ms: i64,
+            ) -> ::pyo3::PyResult<Self> {
+                let handle = $crate::storage::Handle::open(py, path, fsync, segment_bytes, batch_interval_ms)?;
+                Ok(Self::from_handle(handle))
+            }
+            /// The data directory.
+            #[getter]
+            fn path(&self) -> String {
+                self.handle.path_str()
+            }
+            #[getter]
+            fn fsync(&self) -> &'static str {
+                self.handle.options.fsync.as_str()
+            }
+            #[getter]
+            fn closed(&self) -> bool {
+                self.handle.closed()
+            }
+            /// Persists a Ready (a snapshot first, then what it accepted or appended, then the
+            /// hard state); fsyncs per the policy.
+            fn persist(&self, py: ::pyo3::Python<'_>, rd: &$ready) -> ::pyo3::PyResult<()> {
+                $crate::storage::StorageClass::persist_ready(self, py, &rd.inner)
+            }
+            /// Records a snapshot of the application at an applied `index`, drops what it covers
+            /// and deletes the WAL segments it made unnecessary.
+            #[pyo3(signature = (index, data = None))]
+            fn compact(&self, py: ::pyo3::Python<'_>, index: u64, data: Option<&[u8]>) -> ::pyo3::PyResult<()> {
+                self.handle.compact(py, index, data)
+            }
+            /// Installs a snapshot received from the leader (durably: the snapshot file, then the
+            /// WAL record), dropping what it covers.
+            fn apply_snapshot(&self, py: ::pyo3::Python<'_>, snapshot: &$snapshot) -> ::pyo3::PyResult<()> {
+                let snapshot = snapshot.inner.clone();
+                self.handle.with(py, move |s| s.apply_snapshot(snapshot))
+            }
+            /// Fsyncs pending writes: under "batch" once the batch interval has passed (call it on
+            /// each tick), under "always" at once, under "never" not at all.
+            fn sync(&self, py: ::pyo3::Python<'_>) -> ::pyo3::PyResult<()> {
+                self.handle.sync(py)
+            }
+            /// Syncs what is pending, closes the files and releases the directory lock. Reads
+            /// keep working; writes raise `StorageError`.
+            fn close(&self, py: ::pyo3::Python<'_>) -> ::pyo3::PyResult<()> {
+                self.handle.close(py)
+            }
+            /// Closes this storage and opens its directory again with the same options (a restart).
+            fn reopen(&self, py: ::pyo3::Python<'_>) -> ::pyo3::PyResult<Self> {
+                Ok(Self::from_handle(self.handle.reopen(py)?))
+            }
+            /// Counters since open: fsyncs, fsync_seconds_total, bytes_written, segments,
+            /// torn_bytes_truncated (at open), last_sync_seconds.
+            fn stats<'py>(
+                &self,
+                py: ::pyo3::Python<'py>,
+            ) -> ::pyo3::PyResult<::pyo3::Bound<'py, ::pyo3::types::PyDict>> {
+                self.handle.stats(py)
+            }
+            /// Test hook: the next fsync fails with an I/O error (and poisons the storage).
+            fn _inject_sync_failure(&self) {
+                self.handle.inject_sync_failure();
+            }
+            fn __enter__(slf: ::pyo3::Py<Self>) -> ::pyo3::Py<Self> {
+                slf
+            }
+            #[pyo3(signature = (exc_type, exc_value, traceback))]
+            fn __exit__(
+                &self,
+                py: ::pyo3::Python<'_>,
+                exc_type: &::pyo3::Bound<'_, ::pyo3::PyAny>,
+                exc_value: &::pyo3::Bound<'_, ::pyo3::PyAny>,
+                traceback: &::pyo3::Bound<'_, ::pyo3::PyAny>,
+            ) -> ::pyo3::PyResult<bool> {
+                let _ = (exc_type, exc_value, traceback);
+                self.close(py)?;
+                Ok(false)
+            }
+            fn __repr__(&self) -> String {
+                // One read at a time: a second read guard taken while one is alive deadlocks
+                // once a writer queues between them.
+                let first = self.first_index();
+                let last = self.last_index();
+                let (path, fsync) = (self.handle.path_str(), self.handle.options.fsync.as_str());
+                format!("FileStorage(path={path:?}, fsync={fsync:?}, first_index={first}, last_index={last})")
+            }
+            $($($methods)*)*
+        }
+    };
 }
+pub(crate) use file_storage_class;
