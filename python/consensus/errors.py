@@ -41,8 +41,7 @@ class NodeStoppedError(ConsensusError):
         self.indeterminate = indeterminate
 
 
-# The core's exceptions take their typed attribute after construction today; these helpers are the
-# only places that set one, so they switch to keyword constructors in one edit.
+# Every core error is built with its typed attribute as a keyword (docs/design.md §3), here once.
 
 
 def not_leader(leader_hint: int) -> NotLeaderError:
@@ -52,23 +51,17 @@ def not_leader(leader_hint: int) -> NotLeaderError:
 
 def config_error(field: str, reason: str) -> ConfigError:
     """A `ConfigError` whose message and `.field` name the offending setting or argument."""
-    err = ConfigError(f"{field}: {reason}")
-    err.field = field
-    return err
+    return ConfigError(f"{field}: {reason}", field=field)
 
 
 def proposal_dropped(reason: str, message: str) -> ProposalDroppedError:
     """A `ProposalDroppedError` with its `reason` code: nothing was proposed; retry."""
-    err = ProposalDroppedError(message)
-    err.reason = reason
-    return err
+    return ProposalDroppedError(message, reason=reason)
 
 
 def storage_error(kind: str, message: str) -> StorageError:
     """A `StorageError` of `kind` ("corrupt", "io", "compacted", ...)."""
-    err = StorageError(message)
-    err.kind = kind
-    return err
+    return StorageError(message, kind=kind)
 
 
 __all__ = [

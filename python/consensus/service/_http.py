@@ -213,7 +213,7 @@ class KVService:
         if isinstance(exc, BusyError):
             return HttpError(429, "busy", str(exc))
         if isinstance(exc, NotLeaderError):
-            return self._not_leader(int(getattr(exc, "leader_hint", 0) or 0))
+            return self._not_leader(exc.leader_hint)
         if isinstance(exc, LeadershipLostError):
             return HttpError(503, "leadership_lost", str(exc), indeterminate=True)
         if isinstance(exc, RequestTimeoutError):
