@@ -6,14 +6,11 @@
 pub mod codec;
 pub mod error;
 pub mod limits;
-pub mod log;
 pub mod paxos;
-pub mod quorum;
 pub mod raft;
 pub mod rng;
 pub mod role;
 pub mod sim;
-pub mod storage;
 
 pub use error::{DecodeError, DropReason, Error, Result, StorageError};
 pub use role::Role;

@@ -2,12 +2,12 @@
 //! and in-memory storage. Each class wraps a core type; conversions happen only at the boundary.
 
 use bytes::Bytes;
+use consensus_core::raft::storage::MemStorage;
 use consensus_core::raft::{
     self as core, wire, ConfChange as CoreConfChange, ConfState as CoreConfState, Entry as CoreEntry,
     EntryKind as CoreEntryKind, HardState as CoreHardState, Message as CoreMessage, MessageType as CoreMessageType,
     RawNode, ReadOnlyOption, Snapshot as CoreSnapshot,
 };
-use consensus_core::storage::MemStorage;
 use numpy::{PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use consensus_core::raft::storage::MemStorage;
 use consensus_core::raft::{self as core, ConfState as CoreConfState, Entry as CoreEntry};
-use consensus_core::storage::MemStorage;
 use consensus_core::{paxos, StorageError as CoreStorageError};
 use consensus_storage::{
     DurableStorage, FileStorage as CoreFileStorage, FsyncPolicy, Options, PaxosFileStorage as CorePaxosFileStorage,

@@ -6,17 +6,17 @@ use bytes::Bytes;
 
 use super::confchange::{self, from_conf_state, to_conf_state};
 use super::config::Config;
+use super::log::RaftLog;
 use super::message::{ConfChange, ConfState, Entry, EntryKind, HardState, Message, MessageType, Snapshot};
 use super::progress::{Progress, ProgressState, ProgressTracker};
+use super::quorum::VoteResult;
 use super::read_only::{ReadOnly, ReadOnlyOption, ReadState};
+use super::storage::Storage;
 use super::{validate, wire};
 use crate::error::{DropReason, Error, Result};
 use crate::limits::next_term;
-use crate::log::RaftLog;
-use crate::quorum::VoteResult;
 use crate::rng::Rng;
 use crate::role::Role;
-use crate::storage::Storage;
 
 /// The context of vote requests in an election started by a leadership transfer: voters grant
 /// them even inside their leader lease.

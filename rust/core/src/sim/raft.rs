@@ -10,9 +10,9 @@ use super::engine::{self, ClusterView};
 use super::invariants::{entry_hash, AppliedHistory, DurableFacts};
 use super::{NodeOptions, Protocol, Report, SimConfig};
 use crate::raft::progress::ProgressState;
+use crate::raft::storage::{MemStorage, Storage};
 use crate::raft::{wire, ConfState, Config, RawNode, Ready};
 use crate::role::Role;
-use crate::storage::{MemStorage, Storage};
 
 /// Runs one simulation of Raft.
 pub fn run_raft(cfg: &SimConfig) -> Report {

@@ -8,8 +8,8 @@ mod replay;
 use std::path::Path;
 
 use bytes::Bytes;
+use consensus_core::raft::storage::{check_contiguous, MemStorage};
 use consensus_core::raft::{ConfState, Entry, HardState, Ready, Snapshot};
-use consensus_core::storage::{check_contiguous, MemStorage};
 use consensus_core::StorageError;
 
 use self::records::{decode_record, put_conf_state, put_entries, put_hard_state, put_snapshot_marker};

@@ -1,9 +1,9 @@
 //! The Raft log: a persisted prefix read through `Storage` followed by an unstable tail that the
 //! caller has not yet persisted, with a commit index, an applied index and term lookup.
 
+use super::storage::{limit_size, Storage};
 use crate::error::StorageError;
 use crate::raft::{Entry, Snapshot};
-use crate::storage::{limit_size, Storage};
 
 /// Entries (and possibly a snapshot) received but not yet persisted by the caller.
 /// Invariant: `entries[i].index == offset + i`; `offset <= offset_in_progress <= offset + len`.
@@ -362,8 +362,8 @@ impl<S: Storage> RaftLog<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::raft::storage::MemStorage;
     use crate::raft::EntryKind;
-    use crate::storage::MemStorage;
     use bytes::Bytes;
 
     fn ent(index: u64, term: u64) -> Entry {
