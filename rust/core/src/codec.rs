@@ -27,13 +27,16 @@
 use bytes::Bytes;
 
 use crate::error::DecodeError;
+use crate::protocol_id::ProtocolId;
 
 /// The wire format version this build writes and the only one it reads.
 pub const WIRE_VERSION: u8 = 1;
 
-/// Protocol ids carried in byte 5 of every frame. A frame of one protocol is never decoded by another.
-pub const PROTOCOL_RAFT: u8 = 1;
-pub const PROTOCOL_PAXOS: u8 = 2;
+/// Protocol ids carried in byte 5 of every frame ([`ProtocolId::frame_byte`]). A frame of one
+/// protocol is never decoded by another.
+pub const PROTOCOL_RAFT: u8 = ProtocolId::Raft.frame_byte();
+pub const PROTOCOL_PAXOS: u8 = ProtocolId::Paxos.frame_byte();
+/// Reserved for Zab, which has no [`ProtocolId`] variant yet.
 pub const PROTOCOL_ZAB: u8 = 3;
 
 /// Bytes before the payload: length (4), version (1), protocol (1), message type (1).

@@ -4,13 +4,16 @@
 //! applies and acknowledges with `advance`.
 
 pub mod codec;
+pub mod common_config;
 pub mod error;
 pub mod limits;
 pub mod paxos;
+pub mod protocol_id;
 pub mod raft;
 pub mod rng;
 pub mod role;
 pub mod sim;
 
 pub use error::{DecodeError, DropReason, Error, Result, StorageError};
+pub use protocol_id::ProtocolId;
 pub use role::Role;

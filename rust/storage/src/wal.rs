@@ -14,7 +14,7 @@ use bytes::Bytes;
 use consensus_core::StorageError;
 
 use crate::format::{
-    decode_segment_header, encode_segment_header, open_snapshot_file, read_record, FormatError, Protocol, RecordRead,
+    decode_segment_header, encode_segment_header, open_snapshot_file, read_record, FormatError, ProtocolId, RecordRead,
     SegmentHeader, SEGMENT_HEADER_BYTES, SNAPSHOT_HEADER_BYTES,
 };
 
@@ -374,7 +374,7 @@ pub struct Wal {
     dir: PathBuf,
     wal_dir: PathBuf,
     snap_dir: PathBuf,
-    protocol: Protocol,
+    protocol: ProtocolId,
     options: Options,
     /// Segments oldest first; the last is `current`. Invariant: sequences are consecutive.
     segments: Vec<SegmentFile>,
@@ -399,7 +399,7 @@ impl Wal {
     pub fn open<T>(
         dir: &Path,
         options: Options,
-        protocol: Protocol,
+        protocol: ProtocolId,
         decode_snapshot: impl FnOnce(Bytes) -> Result<(T, u64, u64), FormatError>,
         on_record: impl FnMut(u8, &[u8]) -> Result<u64, FormatError>,
     ) -> Result<(Wal, Option<T>), StorageError> {

@@ -1,13 +1,11 @@
 //! Multi-Paxos configuration, validated field by field.
 
-use crate::error::{Error, Result};
-pub use crate::raft::ReadOnlyOption;
+pub use crate::common_config::ReadOnlyOption;
+use crate::common_config::{defaults, in_range, ENTRY_BYTES_LIMIT};
+use crate::error::Result;
 
 /// The largest `max_inflight_slots` (and so the largest α of a reconfiguration record).
 pub const MAX_INFLIGHT_SLOTS: u64 = 1 << 20;
-
-/// Upper bound for a single command's payload: it must fit in one frame with room for headers.
-pub const ENTRY_BYTES_LIMIT: u64 = 32 << 20;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -45,18 +43,18 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            election_tick: 10,
-            heartbeat_tick: 1,
+            election_tick: defaults::ELECTION_TICK,
+            heartbeat_tick: defaults::HEARTBEAT_TICK,
             max_inflight_slots: 256,
             max_batch_commands: 1024,
             max_batch_bytes: 1 << 20,
-            max_size_per_msg: 1 << 20,
-            max_uncommitted_bytes: 64 << 20,
-            max_entry_bytes: 8 << 20,
-            max_committed_bytes_per_ready: 64 << 20,
-            max_pending_reads: 4096,
+            max_size_per_msg: defaults::MAX_SIZE_PER_MSG,
+            max_uncommitted_bytes: defaults::MAX_UNCOMMITTED_BYTES,
+            max_entry_bytes: defaults::MAX_ENTRY_BYTES,
+            max_committed_bytes_per_ready: defaults::MAX_COMMITTED_BYTES_PER_READY,
+            max_pending_reads: defaults::MAX_PENDING_READS,
             read_only_option: ReadOnlyOption::Safe,
-            check_quorum: true,
+            check_quorum: defaults::CHECK_QUORUM,
             disable_proposal_forwarding: false,
             seed: 0,
         }
@@ -65,49 +63,19 @@ impl Default for Config {
 
 impl Config {
     pub fn validate(&self) -> Result<()> {
-        if self.heartbeat_tick == 0 {
-            return Err(Error::config("heartbeat_tick", "must be at least 1"));
-        }
-        if self.election_tick <= self.heartbeat_tick {
-            return Err(Error::config("election_tick", "must be greater than heartbeat_tick"));
-        }
-        if self.election_tick > 1_000_000 {
-            return Err(Error::config("election_tick", "must be at most 1000000"));
-        }
-        if self.max_inflight_slots == 0 || self.max_inflight_slots > MAX_INFLIGHT_SLOTS {
-            return Err(Error::config("max_inflight_slots", "must be in 1..=1048576"));
-        }
-        if self.max_batch_commands == 0 || self.max_batch_commands > 1 << 20 {
-            return Err(Error::config("max_batch_commands", "must be in 1..=1048576"));
-        }
-        if self.max_batch_bytes == 0 || self.max_batch_bytes > ENTRY_BYTES_LIMIT {
-            return Err(Error::config("max_batch_bytes", format!("must be in 1..={ENTRY_BYTES_LIMIT}")));
-        }
-        if self.max_size_per_msg == 0 || self.max_size_per_msg > ENTRY_BYTES_LIMIT {
-            return Err(Error::config("max_size_per_msg", format!("must be in 1..={ENTRY_BYTES_LIMIT}")));
-        }
-        if self.max_uncommitted_bytes == 0 {
-            return Err(Error::config("max_uncommitted_bytes", "must be at least 1"));
-        }
-        if self.max_entry_bytes == 0 || self.max_entry_bytes > ENTRY_BYTES_LIMIT {
-            return Err(Error::config("max_entry_bytes", format!("must be in 1..={ENTRY_BYTES_LIMIT}")));
-        }
-        if self.max_committed_bytes_per_ready == 0 {
-            return Err(Error::config("max_committed_bytes_per_ready", "must be at least 1"));
-        }
-        if self.max_pending_reads == 0 {
-            return Err(Error::config("max_pending_reads", "must be at least 1"));
-        }
-        if self.read_only_option == ReadOnlyOption::LeaseBased && !self.check_quorum {
-            return Err(Error::config("read_only_option", "lease-based reads require check_quorum"));
-        }
-        Ok(())
+        let common = crate::common_settings!(self);
+        common.check_ticks()?;
+        in_range("max_inflight_slots", self.max_inflight_slots, MAX_INFLIGHT_SLOTS)?;
+        in_range("max_batch_commands", self.max_batch_commands as u64, 1 << 20)?;
+        in_range("max_batch_bytes", self.max_batch_bytes, ENTRY_BYTES_LIMIT)?;
+        common.check_sizes_and_reads()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
 
     #[test]
     fn invalid_fields_are_named() {

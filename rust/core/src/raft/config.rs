@@ -1,10 +1,8 @@
 //! Raft configuration, validated field by field.
 
 use super::read_only::ReadOnlyOption;
-use crate::error::{Error, Result};
-
-/// Upper bound for a single entry's payload: it must fit in one frame with room for headers.
-pub const ENTRY_BYTES_LIMIT: u64 = 32 << 20;
+use crate::common_config::{at_least_one, at_most, defaults};
+use crate::error::Result;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -44,18 +42,18 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            election_tick: 10,
-            heartbeat_tick: 1,
+            election_tick: defaults::ELECTION_TICK,
+            heartbeat_tick: defaults::HEARTBEAT_TICK,
             pre_vote: true,
-            check_quorum: true,
-            max_size_per_msg: 1 << 20,
+            check_quorum: defaults::CHECK_QUORUM,
+            max_size_per_msg: defaults::MAX_SIZE_PER_MSG,
             max_inflight_msgs: 256,
             max_inflight_bytes: 0,
-            max_uncommitted_bytes: 64 << 20,
-            max_entry_bytes: 8 << 20,
-            max_committed_bytes_per_ready: 64 << 20,
+            max_uncommitted_bytes: defaults::MAX_UNCOMMITTED_BYTES,
+            max_entry_bytes: defaults::MAX_ENTRY_BYTES,
+            max_committed_bytes_per_ready: defaults::MAX_COMMITTED_BYTES_PER_READY,
             max_committed_entries_per_ready: 65_536,
-            max_pending_reads: 4096,
+            max_pending_reads: defaults::MAX_PENDING_READS,
             read_only_option: ReadOnlyOption::Safe,
             disable_proposal_forwarding: false,
             seed: 0,
@@ -65,52 +63,19 @@ impl Default for Config {
 
 impl Config {
     pub fn validate(&self) -> Result<()> {
-        if self.heartbeat_tick == 0 {
-            return Err(Error::config("heartbeat_tick", "must be at least 1"));
-        }
-        if self.election_tick <= self.heartbeat_tick {
-            return Err(Error::config("election_tick", "must be greater than heartbeat_tick"));
-        }
-        if self.election_tick > 1_000_000 {
-            return Err(Error::config("election_tick", "must be at most 1000000"));
-        }
-        if self.max_inflight_msgs == 0 {
-            return Err(Error::config("max_inflight_msgs", "must be at least 1"));
-        }
-        if self.max_inflight_msgs > 1 << 20 {
-            return Err(Error::config("max_inflight_msgs", "must be at most 1048576"));
-        }
-        if self.max_size_per_msg == 0 {
-            return Err(Error::config("max_size_per_msg", "must be at least 1"));
-        }
-        if self.max_uncommitted_bytes == 0 {
-            return Err(Error::config("max_uncommitted_bytes", "must be at least 1"));
-        }
-        if self.max_entry_bytes == 0 || self.max_entry_bytes > ENTRY_BYTES_LIMIT {
-            return Err(Error::config("max_entry_bytes", format!("must be in 1..={ENTRY_BYTES_LIMIT}")));
-        }
-        if self.max_size_per_msg > ENTRY_BYTES_LIMIT {
-            return Err(Error::config("max_size_per_msg", format!("must be at most {ENTRY_BYTES_LIMIT}")));
-        }
-        if self.max_committed_entries_per_ready == 0 {
-            return Err(Error::config("max_committed_entries_per_ready", "must be at least 1"));
-        }
-        if self.max_committed_bytes_per_ready == 0 {
-            return Err(Error::config("max_committed_bytes_per_ready", "must be at least 1"));
-        }
-        if self.max_pending_reads == 0 {
-            return Err(Error::config("max_pending_reads", "must be at least 1"));
-        }
-        if self.read_only_option == ReadOnlyOption::LeaseBased && !self.check_quorum {
-            return Err(Error::config("read_only_option", "lease-based reads require check_quorum"));
-        }
-        Ok(())
+        let common = crate::common_settings!(self);
+        common.check_ticks()?;
+        at_least_one("max_inflight_msgs", self.max_inflight_msgs as u64)?;
+        at_most("max_inflight_msgs", self.max_inflight_msgs as u64, 1 << 20)?;
+        at_least_one("max_committed_entries_per_ready", self.max_committed_entries_per_ready as u64)?;
+        common.check_sizes_and_reads()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
 
     #[test]
     fn default_config_is_valid() {

@@ -12,7 +12,7 @@ use consensus_core::paxos::{HardState, MemStorage, Ready, Snapshot};
 use consensus_core::StorageError;
 
 use self::records::{decode_record, put_accepted, put_hard_state, put_members, Replay};
-use crate::format::{Protocol, RECORD_PAYLOAD_BYTES_MAX};
+use crate::format::{ProtocolId, RECORD_PAYLOAD_BYTES_MAX};
 use crate::wal::{DurableStorage, Options, Wal, WriteOutcome};
 
 /// Durable Multi-Paxos storage in a directory: `wal/` segments, `snap/` snapshots, `LOCK`.
@@ -152,7 +152,7 @@ impl DurableStorage for PaxosFileStorage {
             let (index, term) = (snapshot.index, snapshot.term);
             Ok((snapshot, index, term))
         };
-        let (wal, snapshot) = Wal::open(dir, options, Protocol::Paxos, decode_snapshot, |record_type, payload| {
+        let (wal, snapshot) = Wal::open(dir, options, ProtocolId::Paxos, decode_snapshot, |record_type, payload| {
             let record = decode_record(record_type, payload)?;
             let max_slot = record.max_slot();
             replay.apply(record);

@@ -10,7 +10,7 @@ use consensus_core::paxos::wire::{
 };
 use consensus_core::paxos::{AcceptedSlot, Ballot, HardState, Snapshot};
 
-use crate::format::{encode_snapshot_file, put_record, u64_at, FormatError, Protocol};
+use crate::format::{encode_snapshot_file, put_record, u64_at, FormatError, ProtocolId};
 use crate::wal::SnapshotFile;
 
 pub const RECORD_ACCEPTED: u8 = 1;
@@ -161,7 +161,7 @@ impl SnapshotFile for Snapshot {
             put_ids(&mut w, members);
         }
         w.put_u64(self.data.len() as u64);
-        encode_snapshot_file(Protocol::Paxos, &w.finish(), &self.data)
+        encode_snapshot_file(ProtocolId::Paxos, &w.finish(), &self.data)
     }
 }
 
@@ -248,7 +248,7 @@ mod tests {
         };
         assert_snapshot_file_round_trips_and_refuses_any_flipped_bit(
             snapshot.encode_file(),
-            Protocol::Paxos,
+            ProtocolId::Paxos,
             &snapshot,
             decode_snapshot_body,
         );

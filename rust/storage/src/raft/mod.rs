@@ -14,7 +14,7 @@ use consensus_core::StorageError;
 
 use self::records::{decode_record, put_conf_state, put_entries, put_hard_state, put_snapshot_marker};
 use self::replay::Replay;
-use crate::format::{Protocol, RECORD_PAYLOAD_BYTES_MAX};
+use crate::format::{ProtocolId, RECORD_PAYLOAD_BYTES_MAX};
 use crate::wal::{DurableStorage, Options, Wal, WriteOutcome};
 
 /// Durable Raft storage in a directory: `wal/` segments, `snap/` snapshots and a `LOCK` file.
@@ -185,7 +185,7 @@ impl DurableStorage for FileStorage {
             let key = (snapshot.index, snapshot.term);
             Ok((snapshot, key.0, key.1))
         };
-        let (wal, snapshot) = Wal::open(dir, options, Protocol::Raft, decode_snapshot, |record_type, payload| {
+        let (wal, snapshot) = Wal::open(dir, options, ProtocolId::Raft, decode_snapshot, |record_type, payload| {
             let record = decode_record(record_type, payload)?;
             let max_index = record.max_index();
             replayed.apply(record);

@@ -6,7 +6,7 @@ use consensus_core::codec::{FrameReader, FrameWriter};
 use consensus_core::raft::wire::{decode_conf_state, decode_hard_state, encode_conf_state, encode_hard_state};
 use consensus_core::raft::{ConfState, Entry, EntryKind, HardState, Snapshot};
 
-use crate::format::{encode_snapshot_file, put_record, u32_at, u64_at, FormatError, Protocol};
+use crate::format::{encode_snapshot_file, put_record, u32_at, u64_at, FormatError, ProtocolId};
 use crate::wal::SnapshotFile;
 
 pub const RECORD_ENTRIES: u8 = 1;
@@ -173,7 +173,7 @@ impl SnapshotFile for Snapshot {
         head.extend_from_slice(&(conf.len() as u32).to_le_bytes());
         head.extend_from_slice(&conf);
         head.extend_from_slice(&(self.data.len() as u64).to_le_bytes());
-        encode_snapshot_file(Protocol::Raft, &head, &self.data)
+        encode_snapshot_file(ProtocolId::Raft, &head, &self.data)
     }
 }
 
@@ -252,7 +252,7 @@ mod tests {
         };
         assert_snapshot_file_round_trips_and_refuses_any_flipped_bit(
             snapshot.encode_file(),
-            Protocol::Raft,
+            ProtocolId::Raft,
             &snapshot,
             decode_snapshot_body,
         );
