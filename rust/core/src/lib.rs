@@ -5,6 +5,7 @@
 
 pub mod codec;
 pub mod common_config;
+pub mod entry;
 pub mod error;
 pub mod limits;
 pub mod paxos;

@@ -27,6 +27,34 @@ pub const SNAPSHOT_HEADER_BYTES: usize = 16;
 /// another's is refused.
 pub use consensus_core::ProtocolId;
 
+/// Splits `items` into the batches of records whose payload, `header_bytes` plus each item's
+/// `item_bytes`, stays within `payload_bytes_max` (an item larger than that on its own still gets
+/// a batch of its own), and hands each batch and its payload size to `write`, in order.
+pub fn for_each_batch<T>(
+    items: &[T],
+    header_bytes: usize,
+    payload_bytes_max: usize,
+    item_bytes: impl Fn(&T) -> usize,
+    mut write: impl FnMut(&[T], usize),
+) {
+    let mut rest = items;
+    while !rest.is_empty() {
+        let mut size = header_bytes;
+        let mut count = 0;
+        for item in rest {
+            let len = item_bytes(item);
+            if count > 0 && size + len > payload_bytes_max {
+                break;
+            }
+            size += len;
+            count += 1;
+        }
+        let (batch, tail) = rest.split_at(count);
+        write(batch, size);
+        rest = tail;
+    }
+}
+
 /// Why a byte string is not a valid record, header or snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FormatError(pub String);
