@@ -2,7 +2,15 @@
 //! `step`, `propose_many` and `read_index` change state and queue messages in `msgs`; `RawNode`
 //! turns that into Ready batches.
 //!
-//! Invariants kept here (checked by the simulator's `PaxosChecker`):
+//! `Paxos` holds what every role reads (the promise, the slots, the commit index, the membership)
+//! and composes each role's own state (`core/state.rs`); each role's methods live in its file:
+//! `core/acceptor.rs` (promises, accepts, learning decided slots), `core/phase1.rs` (a
+//! candidacy), `core/phase2.rs` (the leader's proposals, decisions and catch-up), `core/reads.rs`
+//! (read index and lease) and `core/transfer.rs` (leadership handover). This file keeps the
+//! shared helpers, the ballot guards and reply builders every handler uses, `tick` and `step`.
+//!
+//! Invariants kept here (checked by the simulator's `PaxosChecker`, and the cheap ones by
+//! `debug_assert_invariants` after every tick and step in debug builds):
 //! - `promised` never decreases, and every slot in `slots` was accepted at a ballot `<= promised`;
 //! - a node leads only its own ballot `promised`, computed from persisted state, so never reused;
 //! - `commit` only grows, and every slot `<= commit` held in `slots` holds the chosen value.
@@ -315,6 +323,12 @@ impl<S: PaxosStorage> Paxos<S> {
     }
 
     pub fn tick(&mut self) {
+        let before = self.monotonic_state();
+        self.tick_untracked();
+        self.debug_assert_invariants(before);
+    }
+
+    fn tick_untracked(&mut self) {
         self.tick_count += 1;
         self.trim_to_storage();
         if self.role == Role::Leader {
@@ -333,6 +347,49 @@ impl<S: PaxosStorage> Paxos<S> {
     /// Steps a message from a peer. It is validated first (`validate::check_message`): a
     /// refused one is `Error::Protocol` and changes nothing.
     pub fn step(&mut self, m: Message) -> Result<()> {
+        let before = self.monotonic_state();
+        let result = self.step_validated(m);
+        self.debug_assert_invariants(before);
+        result
+    }
+
+    /// The promise and the commit index: neither ever decreases.
+    fn monotonic_state(&self) -> (Ballot, u64) {
+        (self.promised, self.commit)
+    }
+
+    /// The invariants the field comments state, checked cheaply in debug builds after every tick
+    /// and step: the promise and the commit index never decrease, `applied <= applying <= commit`,
+    /// memory starts right after the snapshot, a leader's window and a transfer only while leading,
+    /// and at most `max_pending_reads` reads.
+    fn debug_assert_invariants(&self, before: (Ballot, u64)) {
+        let (promised, commit) = before;
+        debug_assert!(self.promised >= promised, "promise went back from {promised} to {}", self.promised);
+        debug_assert!(self.commit >= commit, "commit went back from {commit} to {}", self.commit);
+        debug_assert!(
+            self.applied <= self.applying && self.applying <= self.commit,
+            "applied {} <= applying {} <= commit {} broken",
+            self.applied,
+            self.applying,
+            self.commit
+        );
+        debug_assert!(self.first_slot <= self.commit + 1, "slot {} missing below memory", self.commit + 1);
+        debug_assert!(self.transfer_target == 0 || self.role == Role::Leader, "a transfer target while not leader");
+        debug_assert!(
+            self.reads.waiting.len() + self.reads.pending.len() <= self.cfg.max_pending_reads,
+            "more reads pending than max_pending_reads"
+        );
+        if self.role == Role::Leader {
+            debug_assert!(
+                self.commit < self.next_slot && self.next_slot <= self.commit + self.cfg.max_inflight_slots + 1,
+                "leader window broken: commit {}, next slot {}",
+                self.commit,
+                self.next_slot
+            );
+        }
+    }
+
+    fn step_validated(&mut self, m: Message) -> Result<()> {
         validate::check_message(&m)?;
         self.max_round_seen = self.max_round_seen.max(m.ballot.round);
         match m.msg_type {

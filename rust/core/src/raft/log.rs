@@ -115,6 +115,12 @@ impl Unstable {
             self.offset_in_progress = self.offset_in_progress.min(from);
         }
         self.entries.extend_from_slice(entries);
+        debug_assert!(
+            self.entries.last().is_none_or(|e| e.index == self.offset + self.entries.len() as u64 - 1),
+            "unstable entries not contiguous from offset {}",
+            self.offset
+        );
+        debug_assert!(self.offset <= self.offset_in_progress, "offset_in_progress below offset");
     }
 
     fn slice(&self, low: u64, high: u64) -> &[Entry] {
