@@ -8,11 +8,11 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use bytes::Bytes;
-use consensus_core::log::RaftLog;
 use consensus_core::paxos;
-use consensus_core::quorum::MajorityConfig;
+use consensus_core::raft::log::RaftLog;
+use consensus_core::raft::quorum::MajorityConfig;
+use consensus_core::raft::storage::MemStorage;
 use consensus_core::raft::{wire, Entry, EntryKind};
-use consensus_core::storage::MemStorage;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 #[path = "support/cluster.rs"]

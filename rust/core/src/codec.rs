@@ -27,13 +27,16 @@
 use bytes::Bytes;
 
 use crate::error::DecodeError;
+use crate::protocol_id::ProtocolId;
 
 /// The wire format version this build writes and the only one it reads.
 pub const WIRE_VERSION: u8 = 1;
 
-/// Protocol ids carried in byte 5 of every frame. A frame of one protocol is never decoded by another.
-pub const PROTOCOL_RAFT: u8 = 1;
-pub const PROTOCOL_PAXOS: u8 = 2;
+/// Protocol ids carried in byte 5 of every frame ([`ProtocolId::frame_byte`]). A frame of one
+/// protocol is never decoded by another.
+pub const PROTOCOL_RAFT: u8 = ProtocolId::Raft.frame_byte();
+pub const PROTOCOL_PAXOS: u8 = ProtocolId::Paxos.frame_byte();
+/// Reserved for Zab, which has no [`ProtocolId`] variant yet.
 pub const PROTOCOL_ZAB: u8 = 3;
 
 /// Bytes before the payload: length (4), version (1), protocol (1), message type (1).
@@ -45,6 +48,70 @@ pub const MIN_FRAME_BYTES: usize = HEADER_BYTES + TRAILER_BYTES;
 /// The default cap on a whole frame (64 MiB). A receiver rejects larger frames before buffering
 /// them; a sender must split its output so no frame exceeds it.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
+
+/// Declares a one-byte enum of the wire format (message types, entry and value kinds): the enum
+/// with its numbers, `ALL` (every value, in the order declared) and `from_u8` (`None` for a byte
+/// no value has). The numbers are part of the wire format and never change.
+#[macro_export]
+macro_rules! wire_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $( $(#[$variant_meta:meta])* $variant:ident = $value:literal, )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+        #[repr(u8)]
+        pub enum $name {
+            $( $(#[$variant_meta])* $variant = $value, )*
+        }
+
+        impl $name {
+            /// Every value, in the order declared.
+            pub const ALL: [$name; [$($value),*].len()] = [$($name::$variant),*];
+
+            /// The value whose byte is `value`, if any.
+            pub fn from_u8(value: u8) -> Option<$name> {
+                match value {
+                    $( $value => Some($name::$variant), )*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+/// The wire API every protocol's `wire.rs` offers around its own `encode`, `encoded_len` and
+/// `decode_with_limit`: a `decode` at the default frame limit, and the three as methods of its
+/// `Message`. Invoked once in each `wire.rs`, so every protocol's messages are used alike.
+#[macro_export]
+macro_rules! message_wire_api {
+    ($message:ty) => {
+        /// Decodes one frame with the default frame limit ([`MAX_FRAME_BYTES`](crate::codec::MAX_FRAME_BYTES)).
+        /// Byte strings in the result are zero-copy slices of `frame`.
+        pub fn decode(frame: &::bytes::Bytes) -> Result<$message, $crate::DecodeError> {
+            decode_with_limit(frame, $crate::codec::MAX_FRAME_BYTES)
+        }
+
+        impl $message {
+            /// This message as one wire frame; see [`encode`].
+            pub fn encode(&self) -> ::bytes::Bytes {
+                encode(self)
+            }
+
+            /// The exact size of [`Self::encode`]'s output.
+            pub fn encoded_len(&self) -> usize {
+                encoded_len(self)
+            }
+
+            /// Decodes one wire frame; see [`decode`].
+            pub fn decode(frame: &::bytes::Bytes) -> Result<$message, $crate::DecodeError> {
+                decode(frame)
+            }
+        }
+    };
+}
 
 /// Size on the wire of a length-prefixed byte string (`put_bytes`) of `len` bytes.
 #[inline]
@@ -98,6 +165,9 @@ pub struct FrameWriter {
     buf: Vec<u8>,
     /// Whether `finish` completes a frame (length field and CRC) or returns a bare record.
     framed: bool,
+    /// The length header and payload must reach by `finish`, when the caller said
+    /// ([`FrameWriter::message`]): a size computed apart from the encoder is checked against it.
+    expected_len: Option<usize>,
 }
 
 impl FrameWriter {
@@ -107,12 +177,23 @@ impl FrameWriter {
         let mut buf = Vec::with_capacity(MIN_FRAME_BYTES + payload_len_hint);
         // The length is not known until `finish`; reserve its four bytes.
         buf.extend_from_slice(&[0, 0, 0, 0, WIRE_VERSION, protocol, msg_type]);
-        FrameWriter { buf, framed: true }
+        FrameWriter { buf, framed: true, expected_len: None }
+    }
+
+    /// Starts the frame of a peer message: the header, then the sender and the receiver, the
+    /// first two payload fields of every protocol's messages. `payload_len` is the exact payload
+    /// size, these two fields included; `finish` checks it in debug builds.
+    pub fn message(protocol: u8, msg_type: u8, from: u64, to: u64, payload_len: usize) -> FrameWriter {
+        let mut w = FrameWriter::new(protocol, msg_type, payload_len);
+        w.expected_len = Some(HEADER_BYTES + payload_len);
+        w.put_u64(from);
+        w.put_u64(to);
+        w
     }
 
     /// Starts a bare record: no header, no CRC, just the fields that are put.
     pub fn unframed(len_hint: usize) -> FrameWriter {
-        FrameWriter { buf: Vec::with_capacity(len_hint), framed: false }
+        FrameWriter { buf: Vec::with_capacity(len_hint), framed: false, expected_len: None }
     }
 
     #[inline]
@@ -156,6 +237,27 @@ impl FrameWriter {
         self.buf.extend_from_slice(value);
     }
 
+    /// A counted list: the count (u32), then each item as `put_item` writes it.
+    #[inline]
+    pub fn put_list<T>(&mut self, items: &[T], mut put_item: impl FnMut(&mut FrameWriter, &T)) {
+        self.put_count(items.len());
+        for item in items {
+            put_item(self, item);
+        }
+    }
+
+    /// An optional field: a presence byte (0 or 1), then the value as `put_value` writes it.
+    #[inline]
+    pub fn put_option<T>(&mut self, value: Option<&T>, put_value: impl FnOnce(&mut FrameWriter, &T)) {
+        match value {
+            None => self.put_u8(0),
+            Some(value) => {
+                self.put_u8(1);
+                put_value(self, value);
+            }
+        }
+    }
+
     /// Bytes written so far, header included.
     pub fn len(&self) -> usize {
         self.buf.len()
@@ -170,6 +272,9 @@ impl FrameWriter {
     ///
     /// Panics if the frame exceeds 4 GiB, which no sender respecting [`MAX_FRAME_BYTES`] produces.
     pub fn finish(mut self) -> Bytes {
+        if let Some(expected) = self.expected_len {
+            debug_assert_eq!(self.buf.len(), expected, "the computed payload length disagrees with the encoder");
+        }
         if self.framed {
             let frame_len = self.buf.len() + TRAILER_BYTES;
             let frame_len = u32::try_from(frame_len).expect("frame exceeds the u32 length field");
@@ -232,6 +337,22 @@ impl FrameReader {
             return Err(DecodeError::Checksum { expected, computed });
         }
         Ok((header.msg_type, FrameReader { buf: frame.clone(), pos: HEADER_BYTES, end }))
+    }
+
+    /// Opens the frame of a peer message ([`FrameWriter::message`]): checks the envelope as
+    /// [`FrameReader::open`] does, names the message type with `parse_type` (`None`: unknown to the
+    /// protocol) and reads the sender and the receiver. Returns them with a reader at the rest.
+    pub fn open_message<T>(
+        frame: &Bytes,
+        protocol: u8,
+        max_frame_bytes: usize,
+        parse_type: impl FnOnce(u8) -> Option<T>,
+    ) -> Result<(T, u64, u64, FrameReader), DecodeError> {
+        let (type_byte, mut r) = FrameReader::open(frame, protocol, max_frame_bytes)?;
+        let msg_type = parse_type(type_byte).ok_or(DecodeError::UnknownMessageType(type_byte))?;
+        let from = r.get_u64()?;
+        let to = r.get_u64()?;
+        Ok((msg_type, from, to, r))
     }
 
     /// A reader over a bare record (no header, no CRC): the whole of `record` is payload.
@@ -299,6 +420,39 @@ impl FrameReader {
     #[inline]
     pub fn get_u64(&mut self) -> Result<u64, DecodeError> {
         Ok(u64::from_le_bytes(self.take_array()?))
+    }
+
+    /// Reads what [`FrameWriter::put_list`] wrote: the count, checked as [`FrameReader::get_count`]
+    /// checks it, then each item by `get_item`.
+    #[inline]
+    pub fn get_list<T>(
+        &mut self,
+        field: &'static str,
+        max_count: usize,
+        min_item_bytes: usize,
+        mut get_item: impl FnMut(&mut FrameReader) -> Result<T, DecodeError>,
+    ) -> Result<Vec<T>, DecodeError> {
+        let count = self.get_count(field, max_count, min_item_bytes)?;
+        let mut items = Vec::with_capacity(count);
+        for _ in 0..count {
+            items.push(get_item(self)?);
+        }
+        Ok(items)
+    }
+
+    /// Reads what [`FrameWriter::put_option`] wrote; a presence byte other than 0 or 1 is
+    /// `InvalidField { field, .. }`.
+    #[inline]
+    pub fn get_option<T>(
+        &mut self,
+        field: &'static str,
+        get_value: impl FnOnce(&mut FrameReader) -> Result<T, DecodeError>,
+    ) -> Result<Option<T>, DecodeError> {
+        match self.get_u8()? {
+            0 => Ok(None),
+            1 => get_value(self).map(Some),
+            other => Err(DecodeError::InvalidField { field, value: u64::from(other) }),
+        }
     }
 
     /// Reads a u32 list count and checks it before the caller allocates: it must not exceed

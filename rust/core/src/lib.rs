@@ -4,18 +4,19 @@
 //! applies and acknowledges with `advance`.
 
 pub mod codec;
+pub mod common_config;
 pub mod contract;
+pub mod entry;
 pub mod error;
 pub mod limits;
-pub mod log;
 pub mod paxos;
-pub mod quorum;
+pub mod protocol_id;
 pub mod raft;
 pub mod rng;
 pub mod role;
 pub mod sim;
-pub mod storage;
 
 pub use contract::{ProtocolNode, ReadState, ReadyView};
 pub use error::{DecodeError, DropReason, Error, Result, StorageError};
+pub use protocol_id::ProtocolId;
 pub use role::Role;

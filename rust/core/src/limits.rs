@@ -25,6 +25,20 @@ pub fn check_addressing(to: u64, from: u64, id: u64) -> Result<()> {
     Ok(())
 }
 
+/// The error for a message refused at the door: its type, its sender and why. Every protocol's
+/// refusals read alike, so logs and tests can match them the same way.
+pub fn refusal(msg_type: impl std::fmt::Debug, from: u64, reason: impl std::fmt::Display) -> Error {
+    Error::Protocol(format!("{msg_type:?} from {from} refused: {reason}"))
+}
+
+/// [`refusal`] of a message `m` (any protocol's: it reads `m.msg_type` and `m.from`).
+#[macro_export]
+macro_rules! refuse {
+    ($m:expr, $reason:expr $(,)?) => {
+        $crate::limits::refusal($m.msg_type, $m.from, $reason)
+    };
+}
+
 /// The next term (or round) after `term`, or `None` when it would pass [`TERM_MAX`].
 pub fn next_term(term: u64) -> Option<u64> {
     term.checked_add(1).filter(|next| *next <= TERM_MAX)

@@ -4,8 +4,8 @@
 //! rule for Paxos is checked in `paxos_scenarios.rs` (PML-5).
 
 use bytes::Bytes;
+use consensus_core::raft::storage::MemStorage;
 use consensus_core::raft::{Config, RawNode, Ready};
-use consensus_core::storage::MemStorage;
 use consensus_core::{ProtocolNode, Role};
 
 fn node(id: u64) -> (RawNode<MemStorage>, MemStorage) {

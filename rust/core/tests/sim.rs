@@ -5,13 +5,13 @@
 //! debug builds); `SIM_SEED_START` its first seed. A failing seed prints its report with the trace.
 
 use bytes::Bytes;
+use consensus_core::raft::storage::MemStorage;
 use consensus_core::role::Role;
 use consensus_core::sim::raft::{check_append_only, check_leader_completeness, check_log_matching, LogView};
 use consensus_core::sim::{
     self, invariants::entry_hash, run, run_raft, ClusterView, DurableFacts, Faults, NodeOptions, Protocol, RaftAdapter,
     Report, SafetyChecker, SimConfig,
 };
-use consensus_core::storage::MemStorage;
 
 mod common;
 use common::{assert_no_failures, env_u64, failures};

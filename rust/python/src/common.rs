@@ -3,8 +3,7 @@
 
 use bytes::Bytes;
 use consensus_core::contract::ReadState as CoreReadState;
-use consensus_core::paxos::EntryKind as PaxosEntryKind;
-use consensus_core::raft::EntryKind as CoreEntryKind;
+use consensus_core::entry::EntryKind as CoreEntryKind;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
@@ -32,15 +31,6 @@ impl From<EntryKind> for CoreEntryKind {
         match kind {
             EntryKind::NORMAL => CoreEntryKind::Normal,
             EntryKind::CONF_CHANGE => CoreEntryKind::ConfChange,
-        }
-    }
-}
-
-impl From<PaxosEntryKind> for EntryKind {
-    fn from(kind: PaxosEntryKind) -> Self {
-        match kind {
-            PaxosEntryKind::Normal => EntryKind::NORMAL,
-            PaxosEntryKind::ConfChange => EntryKind::CONF_CHANGE,
         }
     }
 }

@@ -1,12 +1,12 @@
 //! Python classes of `consensus.raft`: the node, its configuration, the Ready batch, the data types
 //! and in-memory storage. Each class wraps a core type; conversions happen only at the boundary.
 
+use consensus_core::raft::storage::MemStorage;
 use consensus_core::raft::{
     self as core, wire, ConfChange as CoreConfChange, ConfState as CoreConfState, Entry as CoreEntry,
     EntryKind as CoreEntryKind, HardState as CoreHardState, Message as CoreMessage, MessageType as CoreMessageType,
     RawNode, Snapshot as CoreSnapshot,
 };
-use consensus_core::storage::MemStorage;
 use consensus_storage::FileStorage as CoreFileStorage;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};

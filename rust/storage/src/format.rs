@@ -22,29 +22,36 @@ pub const RECORD_PAYLOAD_BYTES_MAX: usize = 256 << 20;
 /// magic (4) + version (2) + protocol (1) + reserved (1) + body length (8).
 pub const SNAPSHOT_HEADER_BYTES: usize = 16;
 
-/// Which protocol's records a segment or snapshot file holds (byte 6 of both headers). A data
-/// directory belongs to one protocol; opening it as another's is refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Protocol {
-    Raft = 0,
-    Paxos = 1,
-}
+/// Which protocol's records a segment or snapshot file holds (byte 6 of both headers: the
+/// protocol's [`ProtocolId::id`]). A data directory belongs to one protocol; opening it as
+/// another's is refused.
+pub use consensus_core::ProtocolId;
 
-impl Protocol {
-    pub fn from_u8(value: u8) -> Option<Protocol> {
-        match value {
-            0 => Some(Protocol::Raft),
-            1 => Some(Protocol::Paxos),
-            _ => None,
+/// Splits `items` into the batches of records whose payload, `header_bytes` plus each item's
+/// `item_bytes`, stays within `payload_bytes_max` (an item larger than that on its own still gets
+/// a batch of its own), and hands each batch and its payload size to `write`, in order.
+pub fn for_each_batch<T>(
+    items: &[T],
+    header_bytes: usize,
+    payload_bytes_max: usize,
+    item_bytes: impl Fn(&T) -> usize,
+    mut write: impl FnMut(&[T], usize),
+) {
+    let mut rest = items;
+    while !rest.is_empty() {
+        let mut size = header_bytes;
+        let mut count = 0;
+        for item in rest {
+            let len = item_bytes(item);
+            if count > 0 && size + len > payload_bytes_max {
+                break;
+            }
+            size += len;
+            count += 1;
         }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Protocol::Raft => "raft",
-            Protocol::Paxos => "paxos",
-        }
+        let (batch, tail) = rest.split_at(count);
+        write(batch, size);
+        rest = tail;
     }
 }
 
@@ -72,15 +79,15 @@ pub(crate) fn u64_at(bytes: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(bytes[at..at + 8].try_into().expect("eight bytes"))
 }
 
-fn protocol_at(bytes: &[u8], at: usize) -> Result<Protocol, FormatError> {
-    Protocol::from_u8(bytes[at]).ok_or_else(|| FormatError::new(format!("unknown protocol byte {}", bytes[at])))
+fn protocol_at(bytes: &[u8], at: usize) -> Result<ProtocolId, FormatError> {
+    ProtocolId::from_id(bytes[at]).ok_or_else(|| FormatError::new(format!("unknown protocol byte {}", bytes[at])))
 }
 
 // ------------------------------------------------------------------------------- segment header
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SegmentHeader {
-    pub protocol: Protocol,
+    pub protocol: ProtocolId,
     pub sequence: u64,
     /// The log index (Raft) or slot (Paxos) the segment starts at when it was created; informative.
     pub first_index: u64,
@@ -90,7 +97,7 @@ pub fn encode_segment_header(header: &SegmentHeader) -> [u8; SEGMENT_HEADER_BYTE
     let mut out = [0u8; SEGMENT_HEADER_BYTES];
     out[..4].copy_from_slice(&SEGMENT_MAGIC);
     out[4..6].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-    out[6] = header.protocol as u8;
+    out[6] = header.protocol.id();
     out[8..16].copy_from_slice(&header.sequence.to_le_bytes());
     out[16..24].copy_from_slice(&header.first_index.to_le_bytes());
     let crc = crc32c::crc32c(&out[..24]);
@@ -172,12 +179,12 @@ pub fn read_record(buf: &[u8]) -> RecordRead<'_> {
 
 /// A whole snapshot file: header, body (`head` then `data`: the protocol's layout), CRC32C over
 /// everything before it. The data is copied once, into the file image.
-pub fn encode_snapshot_file(protocol: Protocol, head: &[u8], data: &[u8]) -> Vec<u8> {
+pub fn encode_snapshot_file(protocol: ProtocolId, head: &[u8], data: &[u8]) -> Vec<u8> {
     let body_len = head.len() + data.len();
     let mut out = Vec::with_capacity(SNAPSHOT_HEADER_BYTES + body_len + 4);
     out.extend_from_slice(&SNAPSHOT_MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    out.extend_from_slice(&[protocol as u8, 0]);
+    out.extend_from_slice(&[protocol.id(), 0]);
     out.extend_from_slice(&(body_len as u64).to_le_bytes());
     out.extend_from_slice(head);
     out.extend_from_slice(data);
@@ -188,7 +195,7 @@ pub fn encode_snapshot_file(protocol: Protocol, head: &[u8], data: &[u8]) -> Vec
 
 /// Checks a whole snapshot file and returns its protocol and body; any damage is an error with the
 /// offset it was found at (a snapshot is never partly trusted).
-pub fn open_snapshot_file(bytes: &[u8]) -> Result<(Protocol, &[u8]), (u64, FormatError)> {
+pub fn open_snapshot_file(bytes: &[u8]) -> Result<(ProtocolId, &[u8]), (u64, FormatError)> {
     let at = |offset: usize, reason: String| (offset as u64, FormatError(reason));
     if bytes.len() < SNAPSHOT_HEADER_BYTES + 4 {
         return Err(at(0, format!("snapshot file of {} bytes is shorter than its header", bytes.len())));
@@ -223,7 +230,7 @@ pub fn open_snapshot_file(bytes: &[u8]) -> Result<(Protocol, &[u8]), (u64, Forma
 pub(crate) mod test_support {
     use bytes::Bytes;
 
-    use super::{open_snapshot_file, read_record, FormatError, Protocol, RecordRead};
+    use super::{open_snapshot_file, read_record, FormatError, ProtocolId, RecordRead};
 
     /// Every record of `buf`, decoded by `decode`; anything but whole valid records panics.
     pub fn read_all<R>(mut buf: &[u8], decode: impl Fn(u8, &[u8]) -> Result<R, FormatError>) -> Vec<R> {
@@ -244,7 +251,7 @@ pub(crate) mod test_support {
     /// `expected`, and that flipping any one bit of it is refused.
     pub fn assert_snapshot_file_round_trips_and_refuses_any_flipped_bit<T: PartialEq + std::fmt::Debug>(
         bytes: Vec<u8>,
-        protocol: Protocol,
+        protocol: ProtocolId,
         expected: &T,
         decode_body: impl Fn(Bytes) -> Result<T, FormatError>,
     ) {
@@ -283,7 +290,7 @@ mod tests {
 
     #[test]
     fn segment_header_round_trips_and_rejects_damage() {
-        for protocol in [Protocol::Raft, Protocol::Paxos] {
+        for protocol in [ProtocolId::Raft, ProtocolId::Paxos] {
             let header = SegmentHeader { protocol, sequence: 7, first_index: 42 };
             let mut bytes = encode_segment_header(&header);
             assert_eq!(decode_segment_header(&bytes), Ok(header));
@@ -294,8 +301,8 @@ mod tests {
 
     #[test]
     fn snapshot_container_round_trips_and_rejects_any_flipped_bit() {
-        let bytes = encode_snapshot_file(Protocol::Paxos, b"head", b"data");
-        assert_eq!(open_snapshot_file(&bytes).unwrap(), (Protocol::Paxos, &b"headdata"[..]));
+        let bytes = encode_snapshot_file(ProtocolId::Paxos, b"head", b"data");
+        assert_eq!(open_snapshot_file(&bytes).unwrap(), (ProtocolId::Paxos, &b"headdata"[..]));
         for at in 0..bytes.len() {
             let mut damaged = bytes.clone();
             damaged[at] ^= 0x04;

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use consensus_core::StorageError;
 
 use crate::format::{
-    decode_segment_header, encode_segment_header, open_snapshot_file, read_record, FormatError, Protocol, RecordRead,
+    decode_segment_header, encode_segment_header, open_snapshot_file, read_record, FormatError, ProtocolId, RecordRead,
     SegmentHeader, SEGMENT_HEADER_BYTES, SNAPSHOT_HEADER_BYTES,
 };
 
@@ -220,6 +220,20 @@ fn lock_exclusive(_file: &File) -> io::Result<()> {
 
 /// What every protocol's file storage offers besides its own writes: the WAL it is built on, and
 /// compaction in three steps. The other methods are the same for every protocol.
+/// `wal` and `wal_mut` for a [`DurableStorage`] that keeps its WAL in a field named `wal`.
+macro_rules! wal_in_field {
+    () => {
+        fn wal(&self) -> &$crate::wal::Wal {
+            &self.wal
+        }
+
+        fn wal_mut(&mut self) -> &mut $crate::wal::Wal {
+            &mut self.wal
+        }
+    };
+}
+pub(crate) use wal_in_field;
+
 pub trait DurableStorage: Sized {
     type Snapshot: SnapshotFile + Send + Sync;
 
@@ -374,7 +388,7 @@ pub struct Wal {
     dir: PathBuf,
     wal_dir: PathBuf,
     snap_dir: PathBuf,
-    protocol: Protocol,
+    protocol: ProtocolId,
     options: Options,
     /// Segments oldest first; the last is `current`. Invariant: sequences are consecutive.
     segments: Vec<SegmentFile>,
@@ -391,16 +405,34 @@ pub struct Wal {
 impl Wal {
     /// Opens (creating when missing) the data directory `dir` of `protocol`: takes the lock,
     /// removes leftover snapshot temp files, loads the newest snapshot file (its body decoded by
-    /// `decode_snapshot` into the snapshot and its `(index, term)`), then reads every segment in
+    /// `decode_snapshot`; its [`SnapshotFile::file_key`] must match the file name), then reads every segment in
     /// order, handing each record to `on_record(type, payload)`, which returns the highest index or
     /// slot the record wrote (0: none) or why the payload is invalid. The last segment's torn tail is
     /// truncated; any other damage is refused, before anything is truncated when it is the
     /// snapshot's. No segment is open for writing until the caller's first [`Wal::roll`].
-    pub fn open<T>(
+    /// [`Wal::open`] for a protocol whose records are decoded by `decode_record` and applied, in
+    /// order, to a fresh replay state `S` by `apply` (which returns the highest index or slot the
+    /// record wrote, 0: none). Returns the WAL, the newest snapshot and the replayed state.
+    pub fn replay<T: SnapshotFile, R, S: Default>(
         dir: &Path,
         options: Options,
-        protocol: Protocol,
-        decode_snapshot: impl FnOnce(Bytes) -> Result<(T, u64, u64), FormatError>,
+        protocol: ProtocolId,
+        decode_snapshot: impl FnOnce(Bytes) -> Result<T, FormatError>,
+        decode_record: impl Fn(u8, &[u8]) -> Result<R, FormatError>,
+        apply: impl Fn(&mut S, R) -> u64,
+    ) -> Result<(Wal, Option<T>, S), StorageError> {
+        let mut state = S::default();
+        let (wal, snapshot) = Wal::open(dir, options, protocol, decode_snapshot, |record_type, payload| {
+            Ok(apply(&mut state, decode_record(record_type, payload)?))
+        })?;
+        Ok((wal, snapshot, state))
+    }
+
+    pub fn open<T: SnapshotFile>(
+        dir: &Path,
+        options: Options,
+        protocol: ProtocolId,
+        decode_snapshot: impl FnOnce(Bytes) -> Result<T, FormatError>,
         on_record: impl FnMut(u8, &[u8]) -> Result<u64, FormatError>,
     ) -> Result<(Wal, Option<T>), StorageError> {
         if options.segment_bytes < SEGMENT_BYTES_MIN {
@@ -571,9 +603,9 @@ impl Wal {
 
     /// Loads the newest snapshot file, decoded by `decode(body)` into the snapshot and its
     /// `(index, term)`; damage of any kind is refused (no silent fallback to an older file).
-    fn load_newest_snapshot<T>(
+    fn load_newest_snapshot<T: SnapshotFile>(
         &self,
-        decode: impl FnOnce(Bytes) -> Result<(T, u64, u64), FormatError>,
+        decode: impl FnOnce(Bytes) -> Result<T, FormatError>,
     ) -> Result<Option<T>, StorageError> {
         let Some((index, term, path)) = snapshot_files(&self.snap_dir)?.pop() else { return Ok(None) };
         let bytes = Bytes::from(fs::read(&path).map_err(|e| io_error("cannot read", &path, e))?);
@@ -587,8 +619,9 @@ impl Wal {
             )));
         }
         let body = bytes.slice_ref(body);
-        let (snapshot, found_index, found_term) = decode(body)
+        let snapshot = decode(body)
             .map_err(|e| corrupt(&path, SNAPSHOT_HEADER_BYTES as u64, format!("bad snapshot body: {}", e.0)))?;
+        let (found_index, found_term) = snapshot.file_key();
         if (found_index, found_term) != (index, term) {
             return Err(corrupt(
                 &path,
@@ -662,6 +695,14 @@ impl Wal {
         current.unsynced = true;
         self.syncer.stats.bytes_written += buf.len() as u64;
         Ok(())
+    }
+
+    /// Writes `record` (whole records) after checking the storage is writable, then syncs per
+    /// policy; `urgent` as for [`Wal::sync_per_policy`].
+    pub fn write_record(&mut self, record: &[u8], urgent: bool) -> Result<(), StorageError> {
+        self.check_writable()?;
+        self.write(record)?;
+        self.sync_per_policy(true, urgent)
     }
 
     /// Notes that the current segment now holds a record for index or slot `key`.
@@ -791,6 +832,36 @@ impl Wal {
     pub fn write_snapshot<S: SnapshotFile>(&mut self, snapshot: &S) -> Result<(), StorageError> {
         let written = self.snapshot_writer().write(snapshot);
         self.absorb(written)
+    }
+
+    /// Writes the file of a snapshot received from the leader, refused when it is not newer than
+    /// the snapshot held at `held`.
+    pub fn write_newer_snapshot<S: SnapshotFile>(&mut self, held: u64, snapshot: &S) -> Result<(), StorageError> {
+        let index = snapshot.file_key().0;
+        if index <= held {
+            return Err(StorageError::SnapshotOutOfDate(index));
+        }
+        self.write_snapshot(snapshot)
+    }
+
+    /// Step 3 of a compaction, its shared start: takes in the write's outcome and says whether the
+    /// snapshot at `index` still moves the storage past `held`. When it does not (a newer snapshot
+    /// arrived meanwhile), older snapshot files are pruned and the caller stops.
+    pub fn absorb_compaction(&mut self, written: WriteOutcome, index: u64, held: u64) -> Result<bool, StorageError> {
+        self.absorb(written)?;
+        self.check_writable()?;
+        if index <= held {
+            self.prune_snapshots()?;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Once a snapshot at `index` is in force: deletes the segments it covers (every older one
+    /// when `everything_old`) and older snapshot files.
+    pub fn drop_covered(&mut self, index: u64, everything_old: bool) -> Result<(), StorageError> {
+        self.delete_segments_through(index, everything_old)?;
+        self.prune_snapshots()
     }
 
     /// Deletes all but the newest [`SNAPSHOTS_KEPT`] snapshot files.

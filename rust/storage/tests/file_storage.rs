@@ -6,8 +6,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
+use consensus_core::raft::storage::Storage;
 use consensus_core::raft::{ConfState, Entry, EntryKind, HardState, Ready, Snapshot};
-use consensus_core::storage::Storage;
 use consensus_core::StorageError;
 use consensus_storage::{DurableStorage, FileStorage, FsyncPolicy, Options};
 

@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 
 use consensus_core::paxos;
 use consensus_core::raft;
+use consensus_core::raft::storage::MemStorage;
 use consensus_core::rng::Rng;
 use consensus_core::sim::hostile::{
     run_paxos_hostile_on, run_raft_hostile_on, Mode, PaxosCluster, PaxosDurable, RaftCluster, RaftDurable,
 };
-use consensus_core::storage::MemStorage;
 use consensus_core::StorageError;
 use consensus_storage::{DurableStorage, FileStorage, FsyncPolicy, Options, PaxosFileStorage};
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use consensus_core::paxos::PaxosStorage;
-use consensus_core::storage::MemStorage;
+use consensus_core::raft::storage::MemStorage;
 use consensus_core::{paxos, raft, Role};
 
 /// Upper bound on Ready rounds without progress before the loop declares the cluster stuck.

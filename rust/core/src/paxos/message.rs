@@ -25,17 +25,17 @@ impl std::fmt::Display for Ballot {
     }
 }
 
-/// What a slot holds. The numeric values are part of the wire format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[repr(u8)]
-pub enum ValueKind {
-    /// Fills a gap found by a new leader; applies nothing.
-    #[default]
-    Noop = 0,
-    /// A batch of client commands, applied in order.
-    Batch = 1,
-    /// A membership change (its one command is the encoded member list).
-    Reconfig = 2,
+crate::wire_enum! {
+    /// What a slot holds. The numeric values are part of the wire format.
+    pub enum ValueKind {
+        /// Fills a gap found by a new leader; applies nothing.
+        #[default]
+        Noop = 0,
+        /// A batch of client commands, applied in order.
+        Batch = 1,
+        /// A membership change (its one command is the encoded member list).
+        Reconfig = 2,
+    }
 }
 
 /// A slot value. `round` is the round of the ballot that first proposed it; re-proposals by later
@@ -71,24 +71,8 @@ pub struct AcceptedSlot {
     pub value: Value,
 }
 
-/// One command of a decided slot, as handed to the application. `index` is the slot, `term` the
-/// round of the ballot that first proposed the value.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Entry {
-    pub index: u64,
-    pub term: u64,
-    pub kind: EntryKind,
-    pub data: Bytes,
-}
-
-/// The kind of an applied entry (same values as Raft's).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[repr(u8)]
-pub enum EntryKind {
-    #[default]
-    Normal = 0,
-    ConfChange = 1,
-}
+/// The entries handed to the application: Raft's type (one command of a decided slot each).
+pub use crate::entry::{Entry, EntryKind};
 
 /// What must be durable before any message that depends on it leaves the node.
 /// Invariant: `promised` never goes back across restarts; `commit` never decreases.
@@ -111,72 +95,45 @@ pub struct Snapshot {
     pub data: Bytes,
 }
 
-/// Message types. The numeric values are part of the wire format and never change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[repr(u8)]
-pub enum MessageType {
-    /// Phase 1a: `ballot`, `index` = first slot whose accepted value the candidate asks for (the
-    /// first slot it does not know chosen, or the slot after the last page of a paginated
-    /// promise); `context` = empty, or the encoded ballot of the leader that handed leadership
-    /// over (a transfer election: see [`encode_transfer_marker`]).
-    #[default]
-    Prepare = 1,
-    /// Phase 1b, complete: `ballot` answered, `commit`, `entries` = every slot accepted from
-    /// `index` on, and the acceptor's snapshot when it trimmed slots the candidate needs.
-    Promise = 2,
-    /// Phase 2a: `ballot`, contiguous `entries`, `commit`.
-    Accept = 3,
-    /// Phase 2b: `ballot`, accepted slots `index..=last_index`, the acceptor's `commit`.
-    Accepted = 4,
-    /// Heartbeat and decide: `ballot`, `commit`, `context` (read-index token).
-    Commit = 5,
-    /// Heartbeat reply: `ballot`, the follower's `commit`, `context` echoed.
-    CommitAck = 6,
-    /// Refusal: `ballot` is the higher ballot the sender promised.
-    Nack = 7,
-    /// Decided slots for a lagging replica: `ballot`, `entries`, `commit`.
-    CatchUp = 8,
-    /// The leader's snapshot for a replica behind its trimmed prefix.
-    Snapshot = 9,
-    /// A follower forwards client commands (`commands`) to the leader.
-    Propose = 10,
-    /// A follower forwards a read-index request (`context`) to the leader.
-    ReadIndex = 11,
-    /// The leader's answer: `index` to wait for, `context` echoed.
-    ReadIndexResponse = 12,
-    /// Leadership transfer: the leader of `ballot` tells a caught-up acceptor to start Phase 1 at
-    /// once.
-    TimeoutNow = 13,
-    /// Phase 1b, one page: `ballot` promised, `commit`, `entries` = every slot accepted in
-    /// `index..=last_index` (and the snapshot as in `Promise`); the candidate asks for the rest
-    /// with another `Prepare` from `last_index + 1`.
-    PromisePage = 14,
-}
-
-impl MessageType {
-    pub const ALL: [MessageType; 14] = [
-        MessageType::Prepare,
-        MessageType::Promise,
-        MessageType::Accept,
-        MessageType::Accepted,
-        MessageType::Commit,
-        MessageType::CommitAck,
-        MessageType::Nack,
-        MessageType::CatchUp,
-        MessageType::Snapshot,
-        MessageType::Propose,
-        MessageType::ReadIndex,
-        MessageType::ReadIndexResponse,
-        MessageType::TimeoutNow,
-        MessageType::PromisePage,
-    ];
-
-    pub fn from_u8(value: u8) -> Option<MessageType> {
-        if (1..=Self::ALL.len() as u8).contains(&value) {
-            Some(Self::ALL[value as usize - 1])
-        } else {
-            None
-        }
+crate::wire_enum! {
+    /// Message types. The numeric values are part of the wire format and never change.
+    pub enum MessageType {
+        /// Phase 1a: `ballot`, `index` = first slot whose accepted value the candidate asks for (the
+        /// first slot it does not know chosen, or the slot after the last page of a paginated
+        /// promise); `context` = empty, or the encoded ballot of the leader that handed leadership
+        /// over (a transfer election: see [`encode_transfer_marker`]).
+        #[default]
+        Prepare = 1,
+        /// Phase 1b, complete: `ballot` answered, `commit`, `entries` = every slot accepted from
+        /// `index` on, and the acceptor's snapshot when it trimmed slots the candidate needs.
+        Promise = 2,
+        /// Phase 2a: `ballot`, contiguous `entries`, `commit`.
+        Accept = 3,
+        /// Phase 2b: `ballot`, accepted slots `index..=last_index`, the acceptor's `commit`.
+        Accepted = 4,
+        /// Heartbeat and decide: `ballot`, `commit`, `context` (read-index token).
+        Commit = 5,
+        /// Heartbeat reply: `ballot`, the follower's `commit`, `context` echoed.
+        CommitAck = 6,
+        /// Refusal: `ballot` is the higher ballot the sender promised.
+        Nack = 7,
+        /// Decided slots for a lagging replica: `ballot`, `entries`, `commit`.
+        CatchUp = 8,
+        /// The leader's snapshot for a replica behind its trimmed prefix.
+        Snapshot = 9,
+        /// A follower forwards client commands (`commands`) to the leader.
+        Propose = 10,
+        /// A follower forwards a read-index request (`context`) to the leader.
+        ReadIndex = 11,
+        /// The leader's answer: `index` to wait for, `context` echoed.
+        ReadIndexResponse = 12,
+        /// Leadership transfer: the leader of `ballot` tells a caught-up acceptor to start Phase 1 at
+        /// once.
+        TimeoutNow = 13,
+        /// Phase 1b, one page: `ballot` promised, `commit`, `entries` = every slot accepted in
+        /// `index..=last_index` (and the snapshot as in `Promise`); the candidate asks for the rest
+        /// with another `Prepare` from `last_index + 1`.
+        PromisePage = 14,
     }
 }
 

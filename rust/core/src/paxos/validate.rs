@@ -5,8 +5,9 @@
 use super::config::MAX_INFLIGHT_SLOTS;
 use super::membership::decode_reconfig;
 use super::message::{Message, MessageType, Snapshot, Value, ValueKind};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::limits::{self, INDEX_MAX, TERM_MAX};
+use crate::refuse;
 
 /// How far above the highest slot a node knows decided (its commit, or a snapshot it is sent) an
 /// Accept or a promise may name a slot. A leader never assigns a slot more than
@@ -15,10 +16,6 @@ use crate::limits::{self, INDEX_MAX, TERM_MAX};
 /// and catches up by `CATCH_UP` or a snapshot first. It keeps a forged far-away slot out of the
 /// log, where a later leader would have to fill every slot below it with a no-op.
 pub const SLOT_LEAD_MAX: u64 = 1 << 21;
-
-fn refuse(m: &Message, reason: impl std::fmt::Display) -> Error {
-    Error::Protocol(format!("{:?} from {} refused: {reason}", m.msg_type, m.from))
-}
 
 /// The addressing checks: the message is for `id`, from another, non-zero node.
 pub fn check_addressing(m: &Message, id: u64) -> Result<()> {
@@ -33,7 +30,7 @@ pub fn check_message(m: &Message) -> Result<()> {
         MessageType::Promise | MessageType::PromisePage | MessageType::Accept | MessageType::CatchUp
     );
     if !carries_slots && !m.entries.is_empty() {
-        return Err(refuse(m, "this type carries no slots"));
+        return Err(refuse!(m, "this type carries no slots"));
     }
     check_slots(m)?;
     if matches!(m.msg_type, MessageType::Accept | MessageType::CatchUp) {
@@ -43,7 +40,7 @@ pub fn check_message(m: &Message) -> Result<()> {
         (Some(snapshot), MessageType::Promise | MessageType::PromisePage | MessageType::Snapshot) => {
             check_snapshot(m, snapshot)
         }
-        (Some(_), _) => Err(refuse(m, "this type carries no snapshot")),
+        (Some(_), _) => Err(refuse!(m, "this type carries no snapshot")),
         _ => Ok(()),
     }
 }
@@ -52,14 +49,14 @@ pub fn check_message(m: &Message) -> Result<()> {
 /// no higher than `TERM_MAX`.
 fn check_ranges(m: &Message) -> Result<()> {
     if m.ballot.round == 0 || m.ballot.node == 0 {
-        return Err(refuse(m, format!("ballot {} names no round or no node", m.ballot)));
+        return Err(refuse!(m, format!("ballot {} names no round or no node", m.ballot)));
     }
     if m.ballot.round > TERM_MAX {
-        return Err(refuse(m, format!("ballot round {} above TERM_MAX", m.ballot.round)));
+        return Err(refuse!(m, format!("ballot round {} above TERM_MAX", m.ballot.round)));
     }
     for (field, value) in [("index", m.index), ("last_index", m.last_index), ("commit", m.commit)] {
         if value > INDEX_MAX {
-            return Err(refuse(m, format!("{field} {value} above INDEX_MAX")));
+            return Err(refuse!(m, format!("{field} {value} above INDEX_MAX")));
         }
     }
     Ok(())
@@ -71,16 +68,16 @@ fn check_slots(m: &Message) -> Result<()> {
     let mut previous = 0;
     for slot in &m.entries {
         if slot.slot <= previous || slot.slot > INDEX_MAX {
-            return Err(refuse(m, format!("slot {} after slot {previous}", slot.slot)));
+            return Err(refuse!(m, format!("slot {} after slot {previous}", slot.slot)));
         }
         previous = slot.slot;
         if slot.ballot > m.ballot || slot.value.round > m.ballot.round {
-            return Err(refuse(
+            return Err(refuse!(
                 m,
                 format!("slot {} of ballot {} above the message ballot {}", slot.slot, slot.ballot, m.ballot),
             ));
         }
-        check_value(&slot.value).map_err(|reason| refuse(m, format!("slot {}: {reason}", slot.slot)))?;
+        check_value(&slot.value).map_err(|reason| refuse!(m, format!("slot {}: {reason}", slot.slot)))?;
     }
     Ok(())
 }
@@ -104,22 +101,22 @@ pub fn check_value(value: &Value) -> std::result::Result<(), String> {
 fn check_contiguous(m: &Message) -> Result<()> {
     let gap = m.entries.windows(2).find(|pair| pair[1].slot != pair[0].slot + 1);
     match gap {
-        Some(pair) => Err(refuse(m, format!("slot {} does not follow slot {}", pair[1].slot, pair[0].slot))),
+        Some(pair) => Err(refuse!(m, format!("slot {} does not follow slot {}", pair[1].slot, pair[0].slot))),
         None => Ok(()),
     }
 }
 
 fn check_snapshot(m: &Message, snapshot: &Snapshot) -> Result<()> {
     if snapshot.index == 0 || snapshot.index > INDEX_MAX || snapshot.term > m.ballot.round {
-        return Err(refuse(m, format!("snapshot at {} of term {}", snapshot.index, snapshot.term)));
+        return Err(refuse!(m, format!("snapshot at {} of term {}", snapshot.index, snapshot.term)));
     }
     if !valid_members(&snapshot.members) {
-        return Err(refuse(m, "snapshot members empty or holding id 0"));
+        return Err(refuse!(m, "snapshot members empty or holding id 0"));
     }
     let mut previous = snapshot.index + 1;
     for (first_slot, members) in &snapshot.pending {
         if *first_slot <= previous || *first_slot > INDEX_MAX || !valid_members(members) {
-            return Err(refuse(m, format!("snapshot pending configuration at {first_slot}")));
+            return Err(refuse!(m, format!("snapshot pending configuration at {first_slot}")));
         }
         previous = *first_slot;
     }
@@ -133,6 +130,7 @@ fn valid_members(members: &[u64]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
     use crate::paxos::membership::encode_reconfig;
     use crate::paxos::message::{AcceptedSlot, Ballot};
     use bytes::Bytes;

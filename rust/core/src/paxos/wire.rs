@@ -7,9 +7,12 @@
 
 use bytes::Bytes;
 
-use crate::codec::{FrameReader, FrameWriter, HEADER_BYTES, MAX_FRAME_BYTES, MIN_FRAME_BYTES, PROTOCOL_PAXOS};
+use crate::codec::{FrameReader, FrameWriter, MIN_FRAME_BYTES, PROTOCOL_PAXOS};
 use crate::error::DecodeError;
 use crate::paxos::message::{AcceptedSlot, Ballot, Message, MessageType, Snapshot, Value, ValueKind};
+
+// `decode` and the `Message` methods `encode`, `encoded_len`, `decode`.
+crate::message_wire_api!(Message);
 
 /// Most slots one message may carry.
 pub const MAX_SLOTS_PER_MESSAGE: usize = 1 << 20;
@@ -55,27 +58,28 @@ pub fn encoded_len(msg: &Message) -> usize {
 }
 
 fn put_commands(w: &mut FrameWriter, commands: &[Bytes]) {
-    w.put_count(commands.len());
-    for command in commands {
-        w.put_bytes(command);
-    }
+    w.put_list(commands, |w, command| w.put_bytes(command));
 }
 
 fn get_commands(r: &mut FrameReader, field: &'static str) -> Result<Vec<Bytes>, DecodeError> {
-    let count = r.get_count(field, MAX_COMMANDS_PER_VALUE, 4)?;
-    let mut commands = Vec::with_capacity(count);
-    for _ in 0..count {
-        commands.push(r.get_bytes(usize::MAX)?);
-    }
-    Ok(commands)
+    r.get_list(field, MAX_COMMANDS_PER_VALUE, 4, |r| r.get_bytes(usize::MAX))
+}
+
+/// A ballot: round, then node.
+fn put_ballot(w: &mut FrameWriter, ballot: Ballot) {
+    w.put_u64(ballot.round);
+    w.put_u64(ballot.node);
+}
+
+fn get_ballot(r: &mut FrameReader) -> Result<Ballot, DecodeError> {
+    Ok(Ballot { round: r.get_u64()?, node: r.get_u64()? })
 }
 
 /// One slot: slot, ballot (round, node), value kind, value round, commands (also the layout of
 /// the file storage's ACCEPTED records).
 pub fn put_slot(w: &mut FrameWriter, slot: &AcceptedSlot) {
     w.put_u64(slot.slot);
-    w.put_u64(slot.ballot.round);
-    w.put_u64(slot.ballot.node);
+    put_ballot(w, slot.ballot);
     w.put_u8(slot.value.kind as u8);
     w.put_u64(slot.value.round);
     put_commands(w, &slot.value.commands);
@@ -84,125 +88,79 @@ pub fn put_slot(w: &mut FrameWriter, slot: &AcceptedSlot) {
 /// Reads what [`put_slot`] wrote.
 pub fn get_slot(r: &mut FrameReader) -> Result<AcceptedSlot, DecodeError> {
     let slot = r.get_u64()?;
-    let ballot = Ballot { round: r.get_u64()?, node: r.get_u64()? };
-    let kind = match r.get_u8()? {
-        0 => ValueKind::Noop,
-        1 => ValueKind::Batch,
-        2 => ValueKind::Reconfig,
-        other => return Err(DecodeError::InvalidField { field: "slot.kind", value: u64::from(other) }),
-    };
+    let ballot = get_ballot(r)?;
+    let kind = r.get_u8()?;
+    let kind =
+        ValueKind::from_u8(kind).ok_or(DecodeError::InvalidField { field: "slot.kind", value: u64::from(kind) })?;
     let round = r.get_u64()?;
     let commands = get_commands(r, "slot.commands")?;
     Ok(AcceptedSlot { slot, ballot, value: Value { kind, round, commands } })
 }
 
+/// A snapshot: index, term, members, the pending configurations (each its first slot and its
+/// members), data.
+fn put_snapshot(w: &mut FrameWriter, s: &Snapshot) {
+    w.put_u64(s.index);
+    w.put_u64(s.term);
+    put_ids(w, &s.members);
+    w.put_list(&s.pending, |w, (from_slot, members)| {
+        w.put_u64(*from_slot);
+        put_ids(w, members);
+    });
+    w.put_bytes(&s.data);
+}
+
+fn get_snapshot(r: &mut FrameReader) -> Result<Snapshot, DecodeError> {
+    let index = r.get_u64()?;
+    let term = r.get_u64()?;
+    let members = get_ids(r, "snapshot.members")?;
+    let pending = r.get_list("snapshot.pending", MAX_PENDING_CONFIGS, PENDING_FIXED_BYTES, |r| {
+        let from_slot = r.get_u64()?;
+        Ok((from_slot, get_ids(r, "snapshot.pending.members")?))
+    })?;
+    let data = r.get_bytes(usize::MAX)?;
+    Ok(Snapshot { index, term, members, pending, data })
+}
+
 /// A list of node ids: count (u32), then each id (u64).
 pub fn put_ids(w: &mut FrameWriter, ids: &[u64]) {
-    w.put_count(ids.len());
-    for id in ids {
-        w.put_u64(*id);
-    }
+    w.put_list(ids, |w, id| w.put_u64(*id));
 }
 
 /// Reads what [`put_ids`] wrote (at most [`MAX_MEMBERS`] ids).
 pub fn get_ids(r: &mut FrameReader, field: &'static str) -> Result<Vec<u64>, DecodeError> {
-    let count = r.get_count(field, MAX_MEMBERS, 8)?;
-    let mut ids = Vec::with_capacity(count);
-    for _ in 0..count {
-        ids.push(r.get_u64()?);
-    }
-    Ok(ids)
+    r.get_list(field, MAX_MEMBERS, 8, FrameReader::get_u64)
 }
 
 /// Encodes `msg` as one frame, in a single allocation of exactly [`encoded_len`] bytes.
 pub fn encode(msg: &Message) -> Bytes {
     let payload_len = payload_len(msg);
-    let mut w = FrameWriter::new(PROTOCOL_PAXOS, msg.msg_type as u8, payload_len);
-    w.put_u64(msg.from);
-    w.put_u64(msg.to);
-    w.put_u64(msg.ballot.round);
-    w.put_u64(msg.ballot.node);
+    let mut w = FrameWriter::message(PROTOCOL_PAXOS, msg.msg_type as u8, msg.from, msg.to, payload_len);
+    put_ballot(&mut w, msg.ballot);
     w.put_u64(msg.index);
     w.put_u64(msg.last_index);
     w.put_u64(msg.commit);
     w.put_bytes(&msg.context);
-    w.put_count(msg.entries.len());
-    for slot in &msg.entries {
-        put_slot(&mut w, slot);
-    }
+    w.put_list(&msg.entries, put_slot);
     put_commands(&mut w, &msg.commands);
-    match &msg.snapshot {
-        None => w.put_u8(0),
-        Some(s) => {
-            w.put_u8(1);
-            w.put_u64(s.index);
-            w.put_u64(s.term);
-            put_ids(&mut w, &s.members);
-            w.put_count(s.pending.len());
-            for (from_slot, members) in &s.pending {
-                w.put_u64(*from_slot);
-                put_ids(&mut w, members);
-            }
-            w.put_bytes(&s.data);
-        }
-    }
-    debug_assert_eq!(w.len(), HEADER_BYTES + payload_len, "encoded_len disagrees with encode");
+    w.put_option(msg.snapshot.as_ref(), put_snapshot);
     w.finish()
-}
-
-/// Decodes one frame with the default frame limit [`MAX_FRAME_BYTES`].
-pub fn decode(frame: &Bytes) -> Result<Message, DecodeError> {
-    decode_with_limit(frame, MAX_FRAME_BYTES)
 }
 
 /// Decodes one frame, rejecting frames larger than `max_frame_bytes`.
 pub fn decode_with_limit(frame: &Bytes, max_frame_bytes: usize) -> Result<Message, DecodeError> {
-    let (type_byte, mut r) = FrameReader::open(frame, PROTOCOL_PAXOS, max_frame_bytes)?;
-    let msg_type = MessageType::from_u8(type_byte).ok_or(DecodeError::UnknownMessageType(type_byte))?;
-    let from = r.get_u64()?;
-    let to = r.get_u64()?;
-    let ballot = Ballot { round: r.get_u64()?, node: r.get_u64()? };
+    let (msg_type, from, to, mut r) =
+        FrameReader::open_message(frame, PROTOCOL_PAXOS, max_frame_bytes, MessageType::from_u8)?;
+    let ballot = get_ballot(&mut r)?;
     let index = r.get_u64()?;
     let last_index = r.get_u64()?;
     let commit = r.get_u64()?;
     let context = r.get_bytes(MAX_CONTEXT_BYTES)?;
-    let count = r.get_count("message.entries", MAX_SLOTS_PER_MESSAGE, SLOT_FIXED_BYTES)?;
-    let mut entries = Vec::with_capacity(count);
-    for _ in 0..count {
-        entries.push(get_slot(&mut r)?);
-    }
+    let entries = r.get_list("message.entries", MAX_SLOTS_PER_MESSAGE, SLOT_FIXED_BYTES, get_slot)?;
     let commands = get_commands(&mut r, "message.commands")?;
-    let snapshot = match r.get_u8()? {
-        0 => None,
-        1 => {
-            let index = r.get_u64()?;
-            let term = r.get_u64()?;
-            let members = get_ids(&mut r, "snapshot.members")?;
-            let count = r.get_count("snapshot.pending", MAX_PENDING_CONFIGS, PENDING_FIXED_BYTES)?;
-            let mut pending = Vec::with_capacity(count);
-            for _ in 0..count {
-                let from_slot = r.get_u64()?;
-                pending.push((from_slot, get_ids(&mut r, "snapshot.pending.members")?));
-            }
-            let data = r.get_bytes(usize::MAX)?;
-            Some(Snapshot { index, term, members, pending, data })
-        }
-        other => return Err(DecodeError::InvalidField { field: "message.snapshot_present", value: u64::from(other) }),
-    };
+    let snapshot = r.get_option("message.snapshot_present", get_snapshot)?;
     r.finish()?;
     Ok(Message { msg_type, from, to, ballot, index, last_index, commit, entries, commands, context, snapshot })
-}
-
-impl Message {
-    /// This message as one wire frame; see [`encode`].
-    pub fn encode(&self) -> Bytes {
-        encode(self)
-    }
-
-    /// Decodes one wire frame; see [`decode`].
-    pub fn decode(frame: &Bytes) -> Result<Message, DecodeError> {
-        decode(frame)
-    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use super::message::{ConfChange, ConfState};
 use super::progress::TrackerConfig;
-use crate::quorum::{JointConfig, MajorityConfig};
+use super::quorum::{JointConfig, MajorityConfig};
 
 /// Why a change cannot be applied to the current configuration.
 pub type ChangeError = String;

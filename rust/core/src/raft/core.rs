@@ -6,17 +6,17 @@ use bytes::Bytes;
 
 use super::confchange::{self, from_conf_state, to_conf_state};
 use super::config::Config;
+use super::log::RaftLog;
 use super::message::{ConfChange, ConfState, Entry, EntryKind, HardState, Message, MessageType, Snapshot};
 use super::progress::{Progress, ProgressState, ProgressTracker};
+use super::quorum::VoteResult;
 use super::read_only::{ReadOnly, ReadOnlyOption, ReadState};
+use super::storage::Storage;
 use super::{validate, wire};
 use crate::error::{DropReason, Error, Result};
 use crate::limits::next_term;
-use crate::log::RaftLog;
-use crate::quorum::VoteResult;
 use crate::rng::Rng;
 use crate::role::Role;
-use crate::storage::Storage;
 
 /// The context of vote requests in an election started by a leadership transfer: voters grant
 /// them even inside their leader lease.
@@ -261,10 +261,34 @@ impl<S: Storage> Raft<S> {
     // ---------------------------------------------------------------- timers
 
     pub fn tick(&mut self) {
+        let before = self.monotonic_state();
         match self.role {
             Role::Leader => self.tick_heartbeat(),
             _ => self.tick_election(),
         }
+        self.debug_assert_invariants(before);
+    }
+
+    /// The term and the commit index: neither ever decreases.
+    fn monotonic_state(&self) -> (u64, u64) {
+        (self.term, self.log.committed)
+    }
+
+    /// The invariants the comments of `Raft` and `RaftLog` state, checked cheaply in debug builds
+    /// after every tick and step: the term and the commit index never decrease, and
+    /// `applied <= committed <= last_index`.
+    fn debug_assert_invariants(&self, before: (u64, u64)) {
+        let (term, committed) = before;
+        debug_assert!(self.term >= term, "term went back from {term} to {}", self.term);
+        debug_assert!(self.log.committed >= committed, "commit went back from {committed} to {}", self.log.committed);
+        debug_assert!(
+            self.log.applied <= self.log.committed && self.log.committed <= self.log.last_index(),
+            "applied {} <= committed {} <= last index {} broken",
+            self.log.applied,
+            self.log.committed,
+            self.log.last_index()
+        );
+        debug_assert!(self.lead_transferee == 0 || self.role == Role::Leader, "a transfer target while not leader");
     }
 
     fn tick_election(&mut self) {
@@ -387,6 +411,13 @@ impl<S: Storage> Raft<S> {
     /// Steps a message from a peer. It is validated first (`validate::check_message`): a
     /// refused one is `Error::Protocol` and changes nothing.
     pub fn step(&mut self, m: Message) -> Result<()> {
+        let before = self.monotonic_state();
+        let result = self.step_validated(m);
+        self.debug_assert_invariants(before);
+        result
+    }
+
+    fn step_validated(&mut self, m: Message) -> Result<()> {
         validate::check_message(&m)?;
         if m.term == 0 {
             // Forwarded requests (proposals, reads, transfers) carry no term.

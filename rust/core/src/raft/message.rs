@@ -3,36 +3,7 @@
 
 use bytes::Bytes;
 
-/// What an entry carries: an application command or a membership change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[repr(u8)]
-pub enum EntryKind {
-    #[default]
-    Normal = 0,
-    ConfChange = 1,
-}
-
-/// One log entry. Invariant: `index >= 1` and `term >= 1` for every entry stored in a log.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Entry {
-    pub index: u64,
-    pub term: u64,
-    pub kind: EntryKind,
-    pub data: Bytes,
-}
-
-impl Entry {
-    pub fn new(index: u64, term: u64, kind: EntryKind, data: Bytes) -> Self {
-        Entry { index, term, kind, data }
-    }
-
-    /// The bytes this entry counts for against size limits (messages, Ready batches, the
-    /// uncommitted-bytes cap). Only the payload counts, so limits mean the same thing to users.
-    #[inline]
-    pub fn payload_size(&self) -> u64 {
-        self.data.len() as u64
-    }
-}
+pub use crate::entry::{Entry, EntryKind};
 
 /// The state that must be durable before any message that depends on it leaves the node.
 /// Invariant: `term` and `vote` never go back across restarts; `commit` never decreases.
@@ -92,53 +63,24 @@ impl Snapshot {
     }
 }
 
-/// Message types. The numeric values are part of the wire format and never change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[repr(u8)]
-pub enum MessageType {
-    #[default]
-    RequestVote = 1,
-    RequestVoteResponse = 2,
-    RequestPreVote = 3,
-    RequestPreVoteResponse = 4,
-    AppendEntries = 5,
-    AppendEntriesResponse = 6,
-    Heartbeat = 7,
-    HeartbeatResponse = 8,
-    InstallSnapshot = 9,
-    TimeoutNow = 10,
-    ReadIndex = 11,
-    ReadIndexResponse = 12,
-    Propose = 13,
-    TransferLeader = 14,
+crate::wire_enum! {
+    /// Message types. The numeric values are part of the wire format and never change.
+    pub enum MessageType {
+        // A request and its response share a line.
+        #[default]
+        RequestVote = 1, RequestVoteResponse = 2,
+        RequestPreVote = 3, RequestPreVoteResponse = 4,
+        AppendEntries = 5, AppendEntriesResponse = 6,
+        Heartbeat = 7, HeartbeatResponse = 8,
+        InstallSnapshot = 9,
+        TimeoutNow = 10,
+        ReadIndex = 11, ReadIndexResponse = 12,
+        Propose = 13,
+        TransferLeader = 14,
+    }
 }
 
 impl MessageType {
-    pub const ALL: [MessageType; 14] = [
-        MessageType::RequestVote,
-        MessageType::RequestVoteResponse,
-        MessageType::RequestPreVote,
-        MessageType::RequestPreVoteResponse,
-        MessageType::AppendEntries,
-        MessageType::AppendEntriesResponse,
-        MessageType::Heartbeat,
-        MessageType::HeartbeatResponse,
-        MessageType::InstallSnapshot,
-        MessageType::TimeoutNow,
-        MessageType::ReadIndex,
-        MessageType::ReadIndexResponse,
-        MessageType::Propose,
-        MessageType::TransferLeader,
-    ];
-
-    pub fn from_u8(value: u8) -> Option<MessageType> {
-        if (1..=14).contains(&value) {
-            Some(Self::ALL[value as usize - 1])
-        } else {
-            None
-        }
-    }
-
     /// Responses are addressed to a requester and never start anything by themselves.
     pub fn is_response(self) -> bool {
         matches!(

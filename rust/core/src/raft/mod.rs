@@ -5,10 +5,13 @@
 pub mod confchange;
 pub mod config;
 pub mod core;
+pub mod log;
 pub mod message;
 pub mod progress;
+pub mod quorum;
 pub mod raw_node;
 pub mod read_only;
+pub mod storage;
 pub mod validate;
 pub mod wire;
 

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use crate::quorum::{JointConfig, VoteResult};
+use super::quorum::{JointConfig, VoteResult};
 
 /// How the leader currently sends to a follower.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

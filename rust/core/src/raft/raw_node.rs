@@ -19,8 +19,8 @@ use super::message::{ConfChange, ConfState, Entry, EntryKind, HardState, Message
 use super::{validate, wire};
 use crate::contract::{split_frames, Frame, ProtocolNode, ReadState, ReadyBook, ReadyView};
 use crate::error::{Error, Result};
+use crate::raft::storage::Storage;
 use crate::role::Role;
-use crate::storage::Storage;
 
 /// What the caller must do next: persist, send, apply, then `advance`.
 #[derive(Debug, Clone, Default)]

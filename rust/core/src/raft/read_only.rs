@@ -7,15 +7,7 @@ use bytes::Bytes;
 
 pub use crate::contract::ReadState;
 
-/// How the leader confirms it is still the leader before answering a read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ReadOnlyOption {
-    /// A round of heartbeats acknowledged by a quorum (always safe).
-    #[default]
-    Safe,
-    /// Trust the CheckQuorum lease: answer at once (relies on bounded clock drift).
-    LeaseBased,
-}
+pub use crate::common_config::ReadOnlyOption;
 
 #[derive(Debug, Clone)]
 pub struct ReadIndexStatus {

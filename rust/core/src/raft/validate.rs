@@ -6,12 +6,9 @@ use std::collections::BTreeSet;
 
 use super::message::{ConfState, Entry, EntryKind, Message, MessageType, Snapshot};
 use super::wire;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::limits::{self, INDEX_MAX, TERM_MAX};
-
-fn refuse(m: &Message, reason: impl std::fmt::Display) -> Error {
-    Error::Protocol(format!("{:?} from {} refused: {reason}", m.msg_type, m.from))
-}
+use crate::refuse;
 
 /// The addressing checks: the message is for `id`, from another, non-zero node.
 pub fn check_addressing(m: &Message, id: u64) -> Result<()> {
@@ -25,12 +22,12 @@ pub fn check_message(m: &Message) -> Result<()> {
     match m.msg_type {
         MessageType::AppendEntries => check_append_entries(m)?,
         MessageType::Propose => check_proposed_entries(m)?,
-        _ if !m.entries.is_empty() => return Err(refuse(m, "this type carries no entries")),
+        _ if !m.entries.is_empty() => return Err(refuse!(m, "this type carries no entries")),
         _ => {}
     }
     match (&m.snapshot, m.msg_type) {
         (Some(snapshot), MessageType::InstallSnapshot) => check_snapshot(m, snapshot),
-        (Some(_), _) => Err(refuse(m, "this type carries no snapshot")),
+        (Some(_), _) => Err(refuse!(m, "this type carries no snapshot")),
         _ => Ok(()),
     }
 }
@@ -40,14 +37,14 @@ pub fn check_message(m: &Message) -> Result<()> {
 fn check_ranges(m: &Message) -> Result<()> {
     let forwarded = matches!(m.msg_type, MessageType::Propose | MessageType::ReadIndex | MessageType::TransferLeader);
     if m.term == 0 && !forwarded {
-        return Err(refuse(m, "no term"));
+        return Err(refuse!(m, "no term"));
     }
     if m.term > TERM_MAX || m.log_term > TERM_MAX {
-        return Err(refuse(m, format!("term {} or log term {} above TERM_MAX", m.term, m.log_term)));
+        return Err(refuse!(m, format!("term {} or log term {} above TERM_MAX", m.term, m.log_term)));
     }
     for (field, value) in [("index", m.index), ("commit", m.commit), ("reject_hint", m.reject_hint)] {
         if value > INDEX_MAX {
-            return Err(refuse(m, format!("{field} {value} above INDEX_MAX")));
+            return Err(refuse!(m, format!("{field} {value} above INDEX_MAX")));
         }
     }
     Ok(())
@@ -59,12 +56,12 @@ fn check_append_entries(m: &Message) -> Result<()> {
     let mut expected = m.index;
     let mut previous_term = m.log_term;
     for entry in &m.entries {
-        expected = expected.checked_add(1).filter(|i| *i <= INDEX_MAX).ok_or_else(|| refuse(m, "index overflow"))?;
+        expected = expected.checked_add(1).filter(|i| *i <= INDEX_MAX).ok_or_else(|| refuse!(m, "index overflow"))?;
         if entry.index != expected {
-            return Err(refuse(m, format!("entry {} where {expected} was expected", entry.index)));
+            return Err(refuse!(m, format!("entry {} where {expected} was expected", entry.index)));
         }
         if entry.term == 0 || entry.term < previous_term || entry.term > m.term {
-            return Err(refuse(
+            return Err(refuse!(
                 m,
                 format!(
                     "entry {} of term {} after term {previous_term} (message term {})",
@@ -86,19 +83,19 @@ fn check_proposed_entries(m: &Message) -> Result<()> {
 fn check_entry_payload(m: &Message, entry: &Entry) -> Result<()> {
     if entry.kind == EntryKind::ConfChange {
         wire::decode_conf_change(&entry.data)
-            .map_err(|e| refuse(m, format!("entry {}: conf change does not decode: {e}", entry.index)))?;
+            .map_err(|e| refuse!(m, format!("entry {}: conf change does not decode: {e}", entry.index)))?;
     }
     Ok(())
 }
 
 fn check_snapshot(m: &Message, snapshot: &Snapshot) -> Result<()> {
     if snapshot.index == 0 || snapshot.index > INDEX_MAX {
-        return Err(refuse(m, format!("snapshot index {}", snapshot.index)));
+        return Err(refuse!(m, format!("snapshot index {}", snapshot.index)));
     }
     if snapshot.term == 0 || snapshot.term > m.term {
-        return Err(refuse(m, format!("snapshot term {} (message term {})", snapshot.term, m.term)));
+        return Err(refuse!(m, format!("snapshot term {} (message term {})", snapshot.term, m.term)));
     }
-    check_conf_state(&snapshot.conf_state).map_err(|reason| refuse(m, format!("snapshot configuration: {reason}")))
+    check_conf_state(&snapshot.conf_state).map_err(|reason| refuse!(m, format!("snapshot configuration: {reason}")))
 }
 
 /// A configuration a node could be in: voters, no id 0, no id twice in a list, no voter that is
@@ -131,6 +128,7 @@ pub fn check_conf_state(cs: &ConfState) -> std::result::Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
     use bytes::Bytes;
 
     fn append(index: u64, log_term: u64, term: u64, entries: &[(u64, u64)]) -> Message {

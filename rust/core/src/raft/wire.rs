@@ -13,9 +13,12 @@
 
 use bytes::Bytes;
 
-use crate::codec::{FrameReader, FrameWriter, HEADER_BYTES, MAX_FRAME_BYTES, MIN_FRAME_BYTES, PROTOCOL_RAFT};
+use crate::codec::{FrameReader, FrameWriter, MIN_FRAME_BYTES, PROTOCOL_RAFT};
 use crate::error::DecodeError;
 use crate::raft::message::{ConfChange, ConfState, Entry, EntryKind, HardState, Message, MessageType, Snapshot};
+
+// `decode` and the `Message` methods `encode`, `encoded_len`, `decode`.
+crate::message_wire_api!(Message);
 
 /// Most entries one message may carry. Senders must split larger batches (the core's byte-based
 /// `max_size_per_msg` alone does not bound the count of empty entries).
@@ -88,9 +91,7 @@ fn conf_change_body_len(cc: &ConfChange) -> usize {
 /// but its receiver rejects it.
 pub fn encode(msg: &Message) -> Bytes {
     let payload_len = payload_len(msg);
-    let mut w = FrameWriter::new(PROTOCOL_RAFT, msg.msg_type as u8, payload_len);
-    w.put_u64(msg.from);
-    w.put_u64(msg.to);
+    let mut w = FrameWriter::message(PROTOCOL_RAFT, msg.msg_type as u8, msg.from, msg.to, payload_len);
     w.put_u64(msg.term);
     w.put_u64(msg.log_term);
     w.put_u64(msg.index);
@@ -98,33 +99,15 @@ pub fn encode(msg: &Message) -> Bytes {
     w.put_u64(msg.reject_hint);
     w.put_bool(msg.reject);
     w.put_bytes(&msg.context);
-    w.put_count(msg.entries.len());
-    for entry in &msg.entries {
-        put_entry(&mut w, entry);
-    }
-    match &msg.snapshot {
-        None => w.put_u8(0),
-        Some(snapshot) => {
-            w.put_u8(1);
-            put_snapshot(&mut w, snapshot);
-        }
-    }
-    debug_assert_eq!(w.len(), HEADER_BYTES + payload_len, "encoded_len disagrees with encode");
+    w.put_list(&msg.entries, put_entry);
+    w.put_option(msg.snapshot.as_ref(), put_snapshot);
     w.finish()
-}
-
-/// Decodes one frame with the default frame limit [`MAX_FRAME_BYTES`]. Entry data, context and
-/// snapshot data in the result are zero-copy slices of `frame`.
-pub fn decode(frame: &Bytes) -> Result<Message, DecodeError> {
-    decode_with_limit(frame, MAX_FRAME_BYTES)
 }
 
 /// Decodes one frame, rejecting frames larger than `max_frame_bytes`.
 pub fn decode_with_limit(frame: &Bytes, max_frame_bytes: usize) -> Result<Message, DecodeError> {
-    let (type_byte, mut r) = FrameReader::open(frame, PROTOCOL_RAFT, max_frame_bytes)?;
-    let msg_type = MessageType::from_u8(type_byte).ok_or(DecodeError::UnknownMessageType(type_byte))?;
-    let from = r.get_u64()?;
-    let to = r.get_u64()?;
+    let (msg_type, from, to, mut r) =
+        FrameReader::open_message(frame, PROTOCOL_RAFT, max_frame_bytes, MessageType::from_u8)?;
     let term = r.get_u64()?;
     let log_term = r.get_u64()?;
     let index = r.get_u64()?;
@@ -132,35 +115,10 @@ pub fn decode_with_limit(frame: &Bytes, max_frame_bytes: usize) -> Result<Messag
     let reject_hint = r.get_u64()?;
     let reject = r.get_bool("message.reject")?;
     let context = r.get_bytes(MAX_CONTEXT_BYTES)?;
-    let entry_count = r.get_count("message.entries", MAX_ENTRIES_PER_MESSAGE, ENTRY_FIXED_BYTES)?;
-    let mut entries = Vec::with_capacity(entry_count);
-    for _ in 0..entry_count {
-        entries.push(get_entry(&mut r)?);
-    }
-    let snapshot = match r.get_u8()? {
-        0 => None,
-        1 => Some(get_snapshot(&mut r)?),
-        other => return Err(DecodeError::InvalidField { field: "message.snapshot_present", value: u64::from(other) }),
-    };
+    let entries = r.get_list("message.entries", MAX_ENTRIES_PER_MESSAGE, ENTRY_FIXED_BYTES, get_entry)?;
+    let snapshot = r.get_option("message.snapshot_present", get_snapshot)?;
     r.finish()?;
     Ok(Message { msg_type, from, to, term, log_term, index, commit, entries, reject, reject_hint, context, snapshot })
-}
-
-impl Message {
-    /// This message as one wire frame; see [`encode`].
-    pub fn encode(&self) -> Bytes {
-        encode(self)
-    }
-
-    /// The exact size of [`Message::encode`]'s output.
-    pub fn encoded_len(&self) -> usize {
-        encoded_len(self)
-    }
-
-    /// Decodes one wire frame; see [`decode`].
-    pub fn decode(frame: &Bytes) -> Result<Message, DecodeError> {
-        decode(frame)
-    }
 }
 
 #[inline]
@@ -175,11 +133,9 @@ fn put_entry(w: &mut FrameWriter, entry: &Entry) {
 fn get_entry(r: &mut FrameReader) -> Result<Entry, DecodeError> {
     let index = r.get_u64()?;
     let term = r.get_u64()?;
-    let kind = match r.get_u8()? {
-        0 => EntryKind::Normal,
-        1 => EntryKind::ConfChange,
-        other => return Err(DecodeError::InvalidField { field: "entry.kind", value: u64::from(other) }),
-    };
+    let kind = r.get_u8()?;
+    let kind =
+        EntryKind::from_u8(kind).ok_or(DecodeError::InvalidField { field: "entry.kind", value: u64::from(kind) })?;
     // The frame limit already bounds the data; `get_bytes` checks it against what remains.
     let data = r.get_bytes(usize::MAX)?;
     Ok(Entry { index, term, kind, data })
@@ -201,19 +157,11 @@ fn get_snapshot(r: &mut FrameReader) -> Result<Snapshot, DecodeError> {
 }
 
 fn put_ids(w: &mut FrameWriter, ids: &[u64]) {
-    w.put_count(ids.len());
-    for &id in ids {
-        w.put_u64(id);
-    }
+    w.put_list(ids, |w, id| w.put_u64(*id));
 }
 
 fn get_ids(r: &mut FrameReader, field: &'static str) -> Result<Vec<u64>, DecodeError> {
-    let count = r.get_count(field, MAX_IDS_PER_CONF, 8)?;
-    let mut ids = Vec::with_capacity(count);
-    for _ in 0..count {
-        ids.push(r.get_u64()?);
-    }
-    Ok(ids)
+    r.get_list(field, MAX_IDS_PER_CONF, 8, FrameReader::get_u64)
 }
 
 fn put_conf_state_body(w: &mut FrameWriter, cs: &ConfState) {
@@ -378,6 +326,7 @@ pub fn check_decode_round_trip(data: &[u8]) {
 mod tests {
     use super::*;
     use crate::codec::reseal_frame;
+    use crate::codec::HEADER_BYTES;
 
     fn full_message() -> Message {
         Message {

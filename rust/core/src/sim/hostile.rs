@@ -29,9 +29,9 @@ use crate::error::{Error, Result};
 use crate::limits::{INDEX_MAX, TERM_MAX};
 use crate::paxos;
 use crate::raft;
+use crate::raft::storage::MemStorage;
 use crate::rng::Rng;
 use crate::role::Role;
-use crate::storage::MemStorage;
 use crate::StorageError;
 
 /// Where a run's random choices come from.

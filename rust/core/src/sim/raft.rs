@@ -11,9 +11,9 @@ use super::invariants::{entry_hash, AppliedHistory, DurableFacts};
 use super::{NodeOptions, Protocol, Report, SimConfig};
 use crate::contract::ProtocolNode;
 use crate::raft::progress::ProgressState;
+use crate::raft::storage::{MemStorage, Storage};
 use crate::raft::{wire, ConfState, Config, RawNode, Ready};
 use crate::role::Role;
-use crate::storage::{MemStorage, Storage};
 
 /// Runs one simulation of Raft.
 pub fn run_raft(cfg: &SimConfig) -> Report {

@@ -11,9 +11,9 @@ use bytes::Bytes;
 use consensus_core::paxos::{HardState, MemStorage, Ready, Snapshot};
 use consensus_core::StorageError;
 
-use self::records::{decode_record, put_accepted, put_hard_state, put_members, Replay};
-use crate::format::{Protocol, RECORD_PAYLOAD_BYTES_MAX};
-use crate::wal::{DurableStorage, Options, Wal, WriteOutcome};
+use self::records::{decode_record, decode_snapshot_body, put_accepted, put_hard_state, put_members, Replay};
+use crate::format::{ProtocolId, RECORD_PAYLOAD_BYTES_MAX};
+use crate::wal::{wal_in_field, DurableStorage, Options, Wal, WriteOutcome};
 
 /// Durable Multi-Paxos storage in a directory: `wal/` segments, `snap/` snapshots, `LOCK`.
 #[derive(Debug)]
@@ -112,28 +112,21 @@ impl PaxosFileStorage {
     }
 
     fn install_snapshot(&mut self, snapshot: Snapshot) -> Result<(), StorageError> {
-        let held = self.mem.rl().snapshot().index;
-        if snapshot.index <= held {
-            return Err(StorageError::SnapshotOutOfDate(snapshot.index));
-        }
         check_members(&snapshot)?;
-        self.wal.write_snapshot(&snapshot)?;
+        self.wal.write_newer_snapshot(self.mem.rl().snapshot().index, &snapshot)?;
         let index = snapshot.index;
         self.mem.wl().apply_snapshot(snapshot)?;
         self.initial_members = None;
         self.roll()?;
-        self.wal.delete_segments_through(index, false)?;
-        self.wal.prune_snapshots()
+        self.wal.drop_covered(index, false)
     }
 
     /// Records a new promise or commit directly (tools and tests; the node persists Readies).
     pub fn set_hard_state(&mut self, hs: HardState) -> Result<(), StorageError> {
-        self.wal.check_writable()?;
         let urgent = hs.promised != self.mem.rl().hard_state().promised;
         let mut buf = Vec::new();
         put_hard_state(&mut buf, &hs);
-        self.wal.write(&buf)?;
-        self.wal.sync_per_policy(true, urgent)?;
+        self.wal.write_record(&buf, urgent)?;
         self.mem.wl().set_hard_state(hs);
         self.roll_if_full()
     }
@@ -142,22 +135,36 @@ impl PaxosFileStorage {
 impl DurableStorage for PaxosFileStorage {
     type Snapshot = Snapshot;
 
+    wal_in_field!();
+
+    /// Step 1 of a compaction (brief): checks `index` and builds the snapshot to write (see the
+    /// Raft `FileStorage::prepare_compaction` for why a compaction has three steps).
+    fn prepare_compaction(&self, index: u64, data: Bytes) -> Result<Snapshot, StorageError> {
+        self.wal.check_writable()?;
+        let snapshot = self.mem.rl().snapshot_at(index, data)?;
+        check_members(&snapshot)?;
+        Ok(snapshot)
+    }
+
+    /// Step 3 (brief): with the file written, drops the slots up to the snapshot, deletes the
+    /// segments it covers and older snapshot files; superseded if a newer snapshot arrived.
+    fn finish_compaction(&mut self, snapshot: Snapshot, written: WriteOutcome) -> Result<(), StorageError> {
+        let index = snapshot.index;
+        if !self.wal.absorb_compaction(written, index, self.mem.rl().snapshot().index)? {
+            return Ok(());
+        }
+        self.mem.wl().apply_snapshot(snapshot)?;
+        // Segments from now on need not repeat the initial members: the snapshot holds them.
+        self.initial_members = None;
+        self.wal.drop_covered(index, false)
+    }
+
     /// Opens (creating when missing) the storage in `dir`: loads the newest snapshot, replays the
     /// WAL (each slot's last accepted value), truncates a torn tail of the last segment and
     /// starts a new segment.
     fn open(dir: &Path, options: Options) -> Result<PaxosFileStorage, StorageError> {
-        let mut replay = Replay::default();
-        let decode_snapshot = |body| {
-            let snapshot = records::decode_snapshot_body(body)?;
-            let (index, term) = (snapshot.index, snapshot.term);
-            Ok((snapshot, index, term))
-        };
-        let (wal, snapshot) = Wal::open(dir, options, Protocol::Paxos, decode_snapshot, |record_type, payload| {
-            let record = decode_record(record_type, payload)?;
-            let max_slot = record.max_slot();
-            replay.apply(record);
-            Ok(max_slot)
-        })?;
+        let (wal, snapshot, replay) =
+            Wal::replay(dir, options, ProtocolId::Paxos, decode_snapshot_body, decode_record, Replay::apply)?;
 
         let mem = MemStorage::new(replay.members.as_deref().unwrap_or_default());
         let initial_members = if snapshot.is_some() { None } else { replay.members };
@@ -180,39 +187,6 @@ impl DurableStorage for PaxosFileStorage {
         let mut storage = PaxosFileStorage { wal, mem, initial_members };
         storage.roll()?;
         Ok(storage)
-    }
-
-    fn wal(&self) -> &Wal {
-        &self.wal
-    }
-
-    fn wal_mut(&mut self) -> &mut Wal {
-        &mut self.wal
-    }
-
-    /// Step 1 of a compaction (brief): checks `index` and builds the snapshot to write (see the
-    /// Raft `FileStorage::prepare_compaction` for why a compaction has three steps).
-    fn prepare_compaction(&self, index: u64, data: Bytes) -> Result<Snapshot, StorageError> {
-        self.wal.check_writable()?;
-        let snapshot = self.mem.rl().snapshot_at(index, data)?;
-        check_members(&snapshot)?;
-        Ok(snapshot)
-    }
-
-    /// Step 3 (brief): with the file written, drops the slots up to the snapshot, deletes the
-    /// segments it covers and older snapshot files; superseded if a newer snapshot arrived.
-    fn finish_compaction(&mut self, snapshot: Snapshot, written: WriteOutcome) -> Result<(), StorageError> {
-        self.wal.absorb(written)?;
-        self.wal.check_writable()?;
-        let index = snapshot.index;
-        if index <= self.mem.rl().snapshot().index {
-            return self.wal.prune_snapshots();
-        }
-        self.mem.wl().apply_snapshot(snapshot)?;
-        // Segments from now on need not repeat the initial members: the snapshot holds them.
-        self.initial_members = None;
-        self.wal.delete_segments_through(index, false)?;
-        self.wal.prune_snapshots()
     }
 }
 

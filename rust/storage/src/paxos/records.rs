@@ -10,7 +10,7 @@ use consensus_core::paxos::wire::{
 };
 use consensus_core::paxos::{AcceptedSlot, Ballot, HardState, Snapshot};
 
-use crate::format::{encode_snapshot_file, put_record, u64_at, FormatError, Protocol};
+use crate::format::{encode_snapshot_file, for_each_batch, put_record, u64_at, FormatError, ProtocolId};
 use crate::wal::SnapshotFile;
 
 pub const RECORD_ACCEPTED: u8 = 1;
@@ -40,27 +40,11 @@ impl Record {
 /// Appends ACCEPTED records for `slots`, splitting them so that no payload exceeds
 /// `payload_bytes_max` (a slot larger than that still gets a record of its own).
 pub fn put_accepted(out: &mut Vec<u8>, slots: &[AcceptedSlot], payload_bytes_max: usize) {
-    let mut rest = slots;
-    while !rest.is_empty() {
-        let mut size = 4;
-        let mut count = 0;
-        for slot in rest {
-            let len = slot_len(slot);
-            if count > 0 && size + len > payload_bytes_max {
-                break;
-            }
-            size += len;
-            count += 1;
-        }
-        let (batch, tail) = rest.split_at(count);
+    for_each_batch(slots, 4, payload_bytes_max, slot_len, |batch, size| {
         let mut w = FrameWriter::unframed(size);
-        w.put_count(batch.len());
-        for slot in batch {
-            put_slot(&mut w, slot);
-        }
+        w.put_list(batch, put_slot);
         put_record(out, RECORD_ACCEPTED, &w.finish());
-        rest = tail;
-    }
+    });
 }
 
 pub fn put_hard_state(out: &mut Vec<u8>, hs: &HardState) {
@@ -129,9 +113,11 @@ pub struct Replay {
 }
 
 impl Replay {
+    /// Returns the highest slot the record wrote (0: none), which `Wal::open` keeps per segment.
     /// Slots are keyed, never positional: a later record for a slot replaces the earlier one and
     /// touches no other slot (no truncation, unlike a Raft log).
-    pub fn apply(&mut self, record: Record) {
+    pub fn apply(&mut self, record: Record) -> u64 {
+        let key = record.max_slot();
         match record {
             Record::Accepted(slots) => {
                 for slot in slots {
@@ -141,6 +127,7 @@ impl Replay {
             Record::HardState(hs) => self.hard_state = Some(hs),
             Record::Members(members) => self.members = Some(members),
         }
+        key
     }
 }
 
@@ -161,7 +148,7 @@ impl SnapshotFile for Snapshot {
             put_ids(&mut w, members);
         }
         w.put_u64(self.data.len() as u64);
-        encode_snapshot_file(Protocol::Paxos, &w.finish(), &self.data)
+        encode_snapshot_file(ProtocolId::Paxos, &w.finish(), &self.data)
     }
 }
 
@@ -248,7 +235,7 @@ mod tests {
         };
         assert_snapshot_file_round_trips_and_refuses_any_flipped_bit(
             snapshot.encode_file(),
-            Protocol::Paxos,
+            ProtocolId::Paxos,
             &snapshot,
             decode_snapshot_body,
         );

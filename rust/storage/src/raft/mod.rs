@@ -8,14 +8,16 @@ mod replay;
 use std::path::Path;
 
 use bytes::Bytes;
+use consensus_core::raft::storage::{check_contiguous, MemStorage};
 use consensus_core::raft::{ConfState, Entry, HardState, Ready, Snapshot};
-use consensus_core::storage::{check_contiguous, MemStorage};
 use consensus_core::StorageError;
 
-use self::records::{decode_record, put_conf_state, put_entries, put_hard_state, put_snapshot_marker};
+use self::records::{
+    decode_record, decode_snapshot_body, put_conf_state, put_entries, put_hard_state, put_snapshot_marker,
+};
 use self::replay::Replay;
-use crate::format::{Protocol, RECORD_PAYLOAD_BYTES_MAX};
-use crate::wal::{DurableStorage, Options, Wal, WriteOutcome};
+use crate::format::{ProtocolId, RECORD_PAYLOAD_BYTES_MAX};
+use crate::wal::{wal_in_field, DurableStorage, Options, Wal, WriteOutcome};
 
 /// Durable Raft storage in a directory: `wal/` segments, `snap/` snapshots and a `LOCK` file.
 #[derive(Debug)]
@@ -126,13 +128,11 @@ impl FileStorage {
     }
 
     pub fn set_hard_state(&mut self, hs: HardState) -> Result<(), StorageError> {
-        self.wal.check_writable()?;
         let current = self.mem.rl().hard_state();
         let urgent = hs.term != current.term || hs.vote != current.vote;
         let mut buf = Vec::new();
         put_hard_state(&mut buf, &hs);
-        self.wal.write(&buf)?;
-        self.wal.sync_per_policy(true, urgent)?;
+        self.wal.write_record(&buf, urgent)?;
         self.mem.wl().set_hard_state(hs);
         self.roll_if_full()
     }
@@ -140,11 +140,9 @@ impl FileStorage {
     /// Records the configuration in force from `index` (a conf change was applied, or index 0 for
     /// the bootstrap configuration of a new cluster).
     pub fn set_conf_state(&mut self, index: u64, conf_state: ConfState) -> Result<(), StorageError> {
-        self.wal.check_writable()?;
         let mut buf = Vec::new();
         put_conf_state(&mut buf, index, &conf_state);
-        self.wal.write(&buf)?;
-        self.wal.sync_per_policy(true, false)?;
+        self.wal.write_record(&buf, false)?;
         self.conf_history.retain(|(i, _)| *i < index);
         self.conf_history.push((index, conf_state.clone()));
         self.mem.wl().set_conf_state(index, conf_state);
@@ -159,64 +157,19 @@ impl FileStorage {
     }
 
     fn install_snapshot(&mut self, snapshot: Snapshot) -> Result<(), StorageError> {
-        let held = self.mem.rl().snapshot().index;
-        if snapshot.index <= held {
-            return Err(StorageError::SnapshotOutOfDate(snapshot.index));
-        }
-        self.wal.write_snapshot(&snapshot)?;
+        self.wal.write_newer_snapshot(self.mem.rl().snapshot().index, &snapshot)?;
         let (index, term) = (snapshot.index, snapshot.term);
         self.mem.wl().apply_snapshot(snapshot)?;
         self.conf_history.clear();
         self.roll(Some((index, term)))?;
-        self.wal.delete_segments_through(index, true)?;
-        self.wal.prune_snapshots()
+        self.wal.drop_covered(index, true)
     }
 }
 
 impl DurableStorage for FileStorage {
     type Snapshot = Snapshot;
 
-    /// Opens (creating when missing) the storage in `dir`: loads the newest snapshot, replays the
-    /// WAL, truncates a torn tail of the last segment and starts a new segment.
-    fn open(dir: &Path, options: Options) -> Result<FileStorage, StorageError> {
-        let mut replayed = Replay::default();
-        let decode_snapshot = |body| {
-            let snapshot = records::decode_snapshot_body(body)?;
-            let key = (snapshot.index, snapshot.term);
-            Ok((snapshot, key.0, key.1))
-        };
-        let (wal, snapshot) = Wal::open(dir, options, Protocol::Raft, decode_snapshot, |record_type, payload| {
-            let record = decode_record(record_type, payload)?;
-            let max_index = record.max_index();
-            replayed.apply(record);
-            Ok(max_index)
-        })?;
-        let recovered = replayed.finish(snapshot, &wal.path().join("wal"))?;
-
-        let mem = MemStorage::new();
-        {
-            let mut core = mem.wl();
-            if let Some(snapshot) = recovered.snapshot {
-                core.apply_snapshot(snapshot)?;
-            }
-            for (index, conf_state) in &recovered.conf_history {
-                core.set_conf_state(*index, conf_state.clone());
-            }
-            core.append(&recovered.entries)?;
-            core.set_hard_state(recovered.hard_state);
-        }
-        let mut storage = FileStorage { wal, mem, conf_history: recovered.conf_history };
-        storage.roll(None)?;
-        Ok(storage)
-    }
-
-    fn wal(&self) -> &Wal {
-        &self.wal
-    }
-
-    fn wal_mut(&mut self) -> &mut Wal {
-        &mut self.wal
-    }
+    wal_in_field!();
 
     fn prepare_compaction(&self, index: u64, data: Bytes) -> Result<Snapshot, StorageError> {
         self.wal.check_writable()?;
@@ -245,15 +198,36 @@ impl DurableStorage for FileStorage {
     }
 
     fn finish_compaction(&mut self, snapshot: Snapshot, written: WriteOutcome) -> Result<(), StorageError> {
-        self.wal.absorb(written)?;
-        self.wal.check_writable()?;
         let index = snapshot.index;
-        if index <= self.mem.rl().snapshot().index {
-            return self.wal.prune_snapshots();
+        if !self.wal.absorb_compaction(written, index, self.mem.rl().snapshot().index)? {
+            return Ok(());
         }
         self.mem.wl().compact(index, snapshot.data)?;
         self.conf_history.retain(|(i, _)| *i > index);
-        self.wal.delete_segments_through(index, false)?;
-        self.wal.prune_snapshots()
+        self.wal.drop_covered(index, false)
+    }
+
+    /// Opens (creating when missing) the storage in `dir`: loads the newest snapshot, replays the
+    /// WAL, truncates a torn tail of the last segment and starts a new segment.
+    fn open(dir: &Path, options: Options) -> Result<FileStorage, StorageError> {
+        let (wal, snapshot, replayed) =
+            Wal::replay(dir, options, ProtocolId::Raft, decode_snapshot_body, decode_record, Replay::apply)?;
+        let recovered = replayed.finish(snapshot, &wal.path().join("wal"))?;
+
+        let mem = MemStorage::new();
+        {
+            let mut core = mem.wl();
+            if let Some(snapshot) = recovered.snapshot {
+                core.apply_snapshot(snapshot)?;
+            }
+            for (index, conf_state) in &recovered.conf_history {
+                core.set_conf_state(*index, conf_state.clone());
+            }
+            core.append(&recovered.entries)?;
+            core.set_hard_state(recovered.hard_state);
+        }
+        let mut storage = FileStorage { wal, mem, conf_history: recovered.conf_history };
+        storage.roll(None)?;
+        Ok(storage)
     }
 }

@@ -6,7 +6,7 @@ use consensus_core::codec::{FrameReader, FrameWriter};
 use consensus_core::raft::wire::{decode_conf_state, decode_hard_state, encode_conf_state, encode_hard_state};
 use consensus_core::raft::{ConfState, Entry, EntryKind, HardState, Snapshot};
 
-use crate::format::{encode_snapshot_file, put_record, u32_at, u64_at, FormatError, Protocol};
+use crate::format::{encode_snapshot_file, for_each_batch, put_record, u32_at, u64_at, FormatError, ProtocolId};
 use crate::wal::SnapshotFile;
 
 pub const RECORD_ENTRIES: u8 = 1;
@@ -54,35 +54,20 @@ impl Record {
 /// to the format's bound).
 pub fn put_entries(out: &mut Vec<u8>, prev_term: u64, entries: &[Entry], payload_bytes_max: usize) {
     let mut prev_term = prev_term;
-    let mut rest = entries;
-    while !rest.is_empty() {
-        let mut size = 12;
-        let mut count = 0;
-        for entry in rest {
-            let entry_size = ENTRY_OVERHEAD_BYTES + entry.data.len();
-            if count > 0 && size + entry_size > payload_bytes_max {
-                break;
-            }
-            size += entry_size;
-            count += 1;
-        }
-        let (batch, tail) = rest.split_at(count);
+    let entry_bytes = |entry: &Entry| ENTRY_OVERHEAD_BYTES + entry.data.len();
+    for_each_batch(entries, 12, payload_bytes_max, entry_bytes, |batch, size| {
         let mut w = FrameWriter::unframed(size);
         w.put_u64(prev_term);
         w.put_count(batch.len());
         for entry in batch {
             w.put_u64(entry.index);
             w.put_u64(entry.term);
-            w.put_u8(match entry.kind {
-                EntryKind::Normal => 0,
-                EntryKind::ConfChange => 1,
-            });
+            w.put_u8(entry.kind as u8);
             w.put_bytes(&entry.data);
         }
         put_record(out, RECORD_ENTRIES, &w.finish());
         prev_term = batch.last().map_or(prev_term, |e| e.term);
-        rest = tail;
-    }
+    });
 }
 
 pub fn put_hard_state(out: &mut Vec<u8>, hs: &HardState) {
@@ -173,7 +158,7 @@ impl SnapshotFile for Snapshot {
         head.extend_from_slice(&(conf.len() as u32).to_le_bytes());
         head.extend_from_slice(&conf);
         head.extend_from_slice(&(self.data.len() as u64).to_le_bytes());
-        encode_snapshot_file(Protocol::Raft, &head, &self.data)
+        encode_snapshot_file(ProtocolId::Raft, &head, &self.data)
     }
 }
 
@@ -252,7 +237,7 @@ mod tests {
         };
         assert_snapshot_file_round_trips_and_refuses_any_flipped_bit(
             snapshot.encode_file(),
-            Protocol::Raft,
+            ProtocolId::Raft,
             &snapshot,
             decode_snapshot_body,
         );

@@ -35,7 +35,10 @@ impl Replay {
         self.base_index + self.entries.len() as u64
     }
 
-    pub fn apply(&mut self, record: Record) {
+    /// Applies one record; returns the highest index it wrote (0: none), which `Wal::open` keeps per
+    /// segment.
+    pub fn apply(&mut self, record: Record) -> u64 {
+        let key = record.max_index();
         match record {
             Record::Entries { prev_term, entries } => {
                 let first = entries[0].index;
@@ -62,6 +65,7 @@ impl Replay {
                 self.base_term = term;
             }
         }
+        key
     }
 
     /// Whether the replayed log holds `index` with `term` (log matching).

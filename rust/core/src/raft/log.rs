@@ -1,9 +1,9 @@
 //! The Raft log: a persisted prefix read through `Storage` followed by an unstable tail that the
 //! caller has not yet persisted, with a commit index, an applied index and term lookup.
 
+use super::storage::{limit_size, Storage};
 use crate::error::StorageError;
 use crate::raft::{Entry, Snapshot};
-use crate::storage::{limit_size, Storage};
 
 /// Entries (and possibly a snapshot) received but not yet persisted by the caller.
 /// Invariant: `entries[i].index == offset + i`; `offset <= offset_in_progress <= offset + len`.
@@ -115,6 +115,12 @@ impl Unstable {
             self.offset_in_progress = self.offset_in_progress.min(from);
         }
         self.entries.extend_from_slice(entries);
+        debug_assert!(
+            self.entries.last().is_none_or(|e| e.index == self.offset + self.entries.len() as u64 - 1),
+            "unstable entries not contiguous from offset {}",
+            self.offset
+        );
+        debug_assert!(self.offset <= self.offset_in_progress, "offset_in_progress below offset");
     }
 
     fn slice(&self, low: u64, high: u64) -> &[Entry] {
@@ -362,8 +368,8 @@ impl<S: Storage> RaftLog<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::raft::storage::MemStorage;
     use crate::raft::EntryKind;
-    use crate::storage::MemStorage;
     use bytes::Bytes;
 
     fn ent(index: u64, term: u64) -> Entry {
