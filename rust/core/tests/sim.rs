@@ -9,7 +9,7 @@ use consensus_core::role::Role;
 use consensus_core::sim::raft::{check_append_only, check_leader_completeness, check_log_matching, LogView};
 use consensus_core::sim::{
     self, invariants::entry_hash, run, run_raft, ClusterView, DurableFacts, Faults, NodeOptions, Protocol, RaftAdapter,
-    Report, SafetyChecker, SimConfig,
+    ReadyOf, Report, SafetyChecker, SimConfig,
 };
 use consensus_core::storage::MemStorage;
 
@@ -194,8 +194,8 @@ const FORGET_VOTE: u8 = 1;
 const CORRUPT_APPLY: u8 = 2;
 
 impl<const BUG: u8> Protocol for Buggy<BUG> {
+    type Node = <RaftAdapter as Protocol>::Node;
     type Durable = MemStorage;
-    type Ready = <RaftAdapter as Protocol>::Ready;
     type Checker = ();
     const NAME: &'static str = "buggy-raft";
 
@@ -205,25 +205,16 @@ impl<const BUG: u8> Protocol for Buggy<BUG> {
     fn start(id: u64, members: &[u64], o: &NodeOptions, d: &MemStorage, applied: u64) -> Result<Self, String> {
         RaftAdapter::start(id, members, o, d, applied).map(Buggy)
     }
-    fn tick(&mut self) {
-        self.0.tick()
+    fn core(&self) -> &Self::Node {
+        self.0.core()
     }
-    fn campaign(&mut self) {
-        self.0.campaign()
+    fn core_mut(&mut self) -> &mut Self::Node {
+        self.0.core_mut()
     }
-    fn step(&mut self, frame: &Bytes) -> Result<(), String> {
-        self.0.step(frame)
+    fn after_tick(&mut self) {
+        self.0.after_tick()
     }
-    fn propose(&mut self, data: Bytes) -> Result<(), String> {
-        self.0.propose(data)
-    }
-    fn has_ready(&self) -> bool {
-        self.0.has_ready()
-    }
-    fn ready(&mut self) -> Self::Ready {
-        self.0.ready()
-    }
-    fn persist(durable: &mut MemStorage, ready: &Self::Ready) -> Result<(), String> {
+    fn persist(durable: &mut MemStorage, ready: &ReadyOf<Self>) -> Result<(), String> {
         RaftAdapter::persist(durable, ready)?;
         if BUG == FORGET_VOTE {
             let mut core = durable.wl();
@@ -233,10 +224,7 @@ impl<const BUG: u8> Protocol for Buggy<BUG> {
         }
         Ok(())
     }
-    fn snapshot(ready: &Self::Ready) -> Option<(u64, Bytes)> {
-        RaftAdapter::snapshot(ready)
-    }
-    fn committed(ready: &Self::Ready) -> Vec<(u64, u64, Bytes)> {
+    fn committed(ready: &ReadyOf<Self>) -> Vec<(u64, u64, Bytes)> {
         let mut entries = RaftAdapter::committed(ready);
         // Only followers' Readies (their messages go to the leader alone) are corrupted.
         if BUG == CORRUPT_APPLY && ready.role == Some(Role::Follower) {
@@ -246,38 +234,17 @@ impl<const BUG: u8> Protocol for Buggy<BUG> {
         }
         entries
     }
-    fn advance(&mut self, ready: Self::Ready) {
-        self.0.advance(ready)
-    }
-    fn role(&self) -> Role {
-        self.0.role()
-    }
-    fn leader(&self) -> u64 {
-        self.0.leader()
-    }
-    fn term(&self) -> u64 {
-        self.0.term()
-    }
-    fn commit_index(&self) -> u64 {
-        self.0.commit_index()
-    }
     fn hard_state(&self) -> DurableFacts {
         self.0.hard_state()
     }
     fn durable_hard_state(durable: &MemStorage) -> DurableFacts {
         RaftAdapter::durable_hard_state(durable)
     }
-    fn durable_snapshot(durable: &MemStorage) -> (u64, Bytes) {
-        RaftAdapter::durable_snapshot(durable)
-    }
-    fn compact(durable: &mut MemStorage, index: u64, data: Bytes) -> Result<(), String> {
-        RaftAdapter::compact(durable, index, data)
-    }
     fn check(_: &mut (), _: &ClusterView<'_, Self>, _: bool) -> Result<(), String> {
         Ok(())
     }
-    fn describe_frame(frame: &Bytes) -> String {
-        RaftAdapter::describe_frame(frame)
+    fn describe_message(message: &consensus_core::raft::Message) -> String {
+        RaftAdapter::describe_message(message)
     }
 }
 

@@ -336,7 +336,7 @@ impl<P: Protocol> Simulation<P> {
                 self.send_frames(id, ready.messages())?;
             }
             // 2. Persist.
-            self.durables[i].persist(&ready).map_err(|e| format!("node {id} could not persist: {e}"))?;
+            P::persist(&mut self.durables[i], &ready).map_err(|e| format!("node {id} could not persist: {e}"))?;
             let durable = P::durable_hard_state(&self.durables[i]);
             self.safety.check_persisted(id, at_ready, durable)?;
             self.safety.observe_durable(id, durable)?;

@@ -126,6 +126,11 @@ pub trait Protocol: Sized {
         false
     }
 
+    /// Writes the Ready's durable part to stable storage. `Err` when storage refuses the write,
+    /// which is a violation (a correct core never asks for an impossible write).
+    fn persist(durable: &mut Self::Durable, ready: &ReadyOf<Self>) -> Result<(), String> {
+        durable.persist(ready).map_err(|e| e.to_string())
+    }
     /// Committed commands to apply, in order: `(index, term, data)`.
     fn committed(ready: &ReadyOf<Self>) -> Vec<(u64, u64, Bytes)>;
 
