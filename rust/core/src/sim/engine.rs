@@ -9,7 +9,7 @@ use bytes::Bytes;
 use super::invariants::{AppState, AppliedHistory, SafetyChecker};
 use super::network::{InFlight, LinkFaults, Network, SendOutcome};
 use super::trace::{mix, DropReason, Event, Trace};
-use super::{MemDurable, NodeOptions, Protocol, Report, SimConfig};
+use super::{Checks, MemDurable, NodeOptions, Protocol, Report, SimConfig};
 use crate::contract::{ProtocolNode, ReadyView};
 use crate::rng::Rng;
 use crate::role::Role;
@@ -403,7 +403,7 @@ impl<P: Protocol> Simulation<P> {
 
     fn check(&mut self, full: bool) -> Outcome {
         let view = ClusterView::new(&self.nodes, &self.durables, self.safety.history());
-        P::check(&mut self.checker, &view, full)?;
+        self.checker.check(&view, full)?;
         Ok(())
     }
 

@@ -73,6 +73,21 @@ pub struct NodeOptions {
     pub seed: u64,
 }
 
+/// A protocol's own invariants.
+pub trait Checks<P: Protocol> {
+    /// Checks every node (live or crashed) and the applied history. `full` asks for the expensive
+    /// pairwise checks (every `SimConfig::full_check_every_steps` steps and at the end);
+    /// otherwise only cheap incremental ones.
+    fn check(&mut self, view: &ClusterView<'_, P>, full: bool) -> Result<(), String>;
+}
+
+/// A protocol without invariants of its own: only the generic checks run.
+impl<P: Protocol> Checks<P> for () {
+    fn check(&mut self, _view: &ClusterView<'_, P>, _full: bool) -> Result<(), String> {
+        Ok(())
+    }
+}
+
 /// The Ready a protocol's core hands out.
 pub type ReadyOf<P> = <<P as Protocol>::Node as ProtocolNode>::Ready;
 
@@ -87,8 +102,8 @@ pub trait Protocol: Sized {
     /// Stable storage. It outlives a node: a crash drops the node, keeps this, and a restart
     /// builds a new node from it. Only what `persist` (and `compact`) wrote is in it.
     type Durable: MemDurable<Ready = ReadyOf<Self>>;
-    /// State the protocol's invariant checks keep across steps.
-    type Checker: Default;
+    /// The protocol's own invariants, and the state they keep across steps.
+    type Checker: Default + Checks<Self>;
 
     const NAME: &'static str;
 
@@ -137,11 +152,6 @@ pub trait Protocol: Sized {
     /// The node's current hard state (what must be durable before its messages leave).
     fn hard_state(&self) -> DurableFacts;
     fn durable_hard_state(durable: &Self::Durable) -> DurableFacts;
-
-    /// The protocol's own invariants over every node (live or crashed) and the applied history.
-    /// `full` asks for the expensive pairwise checks (every `SimConfig::full_check_every_steps`
-    /// steps and at the end); otherwise only cheap incremental ones.
-    fn check(checker: &mut Self::Checker, view: &ClusterView<'_, Self>, full: bool) -> Result<(), String>;
 
     /// One line on the node's state for a failure report (role, term, log, peers, ...).
     fn describe(&self) -> String {

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use super::engine::{self, ClusterView};
 use super::invariants::DurableFacts;
 use super::trace::{hash_bytes, mix};
-use super::{NodeOptions, Protocol, Report, SimConfig};
+use super::{Checks, NodeOptions, Protocol, Report, SimConfig};
 use crate::contract::ProtocolNode;
 use crate::paxos::{Ballot, Config, HardState, MemStorage, Message, RawNode, ReadOnlyOption, Ready, Value, ValueKind};
 use crate::role::Role;
@@ -196,10 +196,6 @@ impl<const RECONFIG: bool, const LEASE: bool> Protocol for PaxosNodeAdapter<RECO
         facts(durable.rl().hard_state())
     }
 
-    fn check(checker: &mut PaxosChecker, view: &ClusterView<'_, Self>, full: bool) -> Result<(), String> {
-        checker.check(view, full)
-    }
-
     fn describe(&self) -> String {
         let s = self.node.status();
         let p = &self.node.paxos;
@@ -345,12 +341,10 @@ impl PaxosChecker {
         }
         Ok(())
     }
+}
 
-    fn check<const R: bool, const L: bool>(
-        &mut self,
-        view: &ClusterView<'_, PaxosNodeAdapter<R, L>>,
-        full: bool,
-    ) -> Result<(), String> {
+impl<const R: bool, const L: bool> Checks<PaxosNodeAdapter<R, L>> for PaxosChecker {
+    fn check(&mut self, view: &ClusterView<'_, PaxosNodeAdapter<R, L>>, full: bool) -> Result<(), String> {
         for id in 1..=view.len() as u64 {
             let promised = view.durable(id).rl().hard_state().promised;
             self.observe_promise(id, promised)?;

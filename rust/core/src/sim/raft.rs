@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use super::engine::{self, ClusterView};
 use super::invariants::{entry_hash, AppliedHistory, DurableFacts};
-use super::{NodeOptions, Protocol, Report, SimConfig};
+use super::{Checks, NodeOptions, Protocol, Report, SimConfig};
 use crate::contract::ProtocolNode;
 use crate::raft::progress::ProgressState;
 use crate::raft::{ConfState, Config, HardState, Message, RawNode, Ready};
@@ -131,10 +131,6 @@ impl Protocol for RaftAdapter {
 
     fn durable_hard_state(durable: &MemStorage) -> DurableFacts {
         facts(durable.rl().hard_state())
-    }
-
-    fn check(checker: &mut RaftChecker, view: &ClusterView<'_, Self>, full: bool) -> Result<(), String> {
-        checker.check(view, full)
     }
 
     fn describe(&self) -> String {
@@ -320,7 +316,7 @@ pub struct RaftChecker {
     tails: BTreeMap<(u64, u64), u64>,
 }
 
-impl RaftChecker {
+impl Checks<RaftAdapter> for RaftChecker {
     fn check(&mut self, view: &ClusterView<'_, RaftAdapter>, full: bool) -> Result<(), String> {
         if self.leaderships.len() < view.len() {
             self.leaderships.resize(view.len(), None);

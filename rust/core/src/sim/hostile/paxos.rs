@@ -3,7 +3,9 @@
 
 use bytes::Bytes;
 
-use super::{any_bytes, any_id, any_ids, any_number, any_term, near_number, other_member, Cluster, Mode, Source, Target};
+use super::{
+    any_bytes, any_id, any_ids, any_number, any_term, near_number, other_member, Cluster, Mode, Source, Target,
+};
 use crate::paxos;
 use crate::role::Role;
 
@@ -55,8 +57,26 @@ impl Target for Paxos {
         (p.promised, p.max_round_seen, p.commit, p.leader, p.role, p.slots.len(), p.msgs.len())
     }
 
+    /// Half plausible, half wild, as for Raft.
     fn hostile_message(src: &mut impl Source, core: &Self::Node, target: u64, mode: Mode) -> paxos::Message {
-        paxos_message(src, core, target, mode)
+        let mut m = paxos_wild_message(src, core, target, mode);
+        if src.chance(50) {
+            let node = &core.paxos;
+            m.from = other_member(src, target);
+            m.to = target;
+            m.ballot.node = m.from;
+            m.index = near_number(src, node.commit + 1);
+            m.last_index = near_number(src, m.index);
+            m.commit = near_number(src, node.commit);
+            let carries_slots = matches!(
+                m.msg_type,
+                paxos::MessageType::Accept | paxos::MessageType::CatchUp | paxos::MessageType::Promise
+            );
+            m.entries = if carries_slots { paxos_slots(src, &m, node.commit, true) } else { Vec::new() };
+            let carries_snapshot = matches!(m.msg_type, paxos::MessageType::Snapshot | paxos::MessageType::Promise);
+            m.snapshot = (carries_snapshot && src.chance(50)).then(|| paxos_snapshot(src, &m, target));
+        }
+        m
     }
 
     fn encode(message: &paxos::Message) -> Bytes {
@@ -73,29 +93,12 @@ fn paxos_dangerous(msg_type: paxos::MessageType) -> bool {
     )
 }
 
-/// Half plausible, half wild, as for Raft (see `raft_message`).
-fn paxos_message(src: &mut impl Source, core: &paxos::RawNode<paxos::MemStorage>, target: u64, mode: Mode) -> paxos::Message {
-    let mut m = paxos_wild_message(src, core, target, mode);
-    if src.chance(50) {
-        let node = &core.paxos;
-        m.from = other_member(src, target);
-        m.to = target;
-        m.ballot.node = m.from;
-        m.index = near_number(src, node.commit + 1);
-        m.last_index = near_number(src, m.index);
-        m.commit = near_number(src, node.commit);
-        let carries_slots = matches!(
-            m.msg_type,
-            paxos::MessageType::Accept | paxos::MessageType::CatchUp | paxos::MessageType::Promise
-        );
-        m.entries = if carries_slots { paxos_slots(src, &m, node.commit, true) } else { Vec::new() };
-        let carries_snapshot = matches!(m.msg_type, paxos::MessageType::Snapshot | paxos::MessageType::Promise);
-        m.snapshot = (carries_snapshot && src.chance(50)).then(|| paxos_snapshot(src, &m, target));
-    }
-    m
-}
-
-fn paxos_wild_message(src: &mut impl Source, core: &paxos::RawNode<paxos::MemStorage>, target: u64, mode: Mode) -> paxos::Message {
+fn paxos_wild_message(
+    src: &mut impl Source,
+    core: &paxos::RawNode<paxos::MemStorage>,
+    target: u64,
+    mode: Mode,
+) -> paxos::Message {
     let node = &core.paxos;
     let msg_type = paxos::MessageType::ALL[src.below(14) as usize];
     let to = if src.chance(90) { target } else { any_id(src, target) };
@@ -156,4 +159,3 @@ fn paxos_snapshot(src: &mut impl Source, m: &paxos::Message, target: u64) -> pax
         data: any_bytes(src, 8),
     }
 }
-

@@ -3,7 +3,9 @@
 
 use bytes::Bytes;
 
-use super::{any_bytes, any_id, any_ids, any_number, any_term, near_number, other_member, Cluster, Mode, Source, Target};
+use super::{
+    any_bytes, any_id, any_ids, any_number, any_term, near_number, other_member, Cluster, Mode, Source, Target,
+};
 use crate::raft;
 use crate::role::Role;
 use crate::storage::MemStorage;
@@ -70,8 +72,32 @@ impl Target for Raft {
         (r.term, r.vote, r.log.committed, r.leader, r.role, r.log.last_index(), r.msgs.len())
     }
 
+    /// Half of the hostile frames are plausible: from another member, to the target, every number
+    /// near the target's own; only their type, term and a few fields stray. The rest are wild.
     fn hostile_message(src: &mut impl Source, core: &Self::Node, target: u64, mode: Mode) -> raft::Message {
-        raft_message(src, core, target, mode)
+        let mut m = raft_wild_message(src, core, target, mode);
+        if src.chance(50) {
+            let node = &core.raft;
+            m.from = other_member(src, target);
+            m.to = target;
+            m.index = near_number(src, node.log.last_index());
+            m.commit = near_number(src, node.log.committed);
+            m.reject_hint = near_number(src, node.log.last_index());
+            m.log_term = match node.log.term(m.index) {
+                Ok(term) if src.chance(70) => term,
+                _ => m.log_term.min(m.term),
+            };
+            m.entries.clear();
+            if m.msg_type == raft::MessageType::AppendEntries && src.chance(70) {
+                m.entries = raft_entries(src, &m, mode);
+            }
+            m.snapshot = match m.msg_type {
+                raft::MessageType::InstallSnapshot if src.chance(60) => Some(raft_snapshot(src, &m, target)),
+                raft::MessageType::InstallSnapshot => m.snapshot.take(),
+                _ => None,
+            };
+        }
+        m
     }
 
     fn encode(message: &raft::Message) -> Bytes {
@@ -88,35 +114,12 @@ fn raft_dangerous(msg_type: raft::MessageType) -> bool {
     )
 }
 
-/// Half of the hostile frames are plausible: from another member, to the target, every number
-/// near the target's own; only their type, term and a few fields stray. The rest are wild.
-fn raft_message(src: &mut impl Source, core: &raft::RawNode<MemStorage>, target: u64, mode: Mode) -> raft::Message {
-    let mut m = raft_wild_message(src, core, target, mode);
-    if src.chance(50) {
-        let node = &core.raft;
-        m.from = other_member(src, target);
-        m.to = target;
-        m.index = near_number(src, node.log.last_index());
-        m.commit = near_number(src, node.log.committed);
-        m.reject_hint = near_number(src, node.log.last_index());
-        m.log_term = match node.log.term(m.index) {
-            Ok(term) if src.chance(70) => term,
-            _ => m.log_term.min(m.term),
-        };
-        m.entries.clear();
-        if m.msg_type == raft::MessageType::AppendEntries && src.chance(70) {
-            m.entries = raft_entries(src, &m, mode);
-        }
-        m.snapshot = match m.msg_type {
-            raft::MessageType::InstallSnapshot if src.chance(60) => Some(raft_snapshot(src, &m, target)),
-            raft::MessageType::InstallSnapshot => m.snapshot.take(),
-            _ => None,
-        };
-    }
-    m
-}
-
-fn raft_wild_message(src: &mut impl Source, core: &raft::RawNode<MemStorage>, target: u64, mode: Mode) -> raft::Message {
+fn raft_wild_message(
+    src: &mut impl Source,
+    core: &raft::RawNode<MemStorage>,
+    target: u64,
+    mode: Mode,
+) -> raft::Message {
     let node = &core.raft;
     let msg_type = raft::MessageType::ALL[src.below(14) as usize];
     let dangerous = raft_dangerous(msg_type);
@@ -198,4 +201,3 @@ fn raft_snapshot(src: &mut impl Source, m: &raft::Message, target: u64) -> raft:
         data: any_bytes(src, 8),
     }
 }
-
