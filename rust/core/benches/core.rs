@@ -83,7 +83,7 @@ fn cluster_ready_cycle(c: &mut Criterion) {
     group.finish();
 }
 
-fn bench_protocol<N: cluster::BenchNode>(
+fn bench_protocol<N: cluster::BenchProtocol>(
     group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     block: &[u8],
     batch: usize,

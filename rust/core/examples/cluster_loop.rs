@@ -23,7 +23,7 @@ fn entries_per_round(batch: usize) -> usize {
     }
 }
 
-fn run<N: cluster::BenchNode>(seconds: f64, block: &[u8], batch: usize, until_leader_applied: bool) {
+fn run<N: cluster::BenchProtocol>(seconds: f64, block: &[u8], batch: usize, until_leader_applied: bool) {
     let mut cluster = cluster::Cluster::<N>::new(3);
     cluster.until_leader_applied = until_leader_applied;
     let batches = (entries_per_round(batch) / batch) as u64;

@@ -1,17 +1,58 @@
 //! Well-formed but hostile peer frames (issue 9, cases 1-4), against both cores: each is refused
 //! with a typed error, never a panic or a wrap, and leaves the node's state as it was.
 
+use std::fmt::Debug;
+
 use bytes::Bytes;
 use consensus_core::error::Error;
 use consensus_core::limits::{INDEX_MAX, TERM_MAX};
 use consensus_core::paxos::{self, AcceptedSlot, Ballot, Value, ValueKind};
 use consensus_core::raft::{self, wire, ConfChange, Entry, EntryKind, MessageType};
 use consensus_core::role::Role;
-use consensus_core::sim::hostile::{PaxosCluster, RaftCluster};
+use consensus_core::sim::hostile::{Cluster, PaxosCluster, RaftCluster, Target};
 use consensus_core::ProtocolNode;
 
 fn is_protocol<T: std::fmt::Debug>(outcome: Result<T, Error>) -> bool {
     matches!(outcome, Err(Error::Protocol(_)))
+}
+
+/// A 3-node cluster led by node 1, with one command committed.
+fn led_cluster<P: Target + 'static>() -> Cluster<P> {
+    let mut c = Cluster::<P>::new(3, 7);
+    c.elect(1);
+    assert_eq!(c.leader(), Some(1));
+    c.node(1).propose(Bytes::from_static(b"first")).unwrap();
+    c.stabilize();
+    c
+}
+
+/// Steps `frame` (encoding `m`) into node 2 and asserts it is refused as a protocol error with
+/// no change of `state` and nothing sent.
+fn assert_refused<P: Target, S: PartialEq + Debug>(
+    c: &mut Cluster<P>,
+    m: &dyn Debug,
+    frame: Bytes,
+    state: fn(&Cluster<P>, u64) -> S,
+) {
+    let to = 2;
+    let before = state(c, to);
+    let outcome = c.deliver(to, &frame);
+    assert!(is_protocol(outcome.clone()), "{m:?} gave {outcome:?}");
+    assert_eq!(state(c, to), before, "{m:?} changed the state");
+    assert!(c.network.is_empty(), "{m:?} made the node send {:?}", c.network);
+}
+
+/// `frame` from node 1 to node 2 is refused on the connection of node 3 (changing nothing) and
+/// taken on node 1's.
+fn assert_only_the_named_sender_is_heard<P: Target, S: PartialEq + Debug>(
+    c: &mut Cluster<P>,
+    frame: &Bytes,
+    state: fn(&Cluster<P>, u64) -> S,
+) {
+    let before = state(c, 2);
+    assert!(is_protocol(c.node(2).step_from(frame, Some(3))));
+    assert_eq!(state(c, 2), before);
+    c.node(2).step_from(frame, Some(1)).unwrap();
 }
 
 // ------------------------------------------------------------------------------------------ Raft
@@ -28,12 +69,7 @@ fn raft_state(c: &RaftCluster, id: u64) -> RaftState {
 
 /// A 3-node Raft cluster led by node 1, with one entry committed.
 fn raft_cluster() -> RaftCluster {
-    let mut c = RaftCluster::new(3, 7);
-    c.elect(1);
-    assert_eq!(c.leader(), Some(1));
-    c.node(1).propose(Bytes::from_static(b"first")).unwrap();
-    c.stabilize();
-    c
+    led_cluster()
 }
 
 fn raft_msg(msg_type: MessageType, from: u64, to: u64, term: u64) -> raft::Message {
@@ -42,13 +78,7 @@ fn raft_msg(msg_type: MessageType, from: u64, to: u64, term: u64) -> raft::Messa
 
 /// Steps `m` into node `to` and asserts it is refused as a protocol error with no state change.
 fn assert_raft_refused(c: &mut RaftCluster, m: &raft::Message) {
-    let to = 2;
-    let before = raft_state(c, to);
-    let frame = wire::encode(m);
-    let outcome = c.deliver(to, &frame);
-    assert!(is_protocol(outcome.clone()), "{m:?} gave {outcome:?}");
-    assert_eq!(raft_state(c, to), before, "{m:?} changed the state");
-    assert!(c.network.is_empty(), "{m:?} made the node send {:?}", c.network);
+    assert_refused(c, m, wire::encode(m), raft_state);
 }
 
 #[test]
@@ -83,10 +113,7 @@ fn case_1_raft_frame_whose_from_is_not_the_connection_sender_is_refused() {
     let mut c = raft_cluster();
     let term = c.nodes[&2].raft.term;
     let frame = wire::encode(&raft_msg(MessageType::Heartbeat, 1, 2, term));
-    let before = raft_state(&c, 2);
-    assert!(is_protocol(c.node(2).step_from(&frame, Some(3))));
-    assert_eq!(raft_state(&c, 2), before);
-    c.node(2).step_from(&frame, Some(1)).unwrap();
+    assert_only_the_named_sender_is_heard(&mut c, &frame, raft_state);
 }
 
 #[test]
@@ -207,22 +234,13 @@ fn paxos_state(c: &PaxosCluster, id: u64) -> PaxosState {
     (p.promised, p.max_round_seen, p.commit, p.leader, p.role, slots)
 }
 
+/// A 3-node Multi-Paxos cluster led by node 1, with one value chosen.
 fn paxos_cluster() -> PaxosCluster {
-    let mut c = PaxosCluster::new(3, 7);
-    c.elect(1);
-    assert_eq!(c.leader(), Some(1));
-    c.node(1).propose(Bytes::from_static(b"first")).unwrap();
-    c.stabilize();
-    c
+    led_cluster()
 }
 
 fn assert_paxos_refused(c: &mut PaxosCluster, m: &paxos::Message) {
-    let to = 2;
-    let before = paxos_state(c, to);
-    let outcome = c.deliver(to, &paxos::wire::encode(m));
-    assert!(is_protocol(outcome.clone()), "{m:?} gave {outcome:?}");
-    assert_eq!(paxos_state(c, to), before, "{m:?} changed the state");
-    assert!(c.network.is_empty(), "{m:?} made the node send {:?}", c.network);
+    assert_refused(c, m, paxos::wire::encode(m), paxos_state);
 }
 
 fn accept(from: u64, ballot: Ballot, slots: &[u64]) -> paxos::Message {
@@ -253,10 +271,7 @@ fn case_1_paxos_frame_whose_from_is_not_the_connection_sender_is_refused() {
     let mut c = paxos_cluster();
     let ballot = c.nodes[&2].paxos.promised;
     let frame = paxos::wire::encode(&paxos::Message::new(paxos::MessageType::Commit, 1, 2, ballot));
-    let before = paxos_state(&c, 2);
-    assert!(is_protocol(c.node(2).step_from(&frame, Some(3))));
-    assert_eq!(paxos_state(&c, 2), before);
-    c.node(2).step_from(&frame, Some(1)).unwrap();
+    assert_only_the_named_sender_is_heard(&mut c, &frame, paxos_state);
 }
 
 #[test]

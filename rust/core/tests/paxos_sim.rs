@@ -5,82 +5,53 @@
 //! debug builds); `SIM_SEED_START` its first seed. A failing seed prints its report with the trace.
 
 use consensus_core::sim::{
-    self, run_paxos, run_paxos_with_lease_reads, run_paxos_with_reconfiguration, Faults, Report, SimConfig,
+    self, run_paxos, run_paxos_with_lease_reads, run_paxos_with_reconfiguration, Faults, SimConfig,
 };
 
 mod common;
-use common::{assert_no_failures, env_u64, failures};
-
-/// Runs `count` seeds from `start` on all cores; returns the failing reports.
-fn run_seeds(start: u64, count: u64, config: &(dyn Fn(u64) -> SimConfig + Sync)) -> Vec<Report> {
-    failures(sim::run_seeds(run_paxos, start..start + count, config))
-}
+use common::{
+    assert_every_fault_run_is_clean, assert_no_failures, assert_same_seed_same_run, assert_shapes_are_clean,
+    assert_sums_at_least, env_u64, exercised_reports, failures, fault_free_report, Shape,
+};
 
 #[test]
 fn five_node_multi_paxos_with_every_fault_is_safe_and_live() {
-    let default_count = if cfg!(debug_assertions) { 300 } else { 2000 };
-    let count = env_u64("SIM_SEEDS").unwrap_or(default_count);
-    let start = env_u64("SIM_SEED_START").unwrap_or(0);
-    assert_no_failures(&run_seeds(start, count, &SimConfig::new));
+    assert_every_fault_run_is_clean(run_paxos);
 }
 
 #[test]
 fn a_run_exercises_ballots_crashes_catch_up_snapshots_and_leader_transfers() {
-    let reports: Vec<Report> = (0..20).map(|seed| run_paxos(&SimConfig::new(seed))).collect();
-    let sum = |f: fn(&Report) -> u64| reports.iter().map(f).sum::<u64>();
-    for report in &reports {
-        assert!(report.ok, "{report}");
-        assert!(report.entries_committed > 20, "{report}");
-        assert!(report.liveness_ticks_to_leader.is_some() && report.liveness_ticks_to_commit.is_some());
-    }
-    assert!(sum(|r| r.leaders_seen) >= 60, "leaderships");
-    assert!(sum(|r| r.crashes) >= 20 && sum(|r| r.restarts) >= 20, "crashes");
-    assert!(sum(|r| r.partitions) >= 20, "partitions");
-    assert!(sum(|r| r.snapshots_installed) >= 5, "snapshots");
-    assert!(sum(|r| r.compactions) >= 100, "compactions");
-    assert!(sum(|r| r.messages_dropped) > 0 && sum(|r| r.messages_duplicated) > 0);
-    assert!(sum(|r| r.reads_answered) > 0, "reads");
-    assert!(sum(|r| r.leader_transfers) >= 5, "leaderships handed over by TimeoutNow");
+    assert_sums_at_least(
+        &exercised_reports(run_paxos),
+        &[
+            ("leaderships", |r| r.leaders_seen, 60),
+            ("crashes", |r| r.crashes, 20),
+            ("restarts", |r| r.restarts, 20),
+            ("partitions", |r| r.partitions, 20),
+            ("snapshots", |r| r.snapshots_installed, 5),
+            ("compactions", |r| r.compactions, 100),
+            ("drops", |r| r.messages_dropped, 1),
+            ("duplicates", |r| r.messages_duplicated, 1),
+            ("reads", |r| r.reads_answered, 1),
+            ("leaderships handed over by TimeoutNow", |r| r.leader_transfers, 5),
+        ],
+    );
 }
 
 #[test]
 fn other_shapes_are_safe_and_live() {
-    type Shape = Box<dyn Fn(u64) -> SimConfig + Sync>;
-    let shapes: Vec<Shape> = vec![
-        Box::new(|seed| SimConfig { nodes: 3, ..SimConfig::new(seed) }),
-        Box::new(|seed| SimConfig { nodes: 1, ..SimConfig::new(seed) }),
-        Box::new(|seed| SimConfig {
-            nodes: 7,
-            faults: Faults { max_nodes_down: 3, ..Faults::all() },
-            ..SimConfig::new(seed)
-        }),
-        Box::new(|seed| SimConfig { check_quorum: false, ..SimConfig::new(seed) }),
-        Box::new(|seed| SimConfig { heartbeat_tick: 3, election_tick: 20, ..SimConfig::new(seed) }),
-        Box::new(|seed| SimConfig { propose_percent: 60, ..SimConfig::new(seed) }),
-    ];
-    let count = if cfg!(debug_assertions) { 15 } else { 100 };
-    for shape in &shapes {
-        assert_no_failures(&run_seeds(10_000, count, shape.as_ref()));
-    }
+    let busy: Vec<Shape> = vec![Box::new(|seed| SimConfig { propose_percent: 60, ..SimConfig::new(seed) })];
+    assert_shapes_are_clean(run_paxos, busy);
 }
 
 #[test]
 fn no_faults_means_a_quick_leader_and_steady_commits() {
-    let report = run_paxos(&SimConfig { faults: Faults::none(), ..SimConfig::new(7) });
-    assert!(report.ok, "{report}");
-    assert_eq!(report.messages_dropped, 0);
-    assert!(report.proposals_dropped < report.proposals / 4, "{report}");
-    assert!(report.entries_committed > 200, "{report}");
+    fault_free_report(run_paxos);
 }
 
 #[test]
 fn the_same_seed_gives_the_identical_run() {
-    for seed in [1, 99, 12_345] {
-        let a = run_paxos(&SimConfig::new(seed));
-        let b = run_paxos(&SimConfig::new(seed));
-        assert_eq!(a, b, "two runs of seed {seed} differ");
-        assert!(a.events > 1000);
-    }
+    assert_same_seed_same_run(run_paxos);
     let report = run_paxos(&SimConfig::new(3));
     assert!(report.to_string().starts_with("paxos seed 3: ok"), "{report}");
 }

@@ -9,88 +9,60 @@ use consensus_core::raft::storage::MemStorage;
 use consensus_core::role::Role;
 use consensus_core::sim::raft::{check_append_only, check_leader_completeness, check_log_matching, LogView};
 use consensus_core::sim::{
-    self, invariants::entry_hash, run, run_raft, ClusterView, DurableFacts, Faults, NodeOptions, Protocol, RaftAdapter,
-    Report, SafetyChecker, SimConfig,
+    invariants::entry_hash, run, run_raft, DurableFacts, Faults, NodeOptions, Protocol, RaftAdapter, ReadyOf,
+    SafetyChecker, SimConfig,
 };
 
 mod common;
-use common::{assert_no_failures, env_u64, failures};
-
-/// Runs `count` seeds from `start` on all cores; returns the failing reports.
-fn run_seeds(start: u64, count: u64, config: &(dyn Fn(u64) -> SimConfig + Sync)) -> Vec<Report> {
-    failures(sim::run_seeds(run_raft, start..start + count, config))
-}
+use common::{
+    assert_every_fault_run_is_clean, assert_same_seed_same_run, assert_shapes_are_clean, assert_sums_at_least, env_u64,
+    exercised_reports, fault_free_report, Shape,
+};
 
 #[test]
 fn five_node_raft_with_every_fault_is_safe_and_live() {
-    let default_count = if cfg!(debug_assertions) { 300 } else { 2000 };
-    let count = env_u64("SIM_SEEDS").unwrap_or(default_count);
-    let start = env_u64("SIM_SEED_START").unwrap_or(0);
-    assert_no_failures(&run_seeds(start, count, &SimConfig::new));
+    assert_every_fault_run_is_clean(run_raft);
 }
 
 #[test]
 fn a_run_exercises_elections_crashes_and_snapshots() {
-    // Sums over a few seeds: each kind of event must happen, or the big run proves little.
-    let reports: Vec<Report> = (0..20).map(|seed| run_raft(&SimConfig::new(seed))).collect();
-    let sum = |f: fn(&Report) -> u64| reports.iter().map(f).sum::<u64>();
-    for report in &reports {
-        assert!(report.ok, "{report}");
-        assert!(report.entries_committed > 20, "{report}");
-        assert!(report.liveness_ticks_to_leader.is_some() && report.liveness_ticks_to_commit.is_some());
-    }
-    assert!(sum(|r| r.leaders_seen) >= 60, "elections");
-    assert!(sum(|r| r.crashes) >= 20 && sum(|r| r.restarts) >= 20, "crashes");
-    assert!(sum(|r| r.pauses) >= 10, "pauses");
-    assert!(sum(|r| r.partitions) >= 20, "partitions");
-    assert!(sum(|r| r.snapshots_installed) >= 20, "snapshots");
-    assert!(sum(|r| r.compactions) >= 100, "compactions");
-    assert!(sum(|r| r.messages_dropped) > 0 && sum(|r| r.messages_duplicated) > 0);
-    assert!(sum(|r| r.reads_answered) > 0, "reads");
+    assert_sums_at_least(
+        &exercised_reports(run_raft),
+        &[
+            ("elections", |r| r.leaders_seen, 60),
+            ("crashes", |r| r.crashes, 20),
+            ("restarts", |r| r.restarts, 20),
+            ("pauses", |r| r.pauses, 10),
+            ("partitions", |r| r.partitions, 20),
+            ("snapshots", |r| r.snapshots_installed, 20),
+            ("compactions", |r| r.compactions, 100),
+            ("drops", |r| r.messages_dropped, 1),
+            ("duplicates", |r| r.messages_duplicated, 1),
+            ("reads", |r| r.reads_answered, 1),
+        ],
+    );
 }
 
 #[test]
 fn other_shapes_and_options_are_safe_and_live() {
-    type Shape = Box<dyn Fn(u64) -> SimConfig + Sync>;
-    let shapes: Vec<Shape> = vec![
-        Box::new(|seed| SimConfig { nodes: 3, ..SimConfig::new(seed) }),
-        Box::new(|seed| SimConfig { nodes: 1, ..SimConfig::new(seed) }),
-        Box::new(|seed| SimConfig {
-            nodes: 7,
-            faults: Faults { max_nodes_down: 3, ..Faults::all() },
-            ..SimConfig::new(seed)
-        }),
+    let pre_vote_off: Vec<Shape> = vec![
         Box::new(|seed| SimConfig { pre_vote: false, ..SimConfig::new(seed) }),
-        Box::new(|seed| SimConfig { check_quorum: false, ..SimConfig::new(seed) }),
         Box::new(|seed| SimConfig { pre_vote: false, check_quorum: false, ..SimConfig::new(seed) }),
-        Box::new(|seed| SimConfig { heartbeat_tick: 3, election_tick: 20, ..SimConfig::new(seed) }),
     ];
-    let count = if cfg!(debug_assertions) { 15 } else { 100 };
-    for shape in &shapes {
-        assert_no_failures(&run_seeds(10_000, count, shape.as_ref()));
-    }
+    assert_shapes_are_clean(run_raft, pre_vote_off);
 }
 
 #[test]
 fn no_faults_means_no_drops_and_a_quick_leader() {
-    let report = run_raft(&SimConfig { faults: Faults::none(), ..SimConfig::new(7) });
-    assert!(report.ok, "{report}");
+    let report = fault_free_report(run_raft);
     assert_eq!(report.drop_percent, 0);
-    assert_eq!(report.messages_dropped, 0);
     assert_eq!(report.messages_duplicated, 0);
     assert_eq!(report.crashes + report.pauses + report.partitions, 0);
-    assert!(report.proposals_dropped < report.proposals / 4, "{report}");
-    assert!(report.entries_committed > 200, "{report}");
 }
 
 #[test]
 fn the_same_seed_gives_the_identical_run() {
-    for seed in [1, 99, 12_345] {
-        let a = run_raft(&SimConfig::new(seed));
-        let b = run_raft(&SimConfig::new(seed));
-        assert_eq!(a, b, "two runs of seed {seed} differ");
-        assert!(a.events > 1000);
-    }
+    assert_same_seed_same_run(run_raft);
     let digests: std::collections::BTreeSet<u64> =
         (0..10).map(|seed| run_raft(&SimConfig::new(seed)).trace_digest).collect();
     assert_eq!(digests.len(), 10, "different seeds give different runs");
@@ -194,8 +166,8 @@ const FORGET_VOTE: u8 = 1;
 const CORRUPT_APPLY: u8 = 2;
 
 impl<const BUG: u8> Protocol for Buggy<BUG> {
+    type Node = <RaftAdapter as Protocol>::Node;
     type Durable = MemStorage;
-    type Ready = <RaftAdapter as Protocol>::Ready;
     type Checker = ();
     const NAME: &'static str = "buggy-raft";
 
@@ -205,25 +177,16 @@ impl<const BUG: u8> Protocol for Buggy<BUG> {
     fn start(id: u64, members: &[u64], o: &NodeOptions, d: &MemStorage, applied: u64) -> Result<Self, String> {
         RaftAdapter::start(id, members, o, d, applied).map(Buggy)
     }
-    fn tick(&mut self) {
-        self.0.tick()
+    fn core(&self) -> &Self::Node {
+        self.0.core()
     }
-    fn campaign(&mut self) {
-        self.0.campaign()
+    fn core_mut(&mut self) -> &mut Self::Node {
+        self.0.core_mut()
     }
-    fn step(&mut self, frame: &Bytes) -> Result<(), String> {
-        self.0.step(frame)
+    fn after_tick(&mut self) {
+        self.0.after_tick()
     }
-    fn propose(&mut self, data: Bytes) -> Result<(), String> {
-        self.0.propose(data)
-    }
-    fn has_ready(&self) -> bool {
-        self.0.has_ready()
-    }
-    fn ready(&mut self) -> Self::Ready {
-        self.0.ready()
-    }
-    fn persist(durable: &mut MemStorage, ready: &Self::Ready) -> Result<(), String> {
+    fn persist(durable: &mut MemStorage, ready: &ReadyOf<Self>) -> Result<(), String> {
         RaftAdapter::persist(durable, ready)?;
         if BUG == FORGET_VOTE {
             let mut core = durable.wl();
@@ -233,10 +196,7 @@ impl<const BUG: u8> Protocol for Buggy<BUG> {
         }
         Ok(())
     }
-    fn snapshot(ready: &Self::Ready) -> Option<(u64, Bytes)> {
-        RaftAdapter::snapshot(ready)
-    }
-    fn committed(ready: &Self::Ready) -> Vec<(u64, u64, Bytes)> {
+    fn committed(ready: &ReadyOf<Self>) -> Vec<(u64, u64, Bytes)> {
         let mut entries = RaftAdapter::committed(ready);
         // Only followers' Readies (their messages go to the leader alone) are corrupted.
         if BUG == CORRUPT_APPLY && ready.role == Some(Role::Follower) {
@@ -246,38 +206,14 @@ impl<const BUG: u8> Protocol for Buggy<BUG> {
         }
         entries
     }
-    fn advance(&mut self, ready: Self::Ready) {
-        self.0.advance(ready)
-    }
-    fn role(&self) -> Role {
-        self.0.role()
-    }
-    fn leader(&self) -> u64 {
-        self.0.leader()
-    }
-    fn term(&self) -> u64 {
-        self.0.term()
-    }
-    fn commit_index(&self) -> u64 {
-        self.0.commit_index()
-    }
     fn hard_state(&self) -> DurableFacts {
         self.0.hard_state()
     }
     fn durable_hard_state(durable: &MemStorage) -> DurableFacts {
         RaftAdapter::durable_hard_state(durable)
     }
-    fn durable_snapshot(durable: &MemStorage) -> (u64, Bytes) {
-        RaftAdapter::durable_snapshot(durable)
-    }
-    fn compact(durable: &mut MemStorage, index: u64, data: Bytes) -> Result<(), String> {
-        RaftAdapter::compact(durable, index, data)
-    }
-    fn check(_: &mut (), _: &ClusterView<'_, Self>, _: bool) -> Result<(), String> {
-        Ok(())
-    }
-    fn describe_frame(frame: &Bytes) -> String {
-        RaftAdapter::describe_frame(frame)
+    fn describe_message(message: &consensus_core::raft::Message) -> String {
+        RaftAdapter::describe_message(message)
     }
 }
 

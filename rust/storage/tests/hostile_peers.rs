@@ -9,9 +9,7 @@ use consensus_core::paxos;
 use consensus_core::raft;
 use consensus_core::raft::storage::MemStorage;
 use consensus_core::rng::Rng;
-use consensus_core::sim::hostile::{
-    run_paxos_hostile_on, run_raft_hostile_on, Mode, PaxosCluster, PaxosDurable, RaftCluster, RaftDurable,
-};
+use consensus_core::sim::hostile::{run_hostile_on, Durable, Mode, Paxos, PaxosCluster, Raft, RaftCluster};
 use consensus_core::StorageError;
 use consensus_storage::{DurableStorage, FileStorage, FsyncPolicy, Options, PaxosFileStorage};
 
@@ -34,7 +32,7 @@ struct RaftWal {
     files: BTreeMap<u64, FileStorage>,
 }
 
-impl RaftDurable for RaftWal {
+impl Durable<Raft> for RaftWal {
     fn persist(&mut self, id: u64, rd: &raft::Ready) -> Result<(), StorageError> {
         self.files.get_mut(&id).expect("a node").persist(rd)
     }
@@ -71,7 +69,7 @@ struct PaxosWal {
     files: BTreeMap<u64, PaxosFileStorage>,
 }
 
-impl PaxosDurable for PaxosWal {
+impl Durable<Paxos> for PaxosWal {
     fn persist(&mut self, id: u64, rd: &paxos::Ready) -> Result<(), StorageError> {
         self.files.get_mut(&id).expect("a node").persist(rd)
     }
@@ -101,7 +99,7 @@ fn paxos_cluster_on_disk(seed: u64) -> PaxosCluster {
 fn hostile_frames_leave_a_raft_wal_every_node_reopens_and_restarts_from() {
     for mode in [Mode::Door, Mode::Chaos] {
         for seed in 0..seeds() {
-            let outcome = run_raft_hostile_on(&mut Rng::new(seed), mode, 200, raft_cluster_on_disk);
+            let outcome = run_hostile_on(&mut Rng::new(seed), mode, 200, raft_cluster_on_disk);
             assert!(outcome.is_ok(), "raft {mode:?} seed {seed}: {outcome:?}");
         }
     }
@@ -111,7 +109,7 @@ fn hostile_frames_leave_a_raft_wal_every_node_reopens_and_restarts_from() {
 fn hostile_frames_leave_a_paxos_wal_every_node_reopens_and_restarts_from() {
     for mode in [Mode::Door, Mode::Chaos] {
         for seed in 0..seeds() {
-            let outcome = run_paxos_hostile_on(&mut Rng::new(seed), mode, 200, paxos_cluster_on_disk);
+            let outcome = run_hostile_on(&mut Rng::new(seed), mode, 200, paxos_cluster_on_disk);
             assert!(outcome.is_ok(), "paxos {mode:?} seed {seed}: {outcome:?}");
         }
     }

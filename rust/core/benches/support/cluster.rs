@@ -7,182 +7,94 @@
 //! leader broadcasts a new commit index at once); a Paxos leader piggybacks the decide point on
 //! its next Accept and sends it on its own only on a heartbeat.
 
-use consensus_core::ProtocolNode;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use consensus_core::paxos::PaxosStorage;
 use consensus_core::raft::storage::MemStorage;
-use consensus_core::{paxos, raft, Role};
+use consensus_core::sim::MemDurable;
+use consensus_core::{paxos, raft, ProtocolNode, ReadyView, Role};
 
 /// Upper bound on Ready rounds without progress before the loop declares the cluster stuck.
 const IDLE_ROUNDS_MAX: u32 = 1_000;
 
-/// What the loop needs of one node (with its storage) of either protocol.
-pub trait BenchNode: Sized {
+/// What the loop needs of a protocol besides its core (`ProtocolNode`): a new member on its
+/// in-memory storage, and how many entries a Ready commits.
+pub trait BenchProtocol {
+    type Node: ProtocolNode;
+    type Storage: MemDurable<Ready = <Self::Node as ProtocolNode>::Ready>;
     const NAME: &'static str;
-    /// The members of a new `size`-node cluster, unelected.
-    fn cluster(size: u64) -> Vec<Self>;
-    fn campaign(&mut self);
-    fn role(&self) -> Role;
-    fn propose_many(&mut self, batch: Vec<Bytes>);
-    fn tick(&mut self);
-    fn has_ready(&self) -> bool;
-    /// Takes the Ready, persists it, advances; returns its messages and its committed entries.
-    fn cycle(&mut self) -> (Vec<(u64, Bytes)>, usize);
-    fn step(&mut self, frame: &Bytes);
-    fn applied(&self) -> u64;
-    fn commit(&self) -> u64;
-    /// Drops the applied prefix from the storage.
-    fn compact(&mut self);
+    /// Member `id` of a new cluster of `members`, unelected, and its storage.
+    fn start(id: u64, members: &[u64]) -> (Self::Node, Self::Storage);
+    fn committed_entries(rd: &<Self::Node as ProtocolNode>::Ready) -> usize;
 }
 
-pub struct RaftBench {
-    node: raft::RawNode<MemStorage>,
-    storage: MemStorage,
-}
+pub struct RaftBench;
 
-impl BenchNode for RaftBench {
+impl BenchProtocol for RaftBench {
+    type Node = raft::RawNode<MemStorage>;
+    type Storage = MemStorage;
     const NAME: &'static str = "raft";
 
-    fn cluster(size: u64) -> Vec<Self> {
-        let voters: Vec<u64> = (1..=size).collect();
-        voters
-            .iter()
-            .map(|&id| {
-                let storage = MemStorage::new();
-                let config = raft::Config { seed: id, ..raft::Config::default() };
-                let node = raft::RawNode::new(id, config, storage.clone(), &voters, &[], 0).expect("valid config");
-                // What the Python binding does on a fresh storage: record the bootstrap configuration.
-                storage.wl().set_conf_state(0, node.raft.conf_state());
-                RaftBench { node, storage }
-            })
-            .collect()
+    fn start(id: u64, voters: &[u64]) -> (Self::Node, MemStorage) {
+        let storage = MemStorage::new();
+        let config = raft::Config { seed: id, ..raft::Config::default() };
+        let node = raft::RawNode::new(id, config, storage.clone(), voters, &[], 0).expect("valid config");
+        // What the Python binding does on a fresh storage: record the bootstrap configuration.
+        storage.wl().set_conf_state(0, node.raft.conf_state());
+        (node, storage)
     }
-    fn campaign(&mut self) {
-        self.node.campaign();
-    }
-    fn role(&self) -> Role {
-        self.node.raft.role
-    }
-    fn propose_many(&mut self, batch: Vec<Bytes>) {
-        self.node.propose_many(batch).expect("propose");
-    }
-    fn tick(&mut self) {
-        self.node.tick();
-    }
-    fn has_ready(&self) -> bool {
-        self.node.has_ready()
-    }
-    #[inline]
-    fn cycle(&mut self) -> (Vec<(u64, Bytes)>, usize) {
-        let mut rd = self.node.ready().expect("ready");
-        {
-            let mut core = self.storage.wl();
-            core.append(&rd.entries).expect("append");
-            if let Some(hard_state) = rd.hard_state {
-                core.set_hard_state(hard_state);
-            }
-        }
-        let mark = rd.mark();
-        let committed = rd.committed_entries.len();
-        let mut messages = std::mem::take(&mut rd.messages);
-        messages.append(&mut rd.persisted_messages);
-        self.node.advance(mark).expect("advance");
-        (messages, committed)
-    }
-    fn step(&mut self, frame: &Bytes) {
-        self.node.step(frame).expect("step");
-    }
-    fn applied(&self) -> u64 {
-        self.node.raft.log.applied
-    }
-    fn commit(&self) -> u64 {
-        self.node.raft.log.committed
-    }
-    fn compact(&mut self) {
-        let applied = self.applied();
-        if applied > self.storage.rl().first_index() {
-            self.storage.wl().compact(applied, Bytes::new()).expect("compact");
-        }
+
+    fn committed_entries(rd: &raft::Ready) -> usize {
+        rd.committed_entries.len()
     }
 }
 
-pub struct PaxosBench {
-    node: paxos::RawNode<paxos::MemStorage>,
-    storage: paxos::MemStorage,
-}
+pub struct PaxosBench;
 
-impl BenchNode for PaxosBench {
+impl BenchProtocol for PaxosBench {
+    type Node = paxos::RawNode<paxos::MemStorage>;
+    type Storage = paxos::MemStorage;
     const NAME: &'static str = "paxos";
 
-    fn cluster(size: u64) -> Vec<Self> {
-        let members: Vec<u64> = (1..=size).collect();
-        members
-            .iter()
-            .map(|&id| {
-                let storage = paxos::MemStorage::new(&members);
-                let config = paxos::Config { seed: id, ..paxos::Config::default() };
-                let node = paxos::RawNode::new(id, config, storage.clone(), &members, 0).expect("valid config");
-                PaxosBench { node, storage }
-            })
-            .collect()
+    fn start(id: u64, members: &[u64]) -> (Self::Node, paxos::MemStorage) {
+        let storage = paxos::MemStorage::new(members);
+        let config = paxos::Config { seed: id, ..paxos::Config::default() };
+        (paxos::RawNode::new(id, config, storage.clone(), members, 0).expect("valid config"), storage)
     }
-    fn campaign(&mut self) {
-        self.node.campaign();
+
+    fn committed_entries(rd: &paxos::Ready) -> usize {
+        rd.committed_entries.len()
     }
-    fn role(&self) -> Role {
-        self.node.status().role
-    }
-    fn propose_many(&mut self, batch: Vec<Bytes>) {
-        self.node.propose_many(batch).expect("propose");
-    }
-    fn tick(&mut self) {
-        self.node.tick();
-    }
-    fn has_ready(&self) -> bool {
-        self.node.has_ready()
-    }
+}
+
+/// One node of the cluster and the storage it persists into.
+pub struct Member<P: BenchProtocol> {
+    pub node: P::Node,
+    storage: P::Storage,
+}
+
+impl<P: BenchProtocol> Member<P> {
+    /// Takes the Ready, persists it and advances; returns it (its frames are still to be sent).
     #[inline]
-    fn cycle(&mut self) -> (Vec<(u64, Bytes)>, usize) {
-        let mut rd = self.node.ready().expect("ready");
-        {
-            let mut core = self.storage.wl();
-            if let Some(snapshot) = &rd.snapshot {
-                core.apply_snapshot(snapshot.clone()).expect("snapshot");
-            }
-            core.put_accepted(&rd.accepted);
-            if let Some(hard_state) = rd.hard_state {
-                core.set_hard_state(hard_state);
-            }
-        }
-        let mark = rd.mark();
-        let committed = rd.committed_entries.len();
-        let mut messages = std::mem::take(&mut rd.messages);
-        messages.append(&mut rd.persisted_messages);
-        self.node.advance(mark).expect("advance");
-        (messages, committed)
+    fn cycle(&mut self) -> <P::Node as ProtocolNode>::Ready {
+        let rd = self.node.ready().expect("ready");
+        self.storage.persist(&rd).expect("persist");
+        self.node.advance(rd.mark()).expect("advance");
+        rd
     }
-    fn step(&mut self, frame: &Bytes) {
-        self.node.step(frame).expect("step");
-    }
-    fn applied(&self) -> u64 {
-        self.node.status().applied
-    }
-    fn commit(&self) -> u64 {
-        self.node.status().commit
-    }
+
+    /// Drops the applied prefix from the storage.
     fn compact(&mut self) {
-        let applied = self.applied();
-        if applied > self.storage.first_slot() {
+        let applied = self.node.applied_index();
+        if applied > self.storage.first_index() {
             self.storage.compact(applied, Bytes::new()).expect("compact");
         }
     }
 }
 
-pub struct Cluster<N: BenchNode> {
+pub struct Cluster<P: BenchProtocol> {
     /// `nodes[i]` is node `i + 1`.
-    pub nodes: Vec<N>,
+    pub nodes: Vec<Member<P>>,
     /// Frames delivered and leader heartbeat ticks given by `commit_batch`, since `new`.
     pub messages: u64,
     pub ticks: u64,
@@ -191,18 +103,26 @@ pub struct Cluster<N: BenchNode> {
     pub until_leader_applied: bool,
 }
 
-impl<N: BenchNode> Cluster<N> {
+impl<P: BenchProtocol> Cluster<P> {
     /// `size` members with node 1 elected leader and one entry already committed everywhere.
-    pub fn new(size: u64) -> Cluster<N> {
-        let mut cluster = Cluster { nodes: N::cluster(size), messages: 0, ticks: 0, until_leader_applied: false };
-        cluster.nodes[0].campaign();
+    pub fn new(size: u64) -> Cluster<P> {
+        let members: Vec<u64> = (1..=size).collect();
+        let nodes = members
+            .iter()
+            .map(|&id| {
+                let (node, storage) = P::start(id, &members);
+                Member { node, storage }
+            })
+            .collect();
+        let mut cluster = Cluster::<P> { nodes, messages: 0, ticks: 0, until_leader_applied: false };
+        cluster.nodes[0].node.campaign();
         cluster.settle();
-        assert_eq!(cluster.nodes[0].role(), Role::Leader);
+        assert_eq!(cluster.nodes[0].node.role(), Role::Leader);
         // Commit the leader's first entry (and one payload) before anything is measured.
-        cluster.nodes[0].propose_many(vec![Bytes::from_static(b"warm-up")]);
+        cluster.nodes[0].node.propose_many(vec![Bytes::from_static(b"warm-up")]).expect("propose");
         cluster.settle();
-        let commit = cluster.nodes[0].commit();
-        assert!(cluster.nodes.iter().all(|n| n.applied() == commit), "warm-up entry not applied everywhere");
+        let commit = cluster.nodes[0].node.commit_index();
+        assert!(cluster.nodes.iter().all(|n| n.node.applied_index() == commit), "warm-up entry not applied everywhere");
         cluster
     }
 
@@ -213,16 +133,16 @@ impl<N: BenchNode> Cluster<N> {
     fn pass(&mut self) -> usize {
         let mut committed = 0;
         for i in 0..self.nodes.len() {
-            if !self.nodes[i].has_ready() {
+            if !self.nodes[i].node.has_ready() {
                 continue;
             }
-            let (messages, count) = self.nodes[i].cycle();
-            self.messages += messages.len() as u64;
-            for (to, frame) in &messages {
-                self.nodes[(*to - 1) as usize].step(frame);
+            let rd = self.nodes[i].cycle();
+            for (to, frame) in rd.messages().iter().chain(rd.persisted_messages()) {
+                self.nodes[(*to - 1) as usize].node.step(frame).expect("step");
+                self.messages += 1;
             }
             if i == 0 || !self.until_leader_applied {
-                committed += count;
+                committed += P::committed_entries(&rd);
             }
         }
         committed
@@ -232,10 +152,10 @@ impl<N: BenchNode> Cluster<N> {
     /// that every node learns the last decided point.
     pub fn settle(&mut self) {
         for _ in 0..4 {
-            while self.nodes.iter().any(|n| n.has_ready()) {
+            while self.nodes.iter().any(|n| n.node.has_ready()) {
                 self.pass();
             }
-            self.nodes[0].tick();
+            self.nodes[0].node.tick();
         }
     }
 
@@ -244,14 +164,14 @@ impl<N: BenchNode> Cluster<N> {
     pub fn commit_batch(&mut self, batch: Vec<Bytes>) {
         let nodes = if self.until_leader_applied { 1 } else { self.nodes.len() };
         let mut pending = batch.len() * nodes;
-        self.nodes[0].propose_many(batch);
+        self.nodes[0].node.propose_many(batch).expect("propose");
         let mut idle_rounds = 0;
         while pending > 0 {
             let committed = self.pass();
             pending = pending.checked_sub(committed).expect("a node applied more than was proposed");
             idle_rounds = if committed == 0 { idle_rounds + 1 } else { 0 };
-            if idle_rounds > 0 && !self.nodes.iter().any(|n| n.has_ready()) {
-                self.nodes[0].tick();
+            if idle_rounds > 0 && !self.nodes.iter().any(|n| n.node.has_ready()) {
+                self.nodes[0].node.tick();
                 self.ticks += 1;
             }
             assert!(idle_rounds < IDLE_ROUNDS_MAX, "cluster stuck with {pending} entries pending");
@@ -281,8 +201,8 @@ pub fn payload_block(count: usize, entry_bytes: usize) -> Vec<u8> {
 
 /// Commits `batches` batches of `batch` entries, compacting (untimed) every `compact_every`
 /// batches. Returns the time spent in `commit_batch` (proposal construction included).
-pub fn timed_batches<N: BenchNode>(
-    cluster: &mut Cluster<N>,
+pub fn timed_batches<P: BenchProtocol>(
+    cluster: &mut Cluster<P>,
     block: &[u8],
     batch: usize,
     entry_bytes: usize,

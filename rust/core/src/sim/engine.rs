@@ -9,8 +9,8 @@ use bytes::Bytes;
 use super::invariants::{AppState, AppliedHistory, SafetyChecker};
 use super::network::{InFlight, LinkFaults, Network, SendOutcome};
 use super::trace::{mix, DropReason, Event, Trace};
-use super::{NodeOptions, Protocol, Report, SimConfig};
-use crate::contract::ReadyView;
+use super::{Checks, MemDurable, NodeOptions, Protocol, Report, SimConfig};
+use crate::contract::{ProtocolNode, ReadyView};
 use crate::rng::Rng;
 use crate::role::Role;
 
@@ -233,7 +233,7 @@ impl<P: Protocol> Simulation<P> {
     /// durable snapshot.
     fn start_node(&mut self, id: u64) -> Outcome {
         let i = id as usize - 1;
-        let (index, data) = P::durable_snapshot(&self.durables[i]);
+        let (index, data) = self.durables[i].app_snapshot();
         let app = AppState::from_snapshot(index, &data)?;
         self.safety.restart(id, app)?;
         self.safety.observe_durable(id, P::durable_hard_state(&self.durables[i]))?;
@@ -322,12 +322,12 @@ impl<P: Protocol> Simulation<P> {
         let id = i as u64 + 1;
         loop {
             let Some(node) = self.nodes[i].as_mut() else { return Ok(()) };
-            if !node.has_ready() {
+            if !node.core().has_ready() {
                 return Ok(());
             }
             self.safety.observe_term(node.term());
             let at_ready = node.hard_state();
-            let ready = node.ready();
+            let ready = node.core_mut().ready().expect("has_ready was true and the previous Ready was advanced");
             // 1. Send what may leave before the disk write: only under a term and vote that
             //    are already durable (checked, not trusted).
             if !ready.messages().is_empty() {
@@ -343,7 +343,7 @@ impl<P: Protocol> Simulation<P> {
             // 3. Send what waited for the disk.
             self.send_frames(id, ready.persisted_messages())?;
             // 4. Restore, then apply.
-            if let Some((index, data)) = P::snapshot(&ready) {
+            if let Some((index, data)) = P::Durable::installed_snapshot(&ready) {
                 let app = AppState::from_snapshot(index, &data)?;
                 self.safety.observe_restore(id, app)?;
                 self.report.snapshots_installed += 1;
@@ -356,8 +356,8 @@ impl<P: Protocol> Simulation<P> {
                     self.liveness_index = Some(index);
                 }
             }
-            for (index, context) in P::read_states(&ready) {
-                let token = read_token(&context);
+            for read in ready.read_states() {
+                let (index, token) = (read.index, read_token(&read.context));
                 if let Some(min_index) = self.pending_reads.remove(&token) {
                     self.report.reads_answered += 1;
                     self.trace.record(self.step, self.tick, Event::ReadState { node: id, token, index });
@@ -372,14 +372,15 @@ impl<P: Protocol> Simulation<P> {
             }
             // 4. Advance.
             let node = self.nodes[i].as_mut().expect("still running");
-            node.advance(ready);
+            node.core_mut().advance(ready.mark()).expect("advance of the outstanding Ready");
         }
     }
 
     fn observe(&mut self, i: usize) -> Outcome {
         let id = i as u64 + 1;
         let Some(node) = self.nodes[i].as_ref() else { return Ok(()) };
-        let (role, term, leader, commit) = (node.role(), node.term(), node.leader(), node.commit_index());
+        let core = node.core();
+        let (role, term, leader, commit) = (core.role(), node.term(), core.leader(), core.commit_index());
         let by_transfer = role == Role::Leader && node.leads_by_transfer();
         self.safety.observe_term(term);
         if role == Role::Leader {
@@ -402,7 +403,7 @@ impl<P: Protocol> Simulation<P> {
 
     fn check(&mut self, full: bool) -> Outcome {
         let view = ClusterView::new(&self.nodes, &self.durables, self.safety.history());
-        P::check(&mut self.checker, &view, full)?;
+        self.checker.check(&view, full)?;
         Ok(())
     }
 
@@ -447,7 +448,7 @@ impl<P: Protocol> Simulation<P> {
         self.report.messages_delivered += 1;
         self.record(Event::Deliver { from, to, frame: message.frame.clone() });
         let node = self.nodes[i].as_mut().expect("checked above");
-        node.step(&message.frame).map_err(|e| format!("node {to} refused a frame from {from}: {e}"))?;
+        node.core_mut().step(&message.frame).map_err(|e| format!("node {to} refused a frame from {from}: {e}"))?;
         self.after_input(i)
     }
 
@@ -473,7 +474,9 @@ impl<P: Protocol> Simulation<P> {
         }
         for i in 0..self.cfg.nodes {
             if self.is_up(i) {
-                self.nodes[i].as_mut().expect("up").tick();
+                let node = self.nodes[i].as_mut().expect("up");
+                node.core_mut().tick();
+                node.after_tick();
                 self.after_input(i)?;
             }
         }
@@ -490,11 +493,11 @@ impl<P: Protocol> Simulation<P> {
             }
             let id = i as u64 + 1;
             let app = self.safety.app(id);
-            let (snapshot_index, _) = P::durable_snapshot(&self.durables[i]);
+            let (snapshot_index, _) = self.durables[i].app_snapshot();
             if app.applied < snapshot_index + self.cfg.compact_min_entries.max(1) {
                 continue;
             }
-            if P::compact(&mut self.durables[i], app.applied, app.snapshot_data()).is_ok() {
+            if self.durables[i].compact(app.applied, app.snapshot_data()).is_ok() {
                 self.report.compactions += 1;
                 self.record(Event::Compact { node: id, index: app.applied });
             }
@@ -505,7 +508,7 @@ impl<P: Protocol> Simulation<P> {
     fn current_leader(&self) -> Option<usize> {
         let max_term = self.nodes.iter().flatten().map(|n| n.term()).max()?;
         (0..self.cfg.nodes)
-            .find(|i| self.nodes[*i].as_ref().is_some_and(|n| n.role() == Role::Leader && n.term() == max_term))
+            .find(|i| self.nodes[*i].as_ref().is_some_and(|n| n.core().role() == Role::Leader && n.term() == max_term))
     }
 
     fn random_node(&mut self) -> usize {
@@ -590,7 +593,7 @@ impl<P: Protocol> Simulation<P> {
             let i = self.random_node();
             if self.is_up(i) {
                 self.record(Event::Campaign { node: i as u64 + 1 });
-                self.nodes[i].as_mut().expect("up").campaign();
+                self.nodes[i].as_mut().expect("up").core_mut().campaign();
                 self.after_input(i)?;
             }
         }
@@ -620,7 +623,7 @@ impl<P: Protocol> Simulation<P> {
                 let token = self.next_read_token;
                 let min_index = self.safety.history().last_index();
                 let context = Bytes::copy_from_slice(&token.to_le_bytes());
-                if self.nodes[i].as_mut().expect("up").read_index(context).is_ok() {
+                if self.nodes[i].as_mut().expect("up").core_mut().read_index(context).is_ok() {
                     self.report.reads += 1;
                     if self.pending_reads.len() >= PENDING_READS_MAX {
                         self.pending_reads.pop_first();

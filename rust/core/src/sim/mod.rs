@@ -19,6 +19,7 @@
 mod engine;
 pub mod hostile;
 pub mod invariants;
+pub mod memory;
 pub mod network;
 pub mod paxos;
 pub mod raft;
@@ -30,13 +31,13 @@ use bytes::Bytes;
 
 pub use self::engine::{run, ClusterView};
 pub use self::invariants::{AppState, AppliedHistory, DurableFacts, SafetyChecker};
+pub use self::memory::MemDurable;
 pub use self::paxos::{
     run_paxos, run_paxos_with_lease_reads, run_paxos_with_reconfiguration, PaxosAdapter, PaxosChecker,
     PaxosLeaseAdapter, PaxosReconfigAdapter,
 };
 pub use self::raft::{run_raft, RaftAdapter, RaftChecker};
-use crate::contract::ReadyView;
-use crate::role::Role;
+use crate::contract::ProtocolNode;
 
 /// Runs `runner` once per seed of `seeds`, spread over the machine's cores (at most 16 threads),
 /// and returns every report in seed order. The test suites and tools run seed sweeps with it.
@@ -72,17 +73,37 @@ pub struct NodeOptions {
     pub seed: u64,
 }
 
-/// A protocol core as the simulator sees it: the Ready contract, split so that the simulator
-/// (not the adapter) orders persist → send → apply → advance, plus the accessors the generic
-/// checks need and a hook for the protocol's own invariants.
+/// A protocol's own invariants.
+pub trait Checks<P: Protocol> {
+    /// Checks every node (live or crashed) and the applied history. `full` asks for the expensive
+    /// pairwise checks (every `SimConfig::full_check_every_steps` steps and at the end);
+    /// otherwise only cheap incremental ones.
+    fn check(&mut self, view: &ClusterView<'_, P>, full: bool) -> Result<(), String>;
+}
+
+/// A protocol without invariants of its own: only the generic checks run.
+impl<P: Protocol> Checks<P> for () {
+    fn check(&mut self, _view: &ClusterView<'_, P>, _full: bool) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// The Ready a protocol's core hands out.
+pub type ReadyOf<P> = <<P as Protocol>::Node as ProtocolNode>::Ready;
+
+/// What the simulator adds to a protocol core (`ProtocolNode`, which gives tick, step, propose,
+/// read_index, the Ready contract and the role/leader/term/commit getters): the node's stable
+/// storage and how a Ready lands in it, the facts the generic checks read from it, the protocol's
+/// own invariants and how to describe a node or a frame in a failure report. The simulator (not
+/// the adapter) orders persist → send → apply → advance.
 pub trait Protocol: Sized {
+    /// The protocol's core.
+    type Node: ProtocolNode;
     /// Stable storage. It outlives a node: a crash drops the node, keeps this, and a restart
     /// builds a new node from it. Only what `persist` (and `compact`) wrote is in it.
-    type Durable;
-    /// One batch of work handed out by `ready`; its frames come from `ReadyView`.
-    type Ready: ReadyView;
-    /// State the protocol's invariant checks keep across steps.
-    type Checker: Default;
+    type Durable: MemDurable<Ready = ReadyOf<Self>>;
+    /// The protocol's own invariants, and the state they keep across steps.
+    type Checker: Default + Checks<Self>;
 
     const NAME: &'static str;
 
@@ -98,68 +119,55 @@ pub trait Protocol: Sized {
         applied: u64,
     ) -> Result<Self, String>;
 
-    fn tick(&mut self);
-    /// Starts an election now (as an election timeout would).
-    fn campaign(&mut self);
-    /// A frame from a peer. An error is a violation: the simulator only delivers frames that a
-    /// correct peer encoded.
-    fn step(&mut self, frame: &Bytes) -> Result<(), String>;
-    /// Proposes a command. `Err` means dropped (no leader, transfer, ...), which is allowed.
-    fn propose(&mut self, data: Bytes) -> Result<(), String>;
-    /// Asks for a linearizable read barrier; answered by `read_states` of a later Ready.
-    fn read_index(&mut self, _context: Bytes) -> Result<(), String> {
-        Err("read_index is not supported".into())
-    }
+    fn core(&self) -> &Self::Node;
+    fn core_mut(&mut self) -> &mut Self::Node;
 
-    fn has_ready(&self) -> bool;
-    fn ready(&mut self) -> Self::Ready;
-    /// Writes the Ready's durable part (hard state, entries, snapshot) to stable storage.
-    /// `Err` when storage refuses the write, which is a violation (a correct core never asks
-    /// for an impossible write).
-    fn persist(durable: &mut Self::Durable, ready: &Self::Ready) -> Result<(), String>;
-    /// A snapshot the application must restore from before applying: `(index, data)`.
-    fn snapshot(ready: &Self::Ready) -> Option<(u64, Bytes)>;
-    /// Committed commands to apply, in order: `(index, term, data)`.
-    fn committed(ready: &Self::Ready) -> Vec<(u64, u64, Bytes)>;
-    /// Answered read barriers: `(index, context)`.
-    fn read_states(_ready: &Self::Ready) -> Vec<(u64, Bytes)> {
-        Vec::new()
+    /// What the simulator does besides the core's own tick (a transport's timeouts, ...).
+    fn after_tick(&mut self) {}
+    /// Proposes a workload command. `Err` means dropped (no leader, transfer, ...), which is
+    /// allowed. A protocol may turn some values into other requests (transfers, reconfigurations).
+    fn propose(&mut self, data: Bytes) -> Result<(), String> {
+        self.core_mut().propose(data).map(|_| ()).map_err(|e| e.to_string())
     }
-    fn advance(&mut self, ready: Self::Ready);
-
-    fn role(&self) -> Role;
+    /// The term as the generic checks count it: one leader per term. A core whose term is not
+    /// unique per leader (a Paxos round) maps it here.
+    fn term(&self) -> u64 {
+        self.core().term()
+    }
     /// Whether the node's current leadership was handed to it by the previous leader (a
     /// leadership transfer); counted in `Report::leader_transfers`. Protocols whose workload
     /// asks for no transfers keep the default.
     fn leads_by_transfer(&self) -> bool {
         false
     }
-    /// The leader this node knows of (0: unknown).
-    fn leader(&self) -> u64;
-    fn term(&self) -> u64;
-    fn commit_index(&self) -> u64;
+
+    /// Writes the Ready's durable part to stable storage. `Err` when storage refuses the write,
+    /// which is a violation (a correct core never asks for an impossible write).
+    fn persist(durable: &mut Self::Durable, ready: &ReadyOf<Self>) -> Result<(), String> {
+        durable.persist(ready).map_err(|e| e.to_string())
+    }
+    /// Committed commands to apply, in order: `(index, term, data)`.
+    fn committed(ready: &ReadyOf<Self>) -> Vec<(u64, u64, Bytes)>;
+
     /// The node's current hard state (what must be durable before its messages leave).
     fn hard_state(&self) -> DurableFacts;
     fn durable_hard_state(durable: &Self::Durable) -> DurableFacts;
-    /// The application snapshot held in storage: `(index, data)`, index 0 when none.
-    fn durable_snapshot(durable: &Self::Durable) -> (u64, Bytes);
-    /// Records an application snapshot at the applied `index` and drops the log up to it. `Err`
-    /// when storage refuses (already compacted there, ...): not a violation.
-    fn compact(durable: &mut Self::Durable, index: u64, data: Bytes) -> Result<(), String>;
-
-    /// The protocol's own invariants over every node (live or crashed) and the applied history.
-    /// `full` asks for the expensive pairwise checks (every `SimConfig::full_check_every_steps`
-    /// steps and at the end); otherwise only cheap incremental ones.
-    fn check(checker: &mut Self::Checker, view: &ClusterView<'_, Self>, full: bool) -> Result<(), String>;
 
     /// One line on the node's state for a failure report (role, term, log, peers, ...).
     fn describe(&self) -> String {
-        format!("{} term {} commit {}", self.role().as_str(), self.term(), self.commit_index())
+        let core = self.core();
+        format!("{} term {} commit {}", core.role().as_str(), self.term(), core.commit_index())
     }
+
+    /// Renders a decoded frame for the failure trace.
+    fn describe_message(message: &<Self::Node as ProtocolNode>::Message) -> String;
 
     /// Renders a frame for the failure trace.
     fn describe_frame(frame: &Bytes) -> String {
-        format!("{} bytes", frame.len())
+        match Self::Node::decode(frame) {
+            Ok(message) => Self::describe_message(&message),
+            Err(e) => format!("undecodable frame ({e})"),
+        }
     }
 }
 

@@ -20,9 +20,9 @@ use bytes::Bytes;
 use super::engine::{self, ClusterView};
 use super::invariants::DurableFacts;
 use super::trace::{hash_bytes, mix};
-use super::{NodeOptions, Protocol, Report, SimConfig};
+use super::{Checks, NodeOptions, Protocol, Report, SimConfig};
 use crate::contract::ProtocolNode;
-use crate::paxos::{wire, Ballot, Config, MemStorage, RawNode, ReadOnlyOption, Ready, Value, ValueKind};
+use crate::paxos::{Ballot, Config, HardState, MemStorage, Message, RawNode, ReadOnlyOption, Ready, Value, ValueKind};
 use crate::role::Role;
 
 /// The data of the liveness phase's probe (see `engine.rs`).
@@ -82,8 +82,8 @@ impl<const RECONFIG: bool, const LEASE: bool> PaxosNodeAdapter<RECONFIG, LEASE> 
 }
 
 impl<const RECONFIG: bool, const LEASE: bool> Protocol for PaxosNodeAdapter<RECONFIG, LEASE> {
+    type Node = RawNode<MemStorage>;
     type Durable = MemStorage;
-    type Ready = Ready;
     type Checker = PaxosChecker;
 
     const NAME: &'static str = "paxos";
@@ -115,16 +115,12 @@ impl<const RECONFIG: bool, const LEASE: bool> Protocol for PaxosNodeAdapter<RECO
         Ok(PaxosNodeAdapter { node, all_members: members.to_vec() })
     }
 
-    fn tick(&mut self) {
-        self.node.tick();
+    fn core(&self) -> &RawNode<MemStorage> {
+        &self.node
     }
 
-    fn campaign(&mut self) {
-        self.node.campaign();
-    }
-
-    fn step(&mut self, frame: &Bytes) -> Result<(), String> {
-        self.node.step(frame).map_err(|e| e.to_string())
+    fn core_mut(&mut self) -> &mut RawNode<MemStorage> {
+        &mut self.node
     }
 
     /// At a leader, some workload values become a leadership transfer (every variant) or a
@@ -158,34 +154,6 @@ impl<const RECONFIG: bool, const LEASE: bool> Protocol for PaxosNodeAdapter<RECO
         self.node.propose(data).map(|_| ()).map_err(|e| e.to_string())
     }
 
-    fn read_index(&mut self, context: Bytes) -> Result<(), String> {
-        self.node.read_index(context).map_err(|e| e.to_string())
-    }
-
-    fn has_ready(&self) -> bool {
-        self.node.has_ready()
-    }
-
-    fn ready(&mut self) -> Ready {
-        self.node.ready().expect("has_ready was true and the previous Ready was advanced")
-    }
-
-    fn persist(durable: &mut MemStorage, ready: &Ready) -> Result<(), String> {
-        let mut core = durable.wl();
-        if let Some(snapshot) = &ready.snapshot {
-            core.apply_snapshot(snapshot.clone()).map_err(|e| e.to_string())?;
-        }
-        core.put_accepted(&ready.accepted);
-        if let Some(hard_state) = ready.hard_state {
-            core.set_hard_state(hard_state);
-        }
-        Ok(())
-    }
-
-    fn snapshot(ready: &Ready) -> Option<(u64, Bytes)> {
-        ready.snapshot.as_ref().map(|s| (s.index, s.data.clone()))
-    }
-
     fn committed(ready: &Ready) -> Vec<(u64, u64, Bytes)> {
         if ready.committed_through == 0 {
             return Vec::new();
@@ -210,55 +178,22 @@ impl<const RECONFIG: bool, const LEASE: bool> Protocol for PaxosNodeAdapter<RECO
             .collect()
     }
 
-    fn read_states(ready: &Ready) -> Vec<(u64, Bytes)> {
-        ready.read_states.iter().map(|r| (r.index, r.context.clone())).collect()
-    }
-
-    fn advance(&mut self, ready: Ready) {
-        self.node.advance(ready.mark()).expect("advance of the outstanding Ready");
-    }
-
-    fn role(&self) -> Role {
-        self.node.paxos.role
-    }
-
     fn leads_by_transfer(&self) -> bool {
         self.node.paxos.leading_by_transfer
     }
 
-    fn leader(&self) -> u64 {
-        self.node.paxos.leader
-    }
-
+    /// A Paxos round is shared by every node that campaigns in it; the ballot (round and node)
+    /// is unique per leader.
     fn term(&self) -> u64 {
         ballot_term(self.node.paxos.promised)
     }
 
-    fn commit_index(&self) -> u64 {
-        self.node.paxos.commit
-    }
-
     fn hard_state(&self) -> DurableFacts {
-        let hs = self.node.paxos.hard_state();
-        DurableFacts { term: ballot_term(hs.promised), vote: 0, commit: hs.commit }
+        facts(self.node.paxos.hard_state())
     }
 
     fn durable_hard_state(durable: &MemStorage) -> DurableFacts {
-        let hs = durable.rl().hard_state();
-        DurableFacts { term: ballot_term(hs.promised), vote: 0, commit: hs.commit }
-    }
-
-    fn durable_snapshot(durable: &MemStorage) -> (u64, Bytes) {
-        let core = durable.rl();
-        (core.snapshot().index, core.snapshot().data.clone())
-    }
-
-    fn compact(durable: &mut MemStorage, index: u64, data: Bytes) -> Result<(), String> {
-        durable.compact(index, data).map_err(|e| e.to_string())
-    }
-
-    fn check(checker: &mut PaxosChecker, view: &ClusterView<'_, Self>, full: bool) -> Result<(), String> {
-        checker.check(view, full)
+        facts(durable.rl().hard_state())
     }
 
     fn describe(&self) -> String {
@@ -288,21 +223,21 @@ impl<const RECONFIG: bool, const LEASE: bool> Protocol for PaxosNodeAdapter<RECO
         text
     }
 
-    fn describe_frame(frame: &Bytes) -> String {
-        match wire::decode(frame) {
-            Ok(m) => {
-                let mut text = format!("{:?} b{} i{} l{} c{}", m.msg_type, m.ballot, m.index, m.last_index, m.commit);
-                if let (Some(first), Some(last)) = (m.entries.first(), m.entries.last()) {
-                    text += &format!(" [{}@{}..{}@{}]", first.slot, first.ballot, last.slot, last.ballot);
-                }
-                if let Some(s) = &m.snapshot {
-                    text += &format!(" snapshot {}", s.index);
-                }
-                text
-            }
-            Err(e) => format!("undecodable frame ({e})"),
+    fn describe_message(m: &Message) -> String {
+        let mut text = format!("{:?} b{} i{} l{} c{}", m.msg_type, m.ballot, m.index, m.last_index, m.commit);
+        if let (Some(first), Some(last)) = (m.entries.first(), m.entries.last()) {
+            text += &format!(" [{}@{}..{}@{}]", first.slot, first.ballot, last.slot, last.ballot);
         }
+        if let Some(s) = &m.snapshot {
+            text += &format!(" snapshot {}", s.index);
+        }
+        text
     }
+}
+
+/// A Paxos hard state as the generic checks read it: the promise is the term, and there is no vote.
+fn facts(hs: HardState) -> DurableFacts {
+    DurableFacts { term: ballot_term(hs.promised), vote: 0, commit: hs.commit }
 }
 
 /// The fingerprint of a slot value: kind, origin round and commands.
@@ -406,12 +341,10 @@ impl PaxosChecker {
         }
         Ok(())
     }
+}
 
-    fn check<const R: bool, const L: bool>(
-        &mut self,
-        view: &ClusterView<'_, PaxosNodeAdapter<R, L>>,
-        full: bool,
-    ) -> Result<(), String> {
+impl<const R: bool, const L: bool> Checks<PaxosNodeAdapter<R, L>> for PaxosChecker {
+    fn check(&mut self, view: &ClusterView<'_, PaxosNodeAdapter<R, L>>, full: bool) -> Result<(), String> {
         for id in 1..=view.len() as u64 {
             let promised = view.durable(id).rl().hard_state().promised;
             self.observe_promise(id, promised)?;

@@ -8,11 +8,11 @@ use bytes::Bytes;
 
 use super::engine::{self, ClusterView};
 use super::invariants::{entry_hash, AppliedHistory, DurableFacts};
-use super::{NodeOptions, Protocol, Report, SimConfig};
+use super::{Checks, NodeOptions, Protocol, Report, SimConfig};
 use crate::contract::ProtocolNode;
 use crate::raft::progress::ProgressState;
-use crate::raft::storage::{MemStorage, Storage};
-use crate::raft::{wire, ConfState, Config, RawNode, Ready};
+use crate::raft::storage::MemStorage;
+use crate::raft::{ConfState, Config, HardState, Message, RawNode, Ready};
 use crate::role::Role;
 
 /// Runs one simulation of Raft.
@@ -77,8 +77,8 @@ fn durable_log_view(id: u64, storage: &MemStorage) -> LogView {
 }
 
 impl Protocol for RaftAdapter {
+    type Node = RawNode<MemStorage>;
     type Durable = MemStorage;
-    type Ready = Ready;
     type Checker = RaftChecker;
 
     const NAME: &'static str = "raft";
@@ -109,100 +109,28 @@ impl Protocol for RaftAdapter {
         Ok(RaftAdapter { node, election_tick: options.election_tick, snapshot_wait_ticks: BTreeMap::new() })
     }
 
-    fn tick(&mut self) {
-        self.node.tick();
+    fn core(&self) -> &RawNode<MemStorage> {
+        &self.node
+    }
+
+    fn core_mut(&mut self) -> &mut RawNode<MemStorage> {
+        &mut self.node
+    }
+
+    fn after_tick(&mut self) {
         self.expire_snapshot_sends();
-    }
-
-    fn campaign(&mut self) {
-        self.node.campaign();
-    }
-
-    fn step(&mut self, frame: &Bytes) -> Result<(), String> {
-        self.node.step(frame).map_err(|e| e.to_string())
-    }
-
-    fn propose(&mut self, data: Bytes) -> Result<(), String> {
-        self.node.propose(data).map(|_| ()).map_err(|e| e.to_string())
-    }
-
-    fn read_index(&mut self, context: Bytes) -> Result<(), String> {
-        self.node.read_index(context).map_err(|e| e.to_string())
-    }
-
-    fn has_ready(&self) -> bool {
-        self.node.has_ready()
-    }
-
-    fn ready(&mut self) -> Ready {
-        self.node.ready().expect("has_ready was true and the previous Ready was advanced")
-    }
-
-    fn persist(durable: &mut MemStorage, ready: &Ready) -> Result<(), String> {
-        let mut core = durable.wl();
-        if let Some(snapshot) = &ready.snapshot {
-            core.apply_snapshot(snapshot.clone()).map_err(|e| e.to_string())?;
-        }
-        core.append(&ready.entries).map_err(|e| e.to_string())?;
-        if let Some(hard_state) = ready.hard_state {
-            core.set_hard_state(hard_state);
-        }
-        Ok(())
-    }
-
-    fn snapshot(ready: &Ready) -> Option<(u64, Bytes)> {
-        ready.snapshot.as_ref().map(|s| (s.index, s.data.clone()))
     }
 
     fn committed(ready: &Ready) -> Vec<(u64, u64, Bytes)> {
         ready.committed_entries.iter().map(|e| (e.index, e.term, e.data.clone())).collect()
     }
 
-    fn read_states(ready: &Ready) -> Vec<(u64, Bytes)> {
-        ready.read_states.iter().map(|r| (r.index, r.context.clone())).collect()
-    }
-
-    fn advance(&mut self, ready: Ready) {
-        self.node.advance(ready.mark()).expect("advance of the outstanding Ready");
-    }
-
-    fn role(&self) -> Role {
-        self.node.raft.role
-    }
-
-    fn leader(&self) -> u64 {
-        self.node.raft.leader
-    }
-
-    fn term(&self) -> u64 {
-        self.node.raft.term
-    }
-
-    fn commit_index(&self) -> u64 {
-        self.node.raft.log.committed
-    }
-
     fn hard_state(&self) -> DurableFacts {
-        let hs = self.node.raft.hard_state();
-        DurableFacts { term: hs.term, vote: hs.vote, commit: hs.commit }
+        facts(self.node.raft.hard_state())
     }
 
     fn durable_hard_state(durable: &MemStorage) -> DurableFacts {
-        let hs = durable.rl().hard_state();
-        DurableFacts { term: hs.term, vote: hs.vote, commit: hs.commit }
-    }
-
-    fn durable_snapshot(durable: &MemStorage) -> (u64, Bytes) {
-        let snapshot = durable.snapshot();
-        (snapshot.index, snapshot.data)
-    }
-
-    fn compact(durable: &mut MemStorage, index: u64, data: Bytes) -> Result<(), String> {
-        durable.wl().compact(index, data).map_err(|e| e.to_string())
-    }
-
-    fn check(checker: &mut RaftChecker, view: &ClusterView<'_, Self>, full: bool) -> Result<(), String> {
-        checker.check(view, full)
+        facts(durable.rl().hard_state())
     }
 
     fn describe(&self) -> String {
@@ -232,24 +160,24 @@ impl Protocol for RaftAdapter {
         text
     }
 
-    fn describe_frame(frame: &Bytes) -> String {
-        match wire::decode(frame) {
-            Ok(m) => {
-                let mut text = format!("{:?} t{} i{} lt{} c{}", m.msg_type, m.term, m.index, m.log_term, m.commit);
-                if let (Some(first), Some(last)) = (m.entries.first(), m.entries.last()) {
-                    text += &format!(" [{}@{}..{}@{}]", first.index, first.term, last.index, last.term);
-                }
-                if m.reject {
-                    text += &format!(" reject hint={}", m.reject_hint);
-                }
-                if let Some(s) = &m.snapshot {
-                    text += &format!(" snapshot {}@{}", s.index, s.term);
-                }
-                text
-            }
-            Err(e) => format!("undecodable frame ({e})"),
+    fn describe_message(m: &Message) -> String {
+        let mut text = format!("{:?} t{} i{} lt{} c{}", m.msg_type, m.term, m.index, m.log_term, m.commit);
+        if let (Some(first), Some(last)) = (m.entries.first(), m.entries.last()) {
+            text += &format!(" [{}@{}..{}@{}]", first.index, first.term, last.index, last.term);
         }
+        if m.reject {
+            text += &format!(" reject hint={}", m.reject_hint);
+        }
+        if let Some(s) = &m.snapshot {
+            text += &format!(" snapshot {}@{}", s.index, s.term);
+        }
+        text
     }
+}
+
+/// A Raft hard state as the generic checks read it.
+fn facts(hs: HardState) -> DurableFacts {
+    DurableFacts { term: hs.term, vote: hs.vote, commit: hs.commit }
 }
 
 /// A log as the checks see it: `entries[k]` is `(term, fingerprint)` of index `first_index + k`.
@@ -388,7 +316,7 @@ pub struct RaftChecker {
     tails: BTreeMap<(u64, u64), u64>,
 }
 
-impl RaftChecker {
+impl Checks<RaftAdapter> for RaftChecker {
     fn check(&mut self, view: &ClusterView<'_, RaftAdapter>, full: bool) -> Result<(), String> {
         if self.leaderships.len() < view.len() {
             self.leaderships.resize(view.len(), None);
