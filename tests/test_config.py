@@ -538,3 +538,18 @@ def test_a_protocol_this_version_does_not_run_is_refused_by_validation(tmp_path:
         with pytest.raises(ConfigError) as info:
             load_config(write(tmp_path, BASE.replace('protocol = "raft"', f'protocol = "{name}"')), env={})
         assert info.value.field == "protocol"
+
+
+def test_the_protocol_registry_is_the_compiled_cores_list() -> None:
+    """One fact, one place (docs/design.md §6): the Python registry, the configuration's accepted
+    names, the handshake ids and the simulator's protocols all come from the core's list."""
+    from consensus import _core, protocols
+    from consensus.transport.base import PROTOCOL_IDS
+
+    core = dict(_core.PROTOCOLS)
+    assert list(protocols.PROTOCOLS) == [name for name, _ in _core.PROTOCOLS]
+    assert {name: spec.protocol_id for name, spec in protocols.PROTOCOLS.items()} == core
+    assert PROTOCOLS_ACCEPTED == tuple(core)
+    assert PROTOCOL_IDS == core
+    assert not set(protocols.PLANNED) & set(core)
+    assert not set(protocols.PLANNED.values()) & set(core.values()), "a planned protocol reuses an id"

@@ -15,8 +15,14 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple, Union
 
 from consensus import defaults, paxos, raft
+from consensus._core import PROTOCOLS as CORE_PROTOCOLS
 from consensus._core import RaftReadState, Role
 from consensus.errors import config_error
+
+
+#: name -> protocol id on the wire and in the peer handshake, as the compiled core states them
+#: (`consensus_core::ProtocolId`, the one place); each spec below takes its id from here.
+WIRE_IDS: Dict[str, int] = dict(CORE_PROTOCOLS)
 
 
 class CoreEntry(Protocol):
@@ -227,7 +233,7 @@ def _raft_members(core: CoreNode) -> Sequence[int]:
 
 RAFT = ProtocolSpec(
     name="raft",
-    protocol_id=1,
+    protocol_id=WIRE_IDS["raft"],
     open_storage=_raft_storage,
     memory_storage=lambda members: raft.MemoryStorage(),
     make_core=_raft_core,
@@ -282,7 +288,7 @@ def _paxos_apply_membership(core: CoreNode, entry: CoreEntry) -> raft.ConfState:
 
 PAXOS = ProtocolSpec(
     name="paxos",
-    protocol_id=2,
+    protocol_id=WIRE_IDS["paxos"],
     open_storage=_paxos_storage,
     memory_storage=lambda members: paxos.MemoryStorage(list(members)),
     make_core=_paxos_core,
@@ -322,6 +328,7 @@ __all__ = [
     "PLANNED",
     "PROTOCOLS",
     "RAFT",
+    "WIRE_IDS",
     "CoreEntry",
     "CoreHardState",
     "CoreNode",

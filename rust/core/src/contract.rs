@@ -50,6 +50,73 @@ pub trait ReadyView {
     fn mark(&self) -> Self::Mark;
 }
 
+/// Declares a protocol's `Ready`: the fields every protocol's Ready has (its number, role and
+/// leader, the two message lists, the read states, `must_sync`, `applied_through`) written here
+/// once, followed by the protocol's own (what it persists and applies), with `ReadyView`
+/// implemented over them. `mark` builds the protocol's `ReadyMark` from `self`.
+#[macro_export]
+macro_rules! protocol_ready {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $($(#[$field_meta:meta])* pub $field:ident: $ty:ty,)*
+        }
+        fn mark(&$this:ident) -> $mark:ty $body:block
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Default)]
+        pub struct $name {
+            /// Identifies this Ready; `advance` must be given the outstanding one.
+            pub number: u64,
+            pub role: Option<$crate::role::Role>,
+            pub leader: u64,
+            $($(#[$field_meta])* pub $field: $ty,)*
+            /// Encoded frames with their destination that may be sent at once, before or while
+            /// this Ready is persisted (a leader's, under a durable term or promise).
+            pub messages: Vec<$crate::contract::Frame>,
+            /// Encoded frames to send only after this Ready is persisted.
+            pub persisted_messages: Vec<$crate::contract::Frame>,
+            pub read_states: Vec<$crate::contract::ReadState>,
+            /// Whether persisting needs an fsync.
+            pub must_sync: bool,
+            /// The index the application stands at once this Ready is applied; 0 when it applies
+            /// nothing.
+            pub applied_through: u64,
+        }
+
+        impl $crate::contract::ReadyView for $name {
+            type Mark = $mark;
+
+            fn number(&self) -> u64 {
+                self.number
+            }
+            fn messages(&self) -> &[$crate::contract::Frame] {
+                &self.messages
+            }
+            fn persisted_messages(&self) -> &[$crate::contract::Frame] {
+                &self.persisted_messages
+            }
+            fn must_sync(&self) -> bool {
+                self.must_sync
+            }
+            fn applied_through(&self) -> u64 {
+                self.applied_through
+            }
+            fn read_states(&self) -> &[$crate::contract::ReadState] {
+                &self.read_states
+            }
+            fn mark(&$this) -> $mark $body
+        }
+
+        impl $name {
+            /// What `advance` needs (also `ReadyView::mark`).
+            pub fn mark(&self) -> $mark {
+                $crate::contract::ReadyView::mark(self)
+            }
+        }
+    };
+}
+
 /// The one interface every protocol's `RawNode` implements.
 pub trait ProtocolNode {
     type Message;

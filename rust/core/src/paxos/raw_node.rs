@@ -19,76 +19,32 @@ use super::core::Paxos;
 use super::message::{AcceptedSlot, Ballot, Entry, HardState, Message, Snapshot};
 use super::storage::PaxosStorage;
 use super::{validate, wire};
-use crate::contract::{split_frames, Frame, ProtocolNode, ReadState, ReadyBook, ReadyView};
+use crate::contract::{split_frames, ProtocolNode, ReadyBook};
 use crate::error::Result;
 use crate::role::Role;
 
-/// What the caller must do next: persist, send, apply, then `advance`.
-#[derive(Debug, Clone, Default)]
-pub struct Ready {
-    /// Identifies this Ready; `advance` must be given the outstanding one.
-    pub number: u64,
-    pub role: Option<Role>,
-    pub leader: u64,
-    /// The promised ballot.
-    pub ballot: Ballot,
-    /// `None` when unchanged since the previous Ready.
-    pub hard_state: Option<HardState>,
-    /// Slots accepted (or learned decided) since the previous Ready, to store; each replaces what
-    /// its slot held and touches no other slot.
-    pub accepted: Vec<AcceptedSlot>,
-    /// A snapshot to install (storage) and restore (application) before applying.
-    pub snapshot: Option<Snapshot>,
-    /// One entry per client command of the decided slots, in slot order; no-op slots are skipped.
-    pub committed_entries: Vec<Entry>,
-    /// The first slot `committed_entries` covers (no-op slots included); 0 when none.
-    pub committed_from: u64,
-    /// The last slot `committed_entries` covers; 0 when none. Every slot of
-    /// `committed_from..=committed_through` is applied once this Ready is advanced.
-    pub committed_through: u64,
-    /// Encoded frames with their destination that may be sent at once (a leader's, under a
-    /// durable promise).
-    pub messages: Vec<Frame>,
-    /// Encoded frames to send only after this Ready is persisted.
-    pub persisted_messages: Vec<Frame>,
-    pub read_states: Vec<ReadState>,
-    /// Whether persisting needs an fsync: accepted slots, a snapshot or a new promise.
-    pub must_sync: bool,
-    /// The slot the application stands at once this Ready is applied (`committed_through`, or
-    /// the snapshot's index); 0 when it applies nothing.
-    pub applied_through: u64,
-}
-
-/// What `advance` needs to know about a Ready.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReadyMark {
-    pub number: u64,
-    /// `(slot, ballot)` of every accepted slot the Ready persisted.
-    pub accepted: Vec<(u64, Ballot)>,
-    pub snapshot_index: Option<u64>,
-    pub committed_through: u64,
-}
-
-impl ReadyView for Ready {
-    type Mark = ReadyMark;
-
-    fn number(&self) -> u64 {
-        self.number
-    }
-    fn messages(&self) -> &[Frame] {
-        &self.messages
-    }
-    fn persisted_messages(&self) -> &[Frame] {
-        &self.persisted_messages
-    }
-    fn must_sync(&self) -> bool {
-        self.must_sync
-    }
-    fn applied_through(&self) -> u64 {
-        self.applied_through
-    }
-    fn read_states(&self) -> &[ReadState] {
-        &self.read_states
+crate::protocol_ready! {
+    /// What the caller must do next: send `messages`, persist, send `persisted_messages`, apply,
+    /// then `advance`. `must_sync`: accepted slots, a snapshot or a new promise. `applied_through`
+    /// is `committed_through`, or the snapshot's index.
+    pub struct Ready {
+        /// The promised ballot.
+        pub ballot: Ballot,
+        /// `None` when unchanged since the previous Ready.
+        pub hard_state: Option<HardState>,
+        /// Slots accepted (or learned decided) since the previous Ready, to store; each replaces
+        /// what its slot held and touches no other slot.
+        pub accepted: Vec<AcceptedSlot>,
+        /// A snapshot to install (storage) and restore (application) before applying.
+        pub snapshot: Option<Snapshot>,
+        /// One entry per client command of the decided slots, in slot order; no-op slots are
+        /// skipped.
+        pub committed_entries: Vec<Entry>,
+        /// The first slot `committed_entries` covers (no-op slots included); 0 when none.
+        pub committed_from: u64,
+        /// The last slot `committed_entries` covers; 0 when none. Every slot of
+        /// `committed_from..=committed_through` is applied once this Ready is advanced.
+        pub committed_through: u64,
     }
     fn mark(&self) -> ReadyMark {
         ReadyMark {
@@ -100,11 +56,14 @@ impl ReadyView for Ready {
     }
 }
 
-impl Ready {
-    /// What `advance` needs (also `ReadyView::mark`).
-    pub fn mark(&self) -> ReadyMark {
-        ReadyView::mark(self)
-    }
+/// What `advance` needs to know about a Ready.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadyMark {
+    pub number: u64,
+    /// `(slot, ballot)` of every accepted slot the Ready persisted.
+    pub accepted: Vec<(u64, Ballot)>,
+    pub snapshot_index: Option<u64>,
+    pub committed_through: u64,
 }
 
 /// Follower progress as reported by `status()` on the leader.

@@ -17,69 +17,24 @@ use super::config::Config;
 use super::core::Raft;
 use super::message::{ConfChange, ConfState, Entry, EntryKind, HardState, Message, Snapshot};
 use super::{validate, wire};
-use crate::contract::{split_frames, Frame, ProtocolNode, ReadState, ReadyBook, ReadyView};
+use crate::contract::{split_frames, ProtocolNode, ReadyBook};
 use crate::error::{Error, Result};
 use crate::raft::storage::Storage;
 use crate::role::Role;
 
-/// What the caller must do next: persist, send, apply, then `advance`.
-#[derive(Debug, Clone, Default)]
-pub struct Ready {
-    /// Identifies this Ready; `advance` must be given the outstanding one.
-    pub number: u64,
-    pub role: Option<Role>,
-    pub leader: u64,
-    pub term: u64,
-    /// `None` when unchanged since the previous Ready.
-    pub hard_state: Option<HardState>,
-    /// Entries to append to stable storage (replacing any conflicting suffix).
-    pub entries: Vec<Entry>,
-    pub snapshot: Option<Snapshot>,
-    /// Entries to apply, in order. They may include entries of `entries` above: those are
-    /// applied after being persisted.
-    pub committed_entries: Vec<Entry>,
-    /// Encoded frames with their destination that may be sent at once (a leader's, under a
-    /// durable term and vote).
-    pub messages: Vec<Frame>,
-    /// Encoded frames to send only after this Ready is persisted.
-    pub persisted_messages: Vec<Frame>,
-    pub read_states: Vec<ReadState>,
-    /// Whether persisting needs an fsync: entries, a snapshot, or a new term or vote.
-    pub must_sync: bool,
-    /// The index the application stands at once this Ready is applied; 0 when it applies nothing.
-    pub applied_through: u64,
-}
-
-/// What `advance` needs to know about a Ready (kept apart so callers may move the Ready's
-/// vectors out before advancing).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ReadyMark {
-    pub number: u64,
-    pub last_entry: Option<(u64, u64)>,
-    pub snapshot_index: Option<u64>,
-    pub last_committed: Option<u64>,
-}
-
-impl ReadyView for Ready {
-    type Mark = ReadyMark;
-
-    fn number(&self) -> u64 {
-        self.number
-    }
-    fn messages(&self) -> &[Frame] {
-        &self.messages
-    }
-    fn persisted_messages(&self) -> &[Frame] {
-        &self.persisted_messages
-    }
-    fn must_sync(&self) -> bool {
-        self.must_sync
-    }
-    fn applied_through(&self) -> u64 {
-        self.applied_through
-    }
-    fn read_states(&self) -> &[ReadState] {
-        &self.read_states
+crate::protocol_ready! {
+    /// What the caller must do next: send `messages`, persist, send `persisted_messages`, apply,
+    /// then `advance`. `must_sync`: entries, a snapshot, or a new term or vote.
+    pub struct Ready {
+        pub term: u64,
+        /// `None` when unchanged since the previous Ready.
+        pub hard_state: Option<HardState>,
+        /// Entries to append to stable storage (replacing any conflicting suffix).
+        pub entries: Vec<Entry>,
+        pub snapshot: Option<Snapshot>,
+        /// Entries to apply, in order. They may include entries of `entries` above: those are
+        /// applied after being persisted.
+        pub committed_entries: Vec<Entry>,
     }
     fn mark(&self) -> ReadyMark {
         ReadyMark {
@@ -91,11 +46,14 @@ impl ReadyView for Ready {
     }
 }
 
-impl Ready {
-    /// What `advance` needs (also `ReadyView::mark`).
-    pub fn mark(&self) -> ReadyMark {
-        ReadyView::mark(self)
-    }
+/// What `advance` needs to know about a Ready (kept apart so callers may move the Ready's
+/// vectors out before advancing).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadyMark {
+    pub number: u64,
+    pub last_entry: Option<(u64, u64)>,
+    pub snapshot_index: Option<u64>,
+    pub last_committed: Option<u64>,
 }
 
 /// Peer progress as reported by `status()`.
