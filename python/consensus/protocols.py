@@ -135,6 +135,17 @@ class DurableStorage(CoreStorage, Protocol):
 
 
 @dataclass(frozen=True)
+class MemberSet:
+    """The configuration a membership change put in force, the same shape for every protocol
+    (a Multi-Paxos configuration is all voters)."""
+
+    voters: Tuple[int, ...]
+    learners: Tuple[int, ...] = ()
+    #: The outgoing voters while a Raft joint configuration is in force.
+    voters_outgoing: Tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class CoreOptions:
     """Protocol settings shared by every core (ticks are logical; the runtime sets their length)."""
 
@@ -161,7 +172,7 @@ class ProtocolSpec:
     #: change; returns the index whose application completes it.
     propose_membership: Callable[[CoreNode, Sequence[int], Sequence[int], Sequence[int], Sequence[int]], int]
     #: `(core, entry)` -> applies a committed membership entry; returns the configuration.
-    apply_membership: Callable[[CoreNode, CoreEntry], object]
+    apply_membership: Callable[[CoreNode, CoreEntry], MemberSet]
     #: `(core)` -> every member the node talks to (voters, learners, outgoing voters).
     members: Callable[[CoreNode], Sequence[int]]
     #: The kind of a committed entry that changes the membership.
@@ -231,6 +242,11 @@ def _raft_members(core: CoreNode) -> Sequence[int]:
     return sorted(set(conf.voters) | set(conf.learners) | set(conf.voters_outgoing))
 
 
+def _raft_apply_membership(core: CoreNode, entry: CoreEntry) -> MemberSet:
+    conf = _raft_node(core).apply_conf_change(_expect(entry, raft.Entry, "a Raft entry"))
+    return MemberSet(tuple(conf.voters), tuple(conf.learners), tuple(conf.voters_outgoing))
+
+
 RAFT = ProtocolSpec(
     name="raft",
     protocol_id=WIRE_IDS["raft"],
@@ -238,7 +254,7 @@ RAFT = ProtocolSpec(
     memory_storage=lambda members: raft.MemoryStorage(),
     make_core=_raft_core,
     propose_membership=_raft_propose_membership,
-    apply_membership=lambda core, entry: _raft_node(core).apply_conf_change(_expect(entry, raft.Entry, "a Raft entry")),
+    apply_membership=_raft_apply_membership,
     members=_raft_members,
     conf_change_kind=raft.EntryKind.CONF_CHANGE,
     snapshot=raft.Snapshot,
@@ -279,11 +295,11 @@ def _paxos_propose_membership(
     return int(node.propose_reconfig(sorted(members)))
 
 
-def _paxos_apply_membership(core: CoreNode, entry: CoreEntry) -> raft.ConfState:
+def _paxos_apply_membership(core: CoreNode, entry: CoreEntry) -> MemberSet:
     # The core installs the configuration itself, alpha slots later (the α-window); the caller
-    # gets the member list it will install, in Raft's shape.
+    # gets the member list it will install.
     reconfig: paxos.Entry = _expect(entry, paxos.Entry, "a Paxos entry")
-    return raft.ConfState(voters=list(reconfig.reconfig()[1]), learners=[], voters_outgoing=[])
+    return MemberSet(voters=tuple(reconfig.reconfig()[1]))
 
 
 PAXOS = ProtocolSpec(
@@ -324,6 +340,7 @@ def get(name: str) -> ProtocolSpec:
 
 
 __all__ = [
+    "MemberSet",
     "PAXOS",
     "PLANNED",
     "PROTOCOLS",

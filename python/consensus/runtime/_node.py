@@ -30,7 +30,7 @@ from consensus import protocols
 from consensus._core import ConsensusError, Role, StorageError
 from consensus.config import parse_address
 from consensus.errors import NodeStoppedError, not_leader
-from consensus.protocols import CoreEntry, CoreNode, CoreSnapshot, CoreStorage
+from consensus.protocols import CoreEntry, CoreNode, CoreSnapshot, CoreStorage, MemberSet
 from consensus.runtime._admission import Admission, wait_for_answer
 from consensus.runtime._envelope import (
     ENVELOPE_COMMAND,
@@ -285,8 +285,9 @@ class Node:
         add_learners: Sequence[int] = (),
         remove_learners: Sequence[int] = (),
         timeout: Optional[float] = None,
-    ) -> Any:
-        """Proposes a membership change; returns the configuration in force once it is applied."""
+    ) -> MemberSet:
+        """Proposes a membership change; returns the configuration in force once it is applied
+        (`MemberSet`: voters, learners, outgoing voters)."""
         self._check_running()
         if self.core.role != Role.LEADER:
             raise not_leader(self.core.leader)
