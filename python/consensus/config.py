@@ -612,7 +612,7 @@ def parse_config(
     try:
         return NodeConfig(members=tuple(members), tls=tls, client_tls=client_tls, auth=auth, **values)
     except ConfigError as exc:
-        field = getattr(exc, "field", "") or ""
+        field = exc.field or ""
         origin = sources.get(field) or table_sources.get(field) or source
         raise _fail(field, str(exc).split(": ", 1)[-1], origin) from None
 
