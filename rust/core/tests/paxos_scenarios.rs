@@ -105,6 +105,11 @@ impl Cluster {
 
     /// Delivers everything in flight until the network is quiet.
     fn stabilize(&mut self) {
+        self.stabilize_watching(|_| {});
+    }
+
+    /// `stabilize`, showing the cluster to `watch` after every delivery.
+    fn stabilize_watching(&mut self, mut watch: impl FnMut(&Cluster)) {
         for _ in 0..10_000 {
             let batch = self.take_network();
             if batch.is_empty() {
@@ -112,6 +117,7 @@ impl Cluster {
             }
             for (from, to, frame) in batch {
                 self.deliver(from, to, &frame);
+                watch(self);
             }
         }
         panic!("the cluster did not quiesce");
@@ -682,19 +688,13 @@ fn no_ops_closing_a_window_stay_within_the_leaders_window() {
     // Node 2 leads next, with α = 2; the merged change needs promises from both 1 and 2.
     let mut c = Cluster::with_storages(ids, storages, Config { max_inflight_slots: 2, ..config() });
     c.node(2).campaign();
-    c.process(2);
     let mut max_in_flight = 0;
-    for _ in 0..100 {
-        let batch = c.take_network();
-        if batch.is_empty() {
-            break;
-        }
-        for (from, to, frame) in batch {
-            c.deliver(from, to, &frame);
-            let p = &c.nodes[&2].paxos;
+    c.stabilize_watching(|c| {
+        let p = &c.nodes[&2].paxos;
+        if p.role == Role::Leader {
             max_in_flight = max_in_flight.max(p.next_slot - 1 - p.commit);
         }
-    }
+    });
     let p = &c.nodes[&2].paxos;
     assert_eq!(p.role, Role::Leader);
     assert_eq!(p.commit, 1 + 8, "the whole window of α = 8 was filled and decided");
