@@ -14,8 +14,6 @@ from typing import Any, Callable, Dict, Iterable, List, Tuple, Type
 
 import pytest
 
-from consensus import NotLeaderError, ProposalDroppedError
-from consensus.service import ClientError
 from consensus.protocols import PROTOCOLS, ProtocolSpec
 
 from support import Cluster, PeerFrames, open_file_storage, peer_frames
@@ -54,35 +52,11 @@ def frames(protocol: ProtocolSpec) -> PeerFrames:
     return peer_frames(protocol)
 
 
-ALPHA_WINDOW_BUG = (
-    "Multi-Paxos: Node.change_membership returns once the RECONFIG slot is applied, but the change "
-    "takes effect alpha (max_inflight_slots = 256) slots later and the leader does not fill the "
-    "window with no-ops, so on an idle cluster every further change is refused "
-    "(ProposalDroppedError reason 'conf_change_pending') until 256 more values are decided: "
-    "'remove and re-add' a wiped member (docs/operations.md) stalls"
-)
-
 #: Product bugs found by a protocol-parametrised test, as (test function, protocol) -> (what is
 #: wrong, the exception it fails with). Such a run is marked xfail(strict=True, raises=...): it
 #: keeps failing that way until the bug is fixed, then fails as XPASS so the entry is removed.
 #: The tests themselves stay free of protocol names.
-KNOWN_BUGS: Dict[Tuple[str, str], Tuple[str, Type[BaseException]]] = {
-    ("test_proposal_without_leader_is_dropped", "paxos"): (
-        "PaxosNode.propose with disable_proposal_forwarding (the runtime's config) on a node that "
-        "knows no leader raises NotLeaderError(leader_hint=0) instead of ProposalDroppedError("
-        "reason='no_leader'), unlike RaftNode and docs/paxos.md (config table: 'with no known "
-        "leader, ProposalDropped')",
-        NotLeaderError,
-    ),
-    ("test_a_member_removed_and_added_again_at_once_is_taken_without_waiting_for_writes", "paxos"): (
-        ALPHA_WINDOW_BUG,
-        ProposalDroppedError,
-    ),
-    ("test_a_wiped_member_removed_and_added_again_rejoins_with_initial_state_existing", "paxos"): (
-        ALPHA_WINDOW_BUG + " (over HTTP: 503 no_leader after the client's retries)",
-        ClientError,
-    ),
-}
+KNOWN_BUGS: Dict[Tuple[str, str], Tuple[str, Type[BaseException]]] = {}
 
 
 def pytest_collection_modifyitems(items: List[pytest.Item]) -> None:

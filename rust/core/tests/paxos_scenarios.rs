@@ -105,6 +105,11 @@ impl Cluster {
 
     /// Delivers everything in flight until the network is quiet.
     fn stabilize(&mut self) {
+        self.stabilize_watching(|_| {});
+    }
+
+    /// `stabilize`, showing the cluster to `watch` after every delivery.
+    fn stabilize_watching(&mut self, mut watch: impl FnMut(&Cluster)) {
         for _ in 0..10_000 {
             let batch = self.take_network();
             if batch.is_empty() {
@@ -112,6 +117,7 @@ impl Cluster {
             }
             for (from, to, frame) in batch {
                 self.deliver(from, to, &frame);
+                watch(self);
             }
         }
         panic!("the cluster did not quiesce");
@@ -546,7 +552,9 @@ fn follower_decides_only_values_of_the_leaders_ballot() {
 
 /// Paxos Made Simple §3 (the α rule): a membership change chosen at slot `i` governs the slots
 /// above `i + α` and no earlier one; the new member learns the log by catch-up and becomes an
-/// acceptor; slots after the change need a majority of the new configuration.
+/// acceptor; slots after the change need a majority of the new configuration. The slots of the
+/// window are the leader's no-ops (docs/paxos.md §9), decided like any slot under the old
+/// configuration: with 3 and 4 cut off, a majority of {1, 2, 3} still decides them.
 #[test]
 fn pms_3_alpha_window_reconfiguration_adds_a_member_alpha_slots_later() {
     let ids = vec![1, 2, 3, 4];
@@ -556,6 +564,7 @@ fn pms_3_alpha_window_reconfiguration_adds_a_member_alpha_slots_later() {
     assert_eq!(c.nodes[&4].paxos.role, Role::Learner);
     c.elect(1);
     assert_eq!(c.propose(1, "a"), 1);
+    c.isolated = vec![3, 4];
     let slot = c.node(1).propose_reconfig(&[1, 2, 3, 4]).unwrap();
     assert_eq!(slot, 2);
     assert!(
@@ -567,28 +576,25 @@ fn pms_3_alpha_window_reconfiguration_adds_a_member_alpha_slots_later() {
     );
     c.stabilize();
     let p = &c.nodes[&1].paxos;
-    assert_eq!(p.commit, 2);
+    assert_eq!(p.commit, 6, "the change and the no-ops of its window, each by {{1, 2}}, a majority of {{1, 2, 3}}");
     assert_eq!(p.membership.at(6), &[1, 2, 3], "slots up to i + α keep the old configuration");
     assert_eq!(p.membership.at(7), &[1, 2, 3, 4]);
     let change = c.applied[&1].iter().find(|e| e.index == 2).unwrap();
     assert_eq!(change.kind, consensus_core::paxos::EntryKind::ConfChange);
     assert_eq!(consensus_core::paxos::decode_reconfig(&change.data).unwrap(), (4, vec![1, 2, 3, 4]));
-    // The new member learns the decided slots (and the change) by catch-up.
+    assert_eq!(c.applied_data(1).len(), 2, "no-ops are applied as slots, never as entries");
+    // Slot 7 needs three of {1, 2, 3, 4}: {1, 2} do not decide it.
+    assert_eq!(c.propose(1, "v7"), 7);
+    assert_eq!(c.nodes[&1].paxos.commit, 6);
+    // The new member learns the decided slots (and the change) by catch-up, and its acceptance
+    // decides slot 7 with 1 and 2.
+    c.isolated = vec![3];
     for _ in 0..3 {
         c.tick_all();
     }
-    assert_eq!(c.nodes[&4].paxos.commit, 2);
-    assert_eq!(c.nodes[&4].paxos.role, Role::Follower);
-    // With 3 and 4 cut off, slots 3..=6 still have a majority of {1, 2, 3}; slot 7 needs three of
-    // {1, 2, 3, 4}.
-    c.isolated = vec![3, 4];
-    for i in 3..=7 {
-        assert_eq!(c.propose(1, &format!("v{i}")), i);
-    }
-    assert_eq!(c.nodes[&1].paxos.commit, 6);
-    c.isolated = vec![4];
-    c.tick_all();
     assert_eq!(c.nodes[&1].paxos.commit, 7);
+    assert_eq!(c.nodes[&4].paxos.commit, 7);
+    assert_eq!(c.nodes[&4].paxos.role, Role::Follower);
     // Node 4 is now an acceptor whose acceptance counts: with 2 cut off instead, 1, 3 and 4 decide.
     c.isolated = vec![2];
     c.propose(1, "v8");
@@ -596,20 +602,16 @@ fn pms_3_alpha_window_reconfiguration_adds_a_member_alpha_slots_later() {
 }
 
 /// Paxos Made Simple §3: removing a member; after the window the remaining two must both accept,
-/// and the removed node, once it knows, stops campaigning; its Prepares get no promise.
+/// and the removed node, once it knows, stops campaigning; its Prepares get no promise. The
+/// window's slots (the leader's no-ops) are governed by {1, 2, 3}: node 3's acceptance counts there.
 #[test]
 fn pms_3_alpha_window_reconfiguration_removes_a_member() {
     let mut c = Cluster::new(3, Config { max_inflight_slots: 2, ..config() });
     c.elect(1);
+    c.isolated = vec![2];
     assert_eq!(c.node(1).propose_reconfig(&[1, 2]).unwrap(), 1);
     c.stabilize();
-    c.tick_all();
-    assert_eq!(c.nodes[&3].paxos.commit, 1);
-    // Slots 2 and 3 are governed by {1, 2, 3}: node 3's acceptance still counts there.
-    c.isolated = vec![2];
-    assert_eq!(c.propose(1, "a"), 2);
-    assert_eq!(c.propose(1, "b"), 3);
-    assert_eq!(c.nodes[&1].paxos.commit, 3);
+    assert_eq!(c.nodes[&1].paxos.commit, 3, "slots 1 to 3 decided by 1 and 3");
     c.tick_all();
     assert_eq!(c.nodes[&3].paxos.commit, 3);
     assert_eq!(c.nodes[&3].paxos.role, Role::Learner, "node 3 governs no undecided slot any more");
@@ -624,6 +626,98 @@ fn pms_3_alpha_window_reconfiguration_removes_a_member() {
     c.stabilize();
     assert_eq!(c.nodes[&3].paxos.role, Role::Learner);
     assert_eq!(c.nodes[&1].paxos.role, Role::Leader);
+}
+
+/// Paxos Made Simple §3, the α rule with no-op filling (docs/paxos.md §9): on an idle cluster the
+/// leader closes the window of a decided change with no-ops, so the change takes effect without
+/// any client write, and the next change is taken as soon as the first one is applied ("remove
+/// and re-add a wiped member", docs/operations.md). The no-ops of the whole window travel in one
+/// Accept per follower, and the new configuration governs every slot after it.
+#[test]
+fn pms_3_an_idle_leaders_reconfiguration_takes_effect_without_client_writes() {
+    let mut c = Cluster::new(3, config());
+    let alpha = c.config.max_inflight_slots;
+    c.elect(1);
+    assert_eq!(c.propose(1, "before"), 1);
+    let accepts_before = c.delivered.iter().filter(|(_, _, t)| *t == MessageType::Accept).count();
+    assert_eq!(c.node(1).propose_reconfig(&[1, 2]).unwrap(), 2);
+    c.stabilize();
+    let p = &c.nodes[&1].paxos;
+    assert_eq!(p.commit, 2 + alpha, "the window is decided: the change is in effect");
+    assert_eq!(p.membership.at(p.commit + 1), &[1, 2]);
+    assert_eq!(c.nodes[&1].status().members, vec![1, 2]);
+    let accepts = c.delivered.iter().filter(|(_, _, t)| *t == MessageType::Accept).count() - accepts_before;
+    assert_eq!(accepts, 2 * 2, "per follower: one Accept for the change, one for the {alpha} no-ops of its window");
+    // Removed and added again at once, with no write in between.
+    assert_eq!(c.node(1).propose_reconfig(&[1, 2, 3]).unwrap(), 3 + alpha);
+    c.stabilize();
+    c.tick_all();
+    assert_eq!(c.nodes[&1].paxos.commit, 3 + 2 * alpha);
+    assert_eq!(c.nodes[&3].paxos.commit, 3 + 2 * alpha);
+    assert_eq!(c.nodes[&3].paxos.role, Role::Follower, "node 3 is an acceptor again");
+    assert_eq!(c.nodes[&1].status().members, vec![1, 2, 3]);
+    // Node 3's acceptance counts again: with 2 cut off, 1 and 3 decide.
+    c.isolated = vec![2];
+    let slot = c.propose(1, "after");
+    assert_eq!(c.nodes[&1].paxos.commit, slot);
+    c.tick_all();
+    let applied = c.applied_data(3);
+    assert_eq!((applied.first(), applied.last()), (Some(&(1, "before".into())), Some(&(slot, "after".into()))));
+}
+
+/// The no-ops that close the window respect the flow control of every other slot: a leader whose
+/// α (its window) is smaller than the α a change was chosen with fills the change's window a
+/// window at a time, as its commit index advances, and the change still takes effect without
+/// client writes; nothing beyond the leader's window is ever in flight.
+#[test]
+fn no_ops_closing_a_window_stay_within_the_leaders_window() {
+    let ids = vec![1, 2, 3];
+    let storages: BTreeMap<u64, MemStorage> = ids.iter().map(|id| (*id, MemStorage::new(&ids))).collect();
+    let b11 = Ballot::new(1, 1);
+    // Node 1 led with α = 8 and chose a change at slot 1 (on 1 and 2) before it crashed.
+    let change = Value {
+        kind: consensus_core::paxos::ValueKind::Reconfig,
+        round: 1,
+        commands: vec![consensus_core::paxos::encode_reconfig(8, &[1, 2])],
+    };
+    for id in [1, 2] {
+        let mut core = storages[&id].wl();
+        core.put_accepted(&[AcceptedSlot { slot: 1, ballot: b11, value: change.clone() }]);
+        core.set_hard_state(HardState { promised: b11, commit: 0 });
+    }
+    // Node 2 leads next, with α = 2; the merged change needs promises from both 1 and 2.
+    let mut c = Cluster::with_storages(ids, storages, Config { max_inflight_slots: 2, ..config() });
+    c.node(2).campaign();
+    let mut max_in_flight = 0;
+    c.stabilize_watching(|c| {
+        let p = &c.nodes[&2].paxos;
+        if p.role == Role::Leader {
+            max_in_flight = max_in_flight.max(p.next_slot - 1 - p.commit);
+        }
+    });
+    let p = &c.nodes[&2].paxos;
+    assert_eq!(p.role, Role::Leader);
+    assert_eq!(p.commit, 1 + 8, "the whole window of α = 8 was filled and decided");
+    assert!(max_in_flight <= 2, "at most the leader's window of 2 slots in flight, saw {max_in_flight}");
+    assert_eq!(p.membership.at(p.commit + 1), &[1, 2]);
+}
+
+/// With no known leader there is nobody to take a proposal: `ProposalDropped` with reason
+/// `NoLeader`, forwarding on or off (as the Raft core answers). `NotLeader` is only for a node
+/// that can name the leader.
+#[test]
+fn proposal_with_no_known_leader_is_dropped_forwarding_on_or_off() {
+    for disable_proposal_forwarding in [false, true] {
+        let mut c = Cluster::new(3, Config { disable_proposal_forwarding, ..config() });
+        let no_leader =
+            |r: Result<u64, Error>| matches!(r, Err(Error::ProposalDropped { reason: DropReason::NoLeader, .. }));
+        assert!(no_leader(c.node(2).propose(Bytes::from_static(b"x"))), "a follower that knows no leader");
+        c.isolated = vec![3];
+        c.node(3).campaign();
+        c.process(3);
+        assert_eq!(c.nodes[&3].paxos.role, Role::Candidate);
+        assert!(no_leader(c.node(3).propose(Bytes::from_static(b"x"))), "a candidate");
+    }
 }
 
 /// Paxos Made Simple §3 with the α-window, across a leader change: a change chosen at slot 1

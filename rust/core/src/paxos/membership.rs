@@ -112,6 +112,12 @@ impl Membership {
         self.configs.values().next_back().map(Vec::as_slice).expect("a membership is never empty")
     }
 
+    /// The first slot the latest configuration governs. Above the commit index + 1 while a
+    /// decided change has not taken effect yet.
+    pub fn latest_first_slot(&self) -> u64 {
+        self.configs.keys().next_back().copied().expect("a membership is never empty")
+    }
+
     /// Every configuration governing a slot at or above `slot`.
     pub fn from_slot(&self, slot: u64) -> Vec<&[u64]> {
         let mut out = vec![self.at(slot)];
@@ -172,6 +178,7 @@ mod tests {
         assert_eq!(m.at(14), &[1, 2, 3]);
         assert_eq!(m.at(15), &[1, 2, 3, 4]);
         assert_eq!(m.from_slot(12).len(), 2);
+        assert_eq!(m.latest_first_slot(), 15);
         assert!(m.has_quorums_from(12, &BTreeSet::from([1, 2, 3])));
         assert!(!m.has_quorums_from(12, &BTreeSet::from([1, 2])), "2 of 4 is no majority");
         m.trim(16);

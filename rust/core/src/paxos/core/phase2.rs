@@ -65,11 +65,13 @@ impl<S: PaxosStorage> Paxos<S> {
             return Err(Error::dropped(DropReason::EntryTooLarge, "a command exceeds max_entry_bytes"));
         }
         if self.role != Role::Leader {
-            if self.cfg.disable_proposal_forwarding {
-                return Err(Error::NotLeader { leader_hint: self.leader });
-            }
+            // No leader known (a candidate knows none either): nobody could take it, whether or
+            // not forwarding is on. `NotLeader` is for a follower that can name the leader.
             if self.leader == 0 || self.leader == self.id {
                 return Err(Error::dropped(DropReason::NoLeader, "no leader"));
+            }
+            if self.cfg.disable_proposal_forwarding {
+                return Err(Error::NotLeader { leader_hint: self.leader });
             }
             let mut msg = Message::new(MessageType::Propose, self.id, self.leader, self.promised);
             msg.commands = commands;
@@ -124,7 +126,10 @@ impl<S: PaxosStorage> Paxos<S> {
         }
         let queued = self.proposals.batches.iter().any(|q| matches!(q, Queued::Value(_)))
             || self.proposals.backlog.iter().any(|v| v.kind == ValueKind::Reconfig);
-        if queued || !self.proposals.fences.is_empty() || !self.membership.pending_after(self.commit + 1).is_empty() {
+        // A decided change whose window is closed (every slot before it takes effect assigned)
+        // no longer blocks: the new change gets a slot the decided one governs, and is decided
+        // only after every slot below it, so after the decided one took effect.
+        if queued || !self.proposals.fences.is_empty() || self.window_to_close() {
             return Err(Error::dropped(DropReason::ConfChangePending, "a reconfiguration is in progress"));
         }
         let record = crate::paxos::membership::encode_reconfig(self.cfg.max_inflight_slots, members);
@@ -133,32 +138,43 @@ impl<S: PaxosStorage> Paxos<S> {
         Ok(self.next_slot + (self.proposals.backlog.len() + self.proposals.batches.len() - 1) as u64)
     }
 
-    /// Whether the leader can put a queued value into a slot now: within the window, and not past
-    /// the last slot whose configuration an undecided reconfiguration leaves known.
+    /// Whether a decided reconfiguration has not taken effect and some slot before the one it
+    /// takes effect at has no value yet: the leader closes that window with no-ops
+    /// (docs/paxos.md §9). Never true without a decided change pending, so runs without
+    /// reconfigurations assign exactly what they did before.
+    pub(super) fn window_to_close(&self) -> bool {
+        self.next_slot < self.membership.latest_first_slot()
+    }
+
+    /// Whether the leader can put a value into a slot now (a queued one, or a no-op closing the
+    /// window of a decided reconfiguration): within the window, and not past the last slot whose
+    /// configuration an undecided reconfiguration leaves known.
     pub fn can_assign(&self) -> bool {
         self.role == Role::Leader
-            && (!self.proposals.backlog.is_empty() || !self.proposals.batches.is_empty())
+            && (!self.proposals.backlog.is_empty() || !self.proposals.batches.is_empty() || self.window_to_close())
             && self.next_slot <= self.commit + self.cfg.max_inflight_slots
             && self.proposals.fences.values().all(|last| self.next_slot <= *last)
     }
 
     /// Puts queued values (Phase 1 range first, then client batches) into slots within the
-    /// window and sends their Accepts.
+    /// window, then no-ops up to the slot before a decided reconfiguration takes effect, and
+    /// sends their Accepts together (no-ops carry no payload, so they add no Accept message).
     pub fn assign_slots(&mut self) {
         let first = self.next_slot;
         while self.can_assign() {
-            let value = match self.proposals.backlog.pop_front() {
-                Some(value) => value,
-                None => {
-                    let queued = self.proposals.batches.pop_front().expect("can_assign");
-                    if self.proposals.batches.is_empty() {
-                        self.proposals.batch_bytes_last = 0;
-                    }
-                    match queued {
-                        Queued::Batch(commands) => Value::batch(self.promised.round, commands),
-                        Queued::Value(value) => value,
-                    }
+            let value = if let Some(value) = self.proposals.backlog.pop_front() {
+                value
+            } else if let Some(queued) = self.proposals.batches.pop_front() {
+                if self.proposals.batches.is_empty() {
+                    self.proposals.batch_bytes_last = 0;
                 }
+                match queued {
+                    Queued::Batch(commands) => Value::batch(self.promised.round, commands),
+                    Queued::Value(value) => value,
+                }
+            } else {
+                // Nothing queued, and a decided change waits for the slots before it takes effect.
+                Value::noop(self.promised.round)
             };
             let slot = self.next_slot;
             if let Some((alpha, _)) = reconfig_of(&value) {

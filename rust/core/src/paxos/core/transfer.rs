@@ -44,7 +44,8 @@ impl<S: PaxosStorage> Paxos<S> {
     /// whether it was sent.
     pub(super) fn maybe_send_timeout_now(&mut self) -> bool {
         let to = self.transfer_target;
-        if to == 0 || !self.proposals.backlog.is_empty() || !self.proposals.batches.is_empty() {
+        if to == 0 || !self.proposals.backlog.is_empty() || !self.proposals.batches.is_empty() || self.window_to_close()
+        {
             return false;
         }
         let holds_decided = self.progress.get(&to).is_some_and(|p| p.decided >= self.commit);
