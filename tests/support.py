@@ -235,7 +235,9 @@ def _paxos_promise_kept(frame: bytes, to: int, storage: Any) -> Optional[Tuple[s
     if msg.type in (paxos.MessageType.PROMISE, paxos.MessageType.PROMISE_PAGE):
         return "vote", storage.hard_state().promised >= msg.ballot
     if msg.type == paxos.MessageType.ACCEPTED:
-        slots = range(msg.index, msg.last_index + 1)
+        # Slots the acceptor already knew decided (at or below its commit) keep the ballot they
+        # were decided at: the chosen value, durable since. Only the ones it accepted now count.
+        slots = range(max(msg.index, msg.commit + 1), msg.last_index + 1)
         return "ack", all(storage.accepted_ballot(slot) == msg.ballot for slot in slots)
     return None
 

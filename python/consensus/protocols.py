@@ -11,7 +11,7 @@ configuration (`consensus.config`) and the transports take the list from here.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple, Union
 
 from consensus import defaults, paxos, raft
@@ -139,10 +139,10 @@ class MemberSet:
     """The configuration a membership change put in force, the same shape for every protocol
     (a Multi-Paxos configuration is all voters)."""
 
-    voters: Tuple[int, ...]
-    learners: Tuple[int, ...] = ()
+    voters: List[int]
+    learners: List[int] = field(default_factory=list)
     #: The outgoing voters while a Raft joint configuration is in force.
-    voters_outgoing: Tuple[int, ...] = ()
+    voters_outgoing: List[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -244,7 +244,7 @@ def _raft_members(core: CoreNode) -> Sequence[int]:
 
 def _raft_apply_membership(core: CoreNode, entry: CoreEntry) -> MemberSet:
     conf = _raft_node(core).apply_conf_change(_expect(entry, raft.Entry, "a Raft entry"))
-    return MemberSet(tuple(conf.voters), tuple(conf.learners), tuple(conf.voters_outgoing))
+    return MemberSet(list(conf.voters), list(conf.learners), list(conf.voters_outgoing))
 
 
 RAFT = ProtocolSpec(
@@ -299,7 +299,7 @@ def _paxos_apply_membership(core: CoreNode, entry: CoreEntry) -> MemberSet:
     # The core installs the configuration itself, alpha slots later (the α-window); the caller
     # gets the member list it will install.
     reconfig: paxos.Entry = _expect(entry, paxos.Entry, "a Paxos entry")
-    return MemberSet(voters=tuple(reconfig.reconfig()[1]))
+    return MemberSet(voters=list(reconfig.reconfig()[1]))
 
 
 PAXOS = ProtocolSpec(
